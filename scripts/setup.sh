@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# scanscope setup: installs everything a fresh Debian machine of this project's kind lacks to
+# build, test and demo scanscope. Idempotent: when everything is present it only checks (seconds).
+#
+#   scripts/setup.sh            # as root (apt-get needs it)
+#
+# What it installs:
+#   * Debian packages: real scanners (nmap, masscan, zmap, hping3), traffic tools (netsniff-ng,
+#     tcpreplay, tcpdump), iproute2, bpftool, pkg-config/libelf for tooling.
+#   * rust-src for the nightly toolchain (the eBPF crate is built with -Z build-std=core).
+#   * bpf-linker, built against the nightly's own libLLVM (see shared notes/toolchain.md).
+#   * Python packages used by tests and examples to read the lake: duckdb, pandas, pyarrow.
+set -euo pipefail
+
+log() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- Debian packages
+APT_PKGS=(nmap masscan zmap hping3 netsniff-ng tcpreplay tcpdump iproute2 bpftool ethtool)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  [ "$(id -u)" = 0 ] || die "need root to apt-get install: ${missing[*]}"
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update failed"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install failed"
+else
+  log "Debian packages present"
+fi
+
+# ---------------------------------------------------------------- Rust toolchains
+command -v rustup >/dev/null || die "rustup not found: this machine kind ships one Rust toolchain by rustup"
+rustup toolchain list | grep -q '^nightly' || die "the nightly toolchain is not installed (rustup toolchain install nightly)"
+if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+  log "adding rust-src to nightly"
+  rustup component add rust-src --toolchain nightly
+else
+  log "nightly rust-src present"
+fi
+
+# ---------------------------------------------------------------- bpf-linker
+LLVM_MAJOR=$(rustc +nightly -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+[ -n "$LLVM_MAJOR" ] || die "cannot read the nightly's LLVM version"
+PREFIX=${BPF_LINKER_LLVM_PREFIX:-$HOME/.cache/bpf-linker-llvm}
+SYSROOT=$(rustc +nightly --print sysroot)
+LIB=$(ls "$SYSROOT"/lib/libLLVM.so.* 2>/dev/null | head -1 || true)
+[ -n "$LIB" ] || die "the nightly toolchain has no libLLVM.so.* under $SYSROOT/lib"
+mkdir -p "$PREFIX/lib"
+ln -sf "$LIB" "$PREFIX/lib/libLLVM.so"
+ln -sf "$LIB" "$PREFIX/lib/$(basename "$LIB")"
+if ! bpf-linker --version >/dev/null 2>&1; then
+  log "building bpf-linker against the nightly's LLVM $LLVM_MAJOR (about a minute)"
+  LLVM_PREFIX=$PREFIX cargo install --locked bpf-linker --no-default-features --features "llvm-$LLVM_MAJOR" \
+    || LLVM_PREFIX=$PREFIX cargo install bpf-linker --no-default-features --features "llvm-$LLVM_MAJOR" \
+    || die "cargo install bpf-linker failed"
+  bpf-linker --version >/dev/null || die "bpf-linker installed but does not run"
+else
+  log "bpf-linker present: $(bpf-linker --version)"
+fi
+
+# ---------------------------------------------------------------- Python readers
+if ! python3 -c 'import duckdb, pandas, pyarrow' 2>/dev/null; then
+  log "installing duckdb, pandas, pyarrow"
+  python3 -m pip install -q --disable-pip-version-check duckdb pandas pyarrow || die "pip install failed"
+else
+  log "duckdb/pandas/pyarrow present"
+fi
+
+# ---------------------------------------------------------------- kernel facts (warn only)
+[ -r /sys/kernel/btf/vmlinux ] || log "WARNING: no /sys/kernel/btf/vmlinux: this kernel has no BTF"
+log "done"

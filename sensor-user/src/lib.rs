@@ -1,0 +1,36 @@
+//! The scanscope sensor agent.
+//!
+//! Pipeline, one module per stage (see ARCHITECTURE.md):
+//!
+//! 1. [`config`] — the operator's TOML file, validated into a [`config::RuntimeConfig`].
+//! 2. [`load`] — loads the embedded XDP object ([`object`]), sizes and fills its maps, attaches it
+//!    to interfaces (driver mode, falling back to generic) through BPF links that the kernel
+//!    removes when the agent exits, even by a crash.
+//! 3. [`drain`] — reads what the kernel produced: the ring buffer of sampled packets, the
+//!    double-buffered tuple tables (flip the epoch, drain the idle table exactly), and the
+//!    per-CPU counters (as per-interval deltas).
+//! 4. [`decode`] — raw `#[repr(C)]` records into typed values with UTC timestamps ([`clock`]).
+//! 5. [`fingerprint`] — per-event tool fingerprints (ZMap, Masscan, Mirai, Nmap, Unicornscan),
+//!    initial-TTL OS hint and TCP option signature.
+//! 6. [`sink`] — writes records (JSON lines).
+//!
+//! [`agent`] runs the stages; [`reference`] is a user-space parser with the kernel's exact
+//! classification rules, used by the differential tests and to craft expectations.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sensor_user::agent::AgentError> {
+//! use sensor_user::agent::{AgentOptions, run};
+//! let opts = AgentOptions { ifaces: vec!["eth0".into()], ..AgentOptions::default() };
+//! run(opts, std::future::pending::<()>()).await
+//! # }
+//! ```
+pub mod agent;
+pub mod clock;
+pub mod config;
+pub mod decode;
+pub mod drain;
+pub mod fingerprint;
+pub mod load;
+pub mod object;
+pub mod reference;
+pub mod sink;

@@ -1,0 +1,194 @@
+//! Load stage: the embedded XDP object into the kernel, its maps sized and filled, the program
+//! attached to interfaces.
+//!
+//! Attachment goes through BPF links (`bpf_link_create`), which the kernel removes when their
+//! last file descriptor closes: the program is detached when the agent exits, even by a crash.
+use std::{ffi::CString, net::IpAddr};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{Array, LpmTrie, MapError, lpm_trie::Key},
+    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use sensor_common::{PROGRAM_NAME, SensorConfig, maps};
+use tracing::{info, warn};
+
+use crate::{config::RuntimeConfig, object};
+
+/// Errors loading, configuring or attaching the XDP program.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("the eBPF object is not embedded in this build: run `cargo xtask build-ebpf`, then rebuild")]
+    ObjectMissing,
+    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): scanscope needs a kernel built with CONFIG_DEBUG_INFO_BTF")]
+    NoBtf,
+    #[error("missing privileges to {what}: run as root (or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)")]
+    Permission {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("loading the eBPF object failed: {0}")]
+    Object(#[source] Box<aya::EbpfError>),
+    #[error("the kernel rejected the XDP program: {0}")]
+    Program(#[source] ProgramError),
+    #[error("interface {0:?} does not exist")]
+    NoSuchInterface(String),
+    #[error("attaching XDP to {iface} failed (driver and generic mode): {source}")]
+    Attach {
+        iface: String,
+        #[source]
+        source: ProgramError,
+    },
+    #[error("the eBPF object has no map {0}")]
+    MissingMap(&'static str),
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: MapError,
+    },
+}
+
+/// Whether an error chain bottoms out in EPERM (EACCES is what the verifier returns).
+fn is_permission_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && io.raw_os_error() == Some(libc::EPERM)
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// Raises RLIMIT_MEMLOCK for kernels that still charge BPF memory to it. Kernels ≥ 5.11 charge
+/// the memory cgroup instead, so failing to raise it is only a warning.
+fn raise_memlock() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: setrlimit reads a valid rlimit struct.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
+        warn!(error = %std::io::Error::last_os_error(), "cannot raise RLIMIT_MEMLOCK; relying on memory-cgroup accounting");
+    }
+}
+
+/// Loads the scanscope object with the configured map sizes, loads (verifies) the program and
+/// writes the runtime configuration. Nothing is attached yet.
+pub fn load(cfg: &RuntimeConfig) -> Result<Ebpf, LoadError> {
+    load_object(object::SCANSCOPE, cfg)
+}
+
+/// Loads a given object (tests and benchmarks load the baseline too).
+pub fn load_object(bytes: &[u8], cfg: &RuntimeConfig) -> Result<Ebpf, LoadError> {
+    if bytes.is_empty() {
+        return Err(LoadError::ObjectMissing);
+    }
+    if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(LoadError::NoBtf);
+    }
+    raise_memlock();
+    let mut loader = EbpfLoader::new();
+    loader
+        .set_max_entries(maps::TUPLES_0, cfg.tuple_entries)
+        .set_max_entries(maps::TUPLES_1, cfg.tuple_entries)
+        .set_max_entries(maps::EVENTS, cfg.ringbuf_bytes);
+    let mut ebpf = loader.load(bytes).map_err(|e| {
+        if is_permission_error(&e) {
+            LoadError::Permission { what: "create BPF maps", source: Box::new(e) }
+        } else {
+            LoadError::Object(Box::new(e))
+        }
+    })?;
+    if let Some(prog) = ebpf.program_mut(PROGRAM_NAME) {
+        let xdp: &mut Xdp = prog.try_into().map_err(LoadError::Program)?;
+        xdp.load().map_err(|e| {
+            if is_permission_error(&e) {
+                LoadError::Permission { what: "load the XDP program", source: Box::new(e) }
+            } else {
+                LoadError::Program(e)
+            }
+        })?;
+        apply_config(&mut ebpf, cfg)?;
+    }
+    Ok(ebpf)
+}
+
+/// The loaded XDP program of an object (the scanscope one, or the null baseline).
+pub fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
+    let name = if ebpf.program(PROGRAM_NAME).is_some() { PROGRAM_NAME } else { "null" };
+    let prog = ebpf.program_mut(name).ok_or(LoadError::MissingMap("program"))?;
+    let xdp: &mut Xdp = prog.try_into().map_err(LoadError::Program)?;
+    if xdp.fd().is_err() {
+        xdp.load().map_err(LoadError::Program)?;
+    }
+    Ok(xdp)
+}
+
+/// Writes the runtime configuration into the `CONFIG` and `EXCLUDE` maps. Called at start and
+/// on every reload; takes effect for the next packet.
+pub fn apply_config(ebpf: &mut Ebpf, cfg: &RuntimeConfig) -> Result<(), LoadError> {
+    let map_err = |name| move |source| LoadError::Map { name, source };
+    {
+        let m = ebpf.map_mut(maps::EXCLUDE).ok_or(LoadError::MissingMap(maps::EXCLUDE))?;
+        let mut trie: LpmTrie<_, [u8; 16], u8> = LpmTrie::try_from(m).map_err(map_err(maps::EXCLUDE))?;
+        let old: Vec<Key<[u8; 16]>> = trie.keys().filter_map(Result::ok).collect();
+        for k in &old {
+            trie.remove(k).map_err(map_err(maps::EXCLUDE))?;
+        }
+        for net in &cfg.exclude {
+            let (addr, len) = match net.addr() {
+                IpAddr::V4(a) => (a.to_ipv6_mapped().octets(), u32::from(net.prefix_len()) + 96),
+                IpAddr::V6(a) => (a.octets(), u32::from(net.prefix_len())),
+            };
+            trie.insert(&Key::new(len, addr), 1, 0).map_err(map_err(maps::EXCLUDE))?;
+        }
+    }
+    let m = ebpf.map_mut(maps::CONFIG).ok_or(LoadError::MissingMap(maps::CONFIG))?;
+    let mut config: Array<_, SensorConfig> = Array::try_from(m).map_err(map_err(maps::CONFIG))?;
+    config.set(0, cfg.kernel, 0).map_err(map_err(maps::CONFIG))?;
+    Ok(())
+}
+
+/// One interface the program is attached to.
+#[derive(Debug)]
+pub struct Attachment {
+    pub iface: String,
+    pub ifindex: u32,
+    /// `"driver"` or `"generic"`.
+    pub mode: &'static str,
+    pub link: XdpLinkId,
+}
+
+/// The index of a network interface, if it exists.
+pub fn ifindex(iface: &str) -> Option<u32> {
+    let name = CString::new(iface).ok()?;
+    // SAFETY: if_nametoindex reads a valid C string.
+    let idx = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    (idx != 0).then_some(idx)
+}
+
+/// Attaches the program to an interface in driver mode, falling back to generic (skb) mode.
+pub fn attach(ebpf: &mut Ebpf, iface: &str) -> Result<Attachment, LoadError> {
+    let idx = ifindex(iface).ok_or_else(|| LoadError::NoSuchInterface(iface.to_string()))?;
+    let xdp = program(ebpf)?;
+    match xdp.attach_to_if_index(idx, XdpMode::Driver) {
+        Ok(link) => {
+            info!(iface, mode = "driver", "XDP attached");
+            Ok(Attachment { iface: iface.to_string(), ifindex: idx, mode: "driver", link })
+        }
+        Err(driver_err) => {
+            if is_permission_error(&driver_err) {
+                return Err(LoadError::Permission { what: "attach XDP", source: Box::new(driver_err) });
+            }
+            match xdp.attach_to_if_index(idx, XdpMode::Skb) {
+                Ok(link) => {
+                    warn!(iface, mode = "generic", driver_error = %driver_err, "driver-mode XDP unavailable; attached in generic mode");
+                    Ok(Attachment { iface: iface.to_string(), ifindex: idx, mode: "generic", link })
+                }
+                Err(source) => Err(LoadError::Attach { iface: iface.to_string(), source }),
+            }
+        }
+    }
+}
