@@ -1,1 +1,330 @@
-//! agent
+//! The agent: runs the stages (load → attach → drain → decode → sink) until shutdown.
+//!
+//! One task owns the eBPF object and the sink. It wakes when the ring buffer has events, on
+//! every interval tick (rotate tuple tables, read counters), on SIGHUP (re-read the config
+//! file and apply it without reloading the program) and on shutdown (detach, drain everything
+//! one last time, flush).
+use std::{
+    collections::{BTreeMap, HashMap},
+    future::Future,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use aya::Ebpf;
+use chrono::{DateTime, Utc};
+use sensor_common::{KIND_COUNT, Kind, PORTS_UDP_BASE, counter};
+use tokio::{
+    io::unix::AsyncFd,
+    signal::unix::{SignalKind, signal},
+};
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::{ConfigError, RuntimeConfig},
+    decode::{Decoder, KindCount, Lost, LostStage, Record, Stats},
+    drain::{self, CounterSnapshot, DrainError},
+    load::{self, Attachment, LoadError},
+    sink::{JsonlSink, SinkError},
+};
+
+/// Errors that stop the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Drain(#[from] DrainError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("no interface given (use --iface)")]
+    NoInterface,
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What the agent is asked to do.
+#[derive(Debug, Clone)]
+pub struct AgentOptions {
+    pub ifaces: Vec<String>,
+    /// JSON-lines output (`-` = stdout); `None` logs a summary per interval only.
+    pub jsonl: Option<PathBuf>,
+    pub sensor_id: String,
+    pub interval: Duration,
+    pub config_path: Option<PathBuf>,
+}
+
+impl Default for AgentOptions {
+    fn default() -> Self {
+        AgentOptions {
+            ifaces: Vec::new(),
+            jsonl: None,
+            sensor_id: default_sensor_id(),
+            interval: Duration::from_secs(60),
+            config_path: None,
+        }
+    }
+}
+
+/// The host name, or `sensor` if it cannot be read.
+pub fn default_sensor_id() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(0);
+    if rc == 0 && end > 0 {
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "sensor".into()
+    }
+}
+
+/// How long program runs that read the old epoch may still write the old tuple table.
+const EPOCH_GRACE: Duration = Duration::from_millis(20);
+
+struct State {
+    ebpf: Ebpf,
+    decoder: Decoder,
+    sink: Option<JsonlSink>,
+    prev_counters: CounterSnapshot,
+    prev_ports: Vec<u64>,
+    interval_start: DateTime<Utc>,
+    interval_began: Instant,
+    events_in_interval: u64,
+    bad_records: u64,
+}
+
+impl State {
+    fn emit(&mut self, r: &Record) -> Result<(), AgentError> {
+        if let Some(s) = &mut self.sink {
+            s.write(r)?;
+        }
+        Ok(())
+    }
+
+    fn drain_events(&mut self, rb: &mut aya::maps::RingBuf<aya::maps::MapData>) -> Result<u64, AgentError> {
+        let mut n = 0;
+        while let Some(rec) = drain::read_event(rb) {
+            match rec {
+                Ok(raw) => match self.decoder.event(&raw) {
+                    Some(ev) => {
+                        self.emit(&Record::Event(ev))?;
+                        n += 1;
+                    }
+                    None => self.bad_records += 1,
+                },
+                Err(len) => {
+                    self.bad_records += 1;
+                    debug!(len, "ring-buffer record of unexpected size");
+                }
+            }
+        }
+        self.events_in_interval += n;
+        if n > 0
+            && let Some(s) = &mut self.sink
+        {
+            s.flush()?;
+        }
+        Ok(n)
+    }
+
+    /// Ends an interval: tuple counts of `tables`, counter and port deltas, lost records.
+    fn close_interval(&mut self, tables: Vec<(sensor_common::TupleKey, sensor_common::TupleValue)>) -> Result<(), AgentError> {
+        let secs = self.interval_began.elapsed().as_secs_f64();
+        let start = self.interval_start;
+        let mut flows = 0u64;
+        for (k, v) in &tables {
+            if let Some(f) = self.decoder.flow(start, secs, k, v) {
+                self.emit(&Record::Flow(f))?;
+                flows += 1;
+            }
+        }
+        let now_counters = drain::read_counters(&self.ebpf)?;
+        let delta = now_counters.since(&self.prev_counters);
+        self.prev_counters = now_counters;
+        let now_ports = drain::read_ports(&self.ebpf)?;
+        let mut tcp_ports = BTreeMap::new();
+        let mut udp_ports = BTreeMap::new();
+        for (i, (now, prev)) in now_ports.iter().zip(&self.prev_ports).enumerate() {
+            let d = now.saturating_sub(*prev);
+            if d > 0 {
+                let i = i as u32;
+                if i < PORTS_UDP_BASE {
+                    tcp_ports.insert(i as u16, d);
+                } else {
+                    udp_ports.insert((i - PORTS_UDP_BASE) as u16, d);
+                }
+            }
+        }
+        self.prev_ports = now_ports;
+
+        let kinds = Kind::ALL[..KIND_COUNT]
+            .iter()
+            .map(|k| {
+                let i = *k as u32;
+                (
+                    k.name(),
+                    KindCount {
+                        packets: delta.get(counter::KIND_PACKETS + i),
+                        bytes: delta.get(counter::KIND_BYTES + i),
+                    },
+                )
+            })
+            .collect();
+        let counters = (counter::NON_IP..counter::SLOTS)
+            .filter_map(|i| counter::name(i).map(|n| (n, delta.get(i))))
+            .collect();
+        let stats = Stats {
+            interval_start: start,
+            interval_secs: secs,
+            sensor: self.decoder.sensor.clone(),
+            kinds,
+            counters,
+            ringbuf_full_per_cpu: delta.ringbuf_full_per_cpu.clone(),
+            tcp_ports,
+            udp_ports,
+            flows,
+            events: self.events_in_interval,
+        };
+        let total: u64 = stats.kinds.values().map(|k| k.packets).sum();
+        info!(
+            packets = total,
+            flows,
+            events = self.events_in_interval,
+            malformed = counter::MALFORMED.iter().map(|&c| delta.get(c)).sum::<u64>(),
+            excluded = delta.get(counter::EXCLUDED_CIDR) + delta.get(counter::OWN_SOCKET),
+            "interval"
+        );
+        self.emit(&Record::Stats(stats))?;
+        let now = Utc::now();
+        for (stage, unit, count) in [
+            (LostStage::KernelRingbuf, "events", delta.get(counter::RINGBUF_FULL)),
+            (LostStage::KernelTupleTable, "packets", delta.get(counter::TUPLE_TABLE_FULL)),
+        ] {
+            if count > 0 {
+                warn!(?stage, count, "data lost");
+                let lost = Lost { ts: now, sensor: self.decoder.sensor.clone(), stage, unit, count };
+                self.emit(&Record::Lost(lost))?;
+            }
+        }
+        if let Some(s) = &mut self.sink {
+            s.flush()?;
+        }
+        self.interval_start = now;
+        self.interval_began = Instant::now();
+        self.events_in_interval = 0;
+        Ok(())
+    }
+}
+
+fn read_config(path: &Option<PathBuf>) -> Result<RuntimeConfig, ConfigError> {
+    match path {
+        Some(p) => RuntimeConfig::from_file(p),
+        None => Ok(RuntimeConfig::default()),
+    }
+}
+
+/// Runs the agent until `shutdown` completes, then drains everything one last time.
+pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    if opts.ifaces.is_empty() {
+        return Err(AgentError::NoInterface);
+    }
+    let cfg = read_config(&opts.config_path)?;
+    // Check interfaces before loading anything, for a clear error.
+    for i in &opts.ifaces {
+        if load::ifindex(i).is_none() {
+            return Err(LoadError::NoSuchInterface(i.clone()).into());
+        }
+    }
+    let sink = match &opts.jsonl {
+        Some(p) => Some(JsonlSink::create(p)?),
+        None => None,
+    };
+    let mut ebpf = load::load(&cfg)?;
+    let mut attachments: Vec<Attachment> = Vec::new();
+    for i in &opts.ifaces {
+        attachments.push(load::attach(&mut ebpf, i)?);
+    }
+    let ifaces: HashMap<u32, String> = attachments.iter().map(|a| (a.ifindex, a.iface.clone())).collect();
+    let rb = drain::take_ringbuf(&mut ebpf)?;
+    // SAFETY: the ring buffer owns its file descriptor and lives inside the AsyncFd until the
+    // AsyncFd is dropped, so the descriptor stays open while it is registered.
+    let mut rb = unsafe { AsyncFd::register(rb) }
+        .map_err(|e| AgentError::Io { what: "polling the ring buffer", source: e.into() })?;
+    let prev_counters = drain::read_counters(&ebpf)?;
+    let prev_ports = drain::read_ports(&ebpf)?;
+    let mut st = State {
+        ebpf,
+        decoder: Decoder::new(opts.sensor_id.clone(), ifaces),
+        sink,
+        prev_counters,
+        prev_ports,
+        interval_start: Utc::now(),
+        interval_began: Instant::now(),
+        events_in_interval: 0,
+        bad_records: 0,
+    };
+    info!(sensor = %opts.sensor_id, ifaces = ?opts.ifaces, interval_secs = opts.interval.as_secs_f64(), "sensor running");
+
+    let mut hup = signal(SignalKind::hangup()).map_err(|source| AgentError::Io { what: "installing the SIGHUP handler", source })?;
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + opts.interval, opts.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            _ = hup.recv() => match read_config(&opts.config_path) {
+                Ok(new) => {
+                    if new.tuple_entries != cfg.tuple_entries || new.ringbuf_bytes != cfg.ringbuf_bytes {
+                        warn!("tuple_entries and ringbuf_bytes take effect only after a restart");
+                    }
+                    load::apply_config(&mut st.ebpf, &new)?;
+                    info!("configuration reloaded");
+                }
+                Err(e) => warn!(error = %e, "configuration not reloaded; keeping the current one"),
+            },
+            guard = rb.readable_mut() => {
+                let mut guard = guard.map_err(|source| AgentError::Io { what: "polling the ring buffer", source })?;
+                st.drain_events(guard.get_inner_mut())?;
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                let old = drain::flip_epoch(&mut st.ebpf)?;
+                tokio::time::sleep(EPOCH_GRACE).await;
+                let tables = drain::drain_table(&mut st.ebpf, old)?;
+                st.close_interval(tables)?;
+                st.decoder.clock.resync();
+            }
+        }
+    }
+
+    // Final drain: detach first so nothing new arrives, then read everything that is left.
+    info!("shutting down: detaching and draining");
+    {
+        let xdp = load::program(&mut st.ebpf)?;
+        for a in attachments {
+            if let Err(e) = xdp.detach(a.link) {
+                warn!(iface = %a.iface, error = %e, "detach failed (the link goes away with the process)");
+            }
+        }
+    }
+    tokio::time::sleep(EPOCH_GRACE).await;
+    st.drain_events(rb.get_mut())?;
+    let mut tables = drain::drain_table(&mut st.ebpf, 0)?;
+    tables.extend(drain::drain_table(&mut st.ebpf, 1)?);
+    st.close_interval(tables)?;
+    if st.bad_records > 0 {
+        warn!(records = st.bad_records, "ring-buffer records could not be decoded");
+    }
+    if let Some(s) = &mut st.sink {
+        s.flush()?;
+        info!(records = s.written, "output written");
+    }
+    Ok(())
+}

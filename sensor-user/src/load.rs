@@ -91,9 +91,9 @@ pub fn load_object(bytes: &[u8], cfg: &RuntimeConfig) -> Result<Ebpf, LoadError>
     raise_memlock();
     let mut loader = EbpfLoader::new();
     loader
-        .set_max_entries(maps::TUPLES_0, cfg.tuple_entries)
-        .set_max_entries(maps::TUPLES_1, cfg.tuple_entries)
-        .set_max_entries(maps::EVENTS, cfg.ringbuf_bytes);
+        .map_max_entries(maps::TUPLES_0, cfg.tuple_entries)
+        .map_max_entries(maps::TUPLES_1, cfg.tuple_entries)
+        .map_max_entries(maps::EVENTS, cfg.ringbuf_bytes);
     let mut ebpf = loader.load(bytes).map_err(|e| {
         if is_permission_error(&e) {
             LoadError::Permission { what: "create BPF maps", source: Box::new(e) }

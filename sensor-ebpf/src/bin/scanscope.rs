@@ -498,7 +498,9 @@ fn tuple_add(v: *mut TupleValue, p: &Parsed, now: u64, every: u32) -> u32 {
             u64::from(p.ip_len),
         );
         (*v).last_ns = now;
-        atomic_xadd::<u64, u64, { AtomicOrdering::Relaxed }>(&raw mut (*v).packets, 1)
+        // SeqCst, not Relaxed: LLVM's BPF backend lowers a relaxed fetch-add to a plain
+        // `lock +=` that does not return the old value, even when it is used.
+        atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(&raw mut (*v).packets, 1)
     };
     if every != 0 && before % u64::from(every) == 0 { every } else { 0 }
 }
