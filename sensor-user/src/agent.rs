@@ -108,7 +108,10 @@ impl State {
         Ok(())
     }
 
-    fn drain_events(&mut self, rb: &mut aya::maps::RingBuf<aya::maps::MapData>) -> Result<u64, AgentError> {
+    fn drain_events(
+        &mut self,
+        rb: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    ) -> Result<u64, AgentError> {
         let mut n = 0;
         while let Some(rec) = drain::read_event(rb) {
             match rec {
@@ -135,7 +138,10 @@ impl State {
     }
 
     /// Ends an interval: tuple counts of `tables`, counter and port deltas, lost records.
-    fn close_interval(&mut self, tables: Vec<(sensor_common::TupleKey, sensor_common::TupleValue)>) -> Result<(), AgentError> {
+    fn close_interval(
+        &mut self,
+        tables: Vec<(sensor_common::TupleKey, sensor_common::TupleValue)>,
+    ) -> Result<(), AgentError> {
         let secs = self.interval_began.elapsed().as_secs_f64();
         let start = self.interval_start;
         let mut flows = 0u64;
@@ -197,19 +203,36 @@ impl State {
             packets = total,
             flows,
             events = self.events_in_interval,
-            malformed = counter::MALFORMED.iter().map(|&c| delta.get(c)).sum::<u64>(),
+            malformed = counter::MALFORMED
+                .iter()
+                .map(|&c| delta.get(c))
+                .sum::<u64>(),
             excluded = delta.get(counter::EXCLUDED_CIDR) + delta.get(counter::OWN_SOCKET),
             "interval"
         );
         self.emit(&Record::Stats(stats))?;
         let now = Utc::now();
         for (stage, unit, count) in [
-            (LostStage::KernelRingbuf, "events", delta.get(counter::RINGBUF_FULL)),
-            (LostStage::KernelTupleTable, "packets", delta.get(counter::TUPLE_TABLE_FULL)),
+            (
+                LostStage::KernelRingbuf,
+                "events",
+                delta.get(counter::RINGBUF_FULL),
+            ),
+            (
+                LostStage::KernelTupleTable,
+                "packets",
+                delta.get(counter::TUPLE_TABLE_FULL),
+            ),
         ] {
             if count > 0 {
                 warn!(?stage, count, "data lost");
-                let lost = Lost { ts: now, sensor: self.decoder.sensor.clone(), stage, unit, count };
+                let lost = Lost {
+                    ts: now,
+                    sensor: self.decoder.sensor.clone(),
+                    stage,
+                    unit,
+                    count,
+                };
                 self.emit(&Record::Lost(lost))?;
             }
         }
@@ -251,12 +274,17 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     for i in &opts.ifaces {
         attachments.push(load::attach(&mut ebpf, i)?);
     }
-    let ifaces: HashMap<u32, String> = attachments.iter().map(|a| (a.ifindex, a.iface.clone())).collect();
+    let ifaces: HashMap<u32, String> = attachments
+        .iter()
+        .map(|a| (a.ifindex, a.iface.clone()))
+        .collect();
     let rb = drain::take_ringbuf(&mut ebpf)?;
     // SAFETY: the ring buffer owns its file descriptor and lives inside the AsyncFd until the
     // AsyncFd is dropped, so the descriptor stays open while it is registered.
-    let mut rb = unsafe { AsyncFd::register(rb) }
-        .map_err(|e| AgentError::Io { what: "polling the ring buffer", source: e.into() })?;
+    let mut rb = unsafe { AsyncFd::register(rb) }.map_err(|e| AgentError::Io {
+        what: "polling the ring buffer",
+        source: e.into(),
+    })?;
     let prev_counters = drain::read_counters(&ebpf)?;
     let prev_ports = drain::read_ports(&ebpf)?;
     let mut st = State {
@@ -272,8 +300,12 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     };
     info!(sensor = %opts.sensor_id, ifaces = ?opts.ifaces, interval_secs = opts.interval.as_secs_f64(), "sensor running");
 
-    let mut hup = signal(SignalKind::hangup()).map_err(|source| AgentError::Io { what: "installing the SIGHUP handler", source })?;
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + opts.interval, opts.interval);
+    let mut hup = signal(SignalKind::hangup()).map_err(|source| AgentError::Io {
+        what: "installing the SIGHUP handler",
+        source,
+    })?;
+    let mut tick =
+        tokio::time::interval_at(tokio::time::Instant::now() + opts.interval, opts.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     loop {
@@ -320,7 +352,10 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     tables.extend(drain::drain_table(&mut st.ebpf, 1)?);
     st.close_interval(tables)?;
     if st.bad_records > 0 {
-        warn!(records = st.bad_records, "ring-buffer records could not be decoded");
+        warn!(
+            records = st.bad_records,
+            "ring-buffer records could not be decoded"
+        );
     }
     if let Some(s) = &mut st.sink {
         s.flush()?;

@@ -2,7 +2,10 @@
 use chrono::{DateTime, Utc};
 
 fn now_ns(clock: libc::clockid_t) -> i128 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes a valid timespec.
     unsafe { libc::clock_gettime(clock, &mut ts) };
     i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
@@ -30,7 +33,9 @@ impl Clock {
                 best = Some((width, off));
             }
         }
-        Clock { offset_ns: best.map_or(0, |(_, o)| o) }
+        Clock {
+            offset_ns: best.map_or(0, |(_, o)| o),
+        }
     }
 
     /// Re-measures the offset.

@@ -40,7 +40,11 @@ pub enum ConfigError {
         source: Box<toml::de::Error>,
     },
     #[error("config: unknown kind {name:?} in [{table}] (known: {known})")]
-    UnknownKind { table: &'static str, name: String, known: String },
+    UnknownKind {
+        table: &'static str,
+        name: String,
+        known: String,
+    },
     #[error("config: action for {kind} must be \"pass\" or \"drop\", not {value:?}")]
     BadAction { kind: String, value: String },
     #[error("config: payload_len {0} is larger than the maximum {MAX_PAYLOAD}")]
@@ -102,13 +106,20 @@ fn kind_by_name(table: &'static str, name: &str) -> Result<Option<Kind>, ConfigE
     if name == "default" {
         return Ok(None);
     }
-    Kind::ALL.iter().copied().find(|k| k.name() == name).map(Some).ok_or_else(|| {
-        ConfigError::UnknownKind {
+    Kind::ALL
+        .iter()
+        .copied()
+        .find(|k| k.name() == name)
+        .map(Some)
+        .ok_or_else(|| ConfigError::UnknownKind {
             table,
             name: name.to_string(),
-            known: Kind::ALL.iter().map(|k| k.name()).collect::<Vec<_>>().join(", "),
-        }
-    })
+            known: Kind::ALL
+                .iter()
+                .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
 }
 
 /// Applies a per-kind table: `default` first, then the named kinds.
@@ -132,20 +143,25 @@ where
 impl RuntimeConfig {
     /// Reads and validates a configuration file.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.display().to_string(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
         Self::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { source, .. } => {
-                ConfigError::Parse { path: path.display().to_string(), source }
-            }
+            ConfigError::Parse { source, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                source,
+            },
             other => other,
         })
     }
 
     /// Parses and validates configuration text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let file: FileConfig = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: "<text>".into(), source: Box::new(e) })?;
+        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "<text>".into(),
+            source: Box::new(e),
+        })?;
         let mut cfg = RuntimeConfig::default();
         if let Some(n) = file.payload_len {
             if n as usize > MAX_PAYLOAD {
@@ -191,7 +207,12 @@ impl RuntimeConfig {
             let a = match v.as_str() {
                 "pass" => action::PASS,
                 "drop" => action::DROP,
-                _ => return Err(ConfigError::BadAction { kind: name.clone(), value: v.clone() }),
+                _ => {
+                    return Err(ConfigError::BadAction {
+                        kind: name.clone(),
+                        value: v.clone(),
+                    });
+                }
             };
             actions.insert(name.clone(), a);
         }
@@ -215,7 +236,10 @@ mod tests {
 
     #[test]
     fn empty_file_is_the_default() {
-        assert_eq!(RuntimeConfig::from_toml("").expect("parses"), RuntimeConfig::default());
+        assert_eq!(
+            RuntimeConfig::from_toml("").expect("parses"),
+            RuntimeConfig::default()
+        );
     }
 
     #[test]
@@ -239,7 +263,10 @@ mod tests {
         assert_eq!(cfg.kernel.payload_len, 128);
         assert_eq!(cfg.kernel.flags, config_flags::EXCLUSIONS_ACTIVE);
         assert_eq!(
-            cfg.exclude.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            cfg.exclude
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>(),
             ["192.0.2.0/24", "2001:db8::1/128", "10.1.2.3/32"]
         );
         assert_eq!(cfg.kernel.sample_every[Kind::TcpSyn as usize], 10);
@@ -252,7 +279,11 @@ mod tests {
 
     #[test]
     fn bad_files_say_why() {
-        let err = |t: &str| RuntimeConfig::from_toml(t).expect_err("must fail").to_string();
+        let err = |t: &str| {
+            RuntimeConfig::from_toml(t)
+                .expect_err("must fail")
+                .to_string()
+        };
         assert!(err("payload_len = 999").contains("payload_len 999"));
         assert!(err("[action]\ntcp_syn = \"reject\"").contains("\"pass\" or \"drop\""));
         assert!(err("[sample_every]\ntcp_synn = 3").contains("unknown kind \"tcp_synn\""));

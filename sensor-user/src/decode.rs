@@ -25,9 +25,15 @@ pub enum TcpOption {
     WindowScale(u8),
     SackOk,
     Sack,
-    Timestamp { value: u32, echo: u32 },
+    Timestamp {
+        value: u32,
+        echo: u32,
+    },
     /// Another option kind (with its length), or a malformed one (length 0).
-    Other { kind: u8, len: u8 },
+    Other {
+        kind: u8,
+        len: u8,
+    },
 }
 
 /// Parses raw TCP option bytes in order. Stops at a malformed length.
@@ -246,7 +252,12 @@ pub struct Decoder {
 
 impl Decoder {
     pub fn new(sensor: String, ifaces: HashMap<u32, String>) -> Self {
-        Decoder { sensor, ifaces, clock: Clock::new(), fingerprinter: Fingerprinter::new() }
+        Decoder {
+            sensor,
+            ifaces,
+            clock: Clock::new(),
+            fingerprinter: Fingerprinter::new(),
+        }
     }
 
     /// Decodes a ring-buffer record; `None` if it has an unknown kind (a newer kernel object).
@@ -351,7 +362,9 @@ mod tests {
 
     #[test]
     fn options_linux_and_nmap() {
-        let linux = [2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7];
+        let linux = [
+            2, 4, 5, 0xb4, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0, 1, 3, 3, 7,
+        ];
         let o = parse_tcp_options(&linux);
         assert_eq!(
             o,
@@ -370,16 +383,31 @@ mod tests {
 
     #[test]
     fn malformed_options_stop_the_walk() {
-        assert_eq!(parse_tcp_options(&[2, 1, 5]), [TcpOption::Other { kind: 2, len: 0 }]);
-        assert_eq!(parse_tcp_options(&[1, 2]), [TcpOption::Nop, TcpOption::Other { kind: 2, len: 0 }]);
-        assert_eq!(parse_tcp_options(&[2, 9, 0, 0]), [TcpOption::Other { kind: 2, len: 0 }]);
+        assert_eq!(
+            parse_tcp_options(&[2, 1, 5]),
+            [TcpOption::Other { kind: 2, len: 0 }]
+        );
+        assert_eq!(
+            parse_tcp_options(&[1, 2]),
+            [TcpOption::Nop, TcpOption::Other { kind: 2, len: 0 }]
+        );
+        assert_eq!(
+            parse_tcp_options(&[2, 9, 0, 0]),
+            [TcpOption::Other { kind: 2, len: 0 }]
+        );
         assert_eq!(parse_tcp_options(&[0, 2, 4]), [TcpOption::Eol]);
-        assert_eq!(parse_tcp_options(&[30, 4, 1, 2]), [TcpOption::Other { kind: 30, len: 4 }]);
+        assert_eq!(
+            parse_tcp_options(&[30, 4, 1, 2]),
+            [TcpOption::Other { kind: 30, len: 4 }]
+        );
     }
 
     #[test]
     fn mapped_addresses_decode_as_ipv4() {
-        assert_eq!(ip_from_bytes(v4_bytes(Ipv4Addr::new(198, 18, 0, 1))), IpAddr::from([198, 18, 0, 1]));
+        assert_eq!(
+            ip_from_bytes(v4_bytes(Ipv4Addr::new(198, 18, 0, 1))),
+            IpAddr::from([198, 18, 0, 1])
+        );
         let v6: Ipv6Addr = "fd00:5ca0::1".parse().expect("ip");
         assert_eq!(ip_from_bytes(v6.octets()), IpAddr::V6(v6));
     }

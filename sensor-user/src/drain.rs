@@ -51,7 +51,10 @@ impl CounterSnapshot {
     /// `self − earlier`, element-wise.
     pub fn since(&self, earlier: &CounterSnapshot) -> CounterSnapshot {
         let sub = |a: &[u64], b: &[u64]| {
-            a.iter().enumerate().map(|(i, v)| v.saturating_sub(b.get(i).copied().unwrap_or(0))).collect()
+            a.iter()
+                .enumerate()
+                .map(|(i, v)| v.saturating_sub(b.get(i).copied().unwrap_or(0)))
+                .collect()
         };
         CounterSnapshot {
             totals: sub(&self.totals, &earlier.totals),
@@ -73,7 +76,10 @@ pub fn read_counters(ebpf: &Ebpf) -> Result<CounterSnapshot, DrainError> {
             ringbuf_full_per_cpu = per_cpu.iter().copied().collect();
         }
     }
-    Ok(CounterSnapshot { totals, ringbuf_full_per_cpu })
+    Ok(CounterSnapshot {
+        totals,
+        ringbuf_full_per_cpu,
+    })
 }
 
 /// Reads the per-CPU `PORTS` array: packets per TCP port (`0..65536`) then per UDP port.
@@ -81,13 +87,18 @@ pub fn read_ports(ebpf: &Ebpf) -> Result<Vec<u64>, DrainError> {
     let arr: PerCpuArray<_, u64> =
         PerCpuArray::try_from(map(ebpf, maps::PORTS)?).map_err(map_err(maps::PORTS))?;
     (0..PORT_SLOTS)
-        .map(|i| arr.get(&i, 0).map(|v| v.iter().sum()).map_err(map_err(maps::PORTS)))
+        .map(|i| {
+            arr.get(&i, 0)
+                .map(|v| v.iter().sum())
+                .map_err(map_err(maps::PORTS))
+        })
         .collect()
 }
 
 /// The tuple table the kernel currently writes (0 or 1).
 pub fn epoch(ebpf: &Ebpf) -> Result<u32, DrainError> {
-    let arr: Array<_, u32> = Array::try_from(map(ebpf, maps::EPOCH)?).map_err(map_err(maps::EPOCH))?;
+    let arr: Array<_, u32> =
+        Array::try_from(map(ebpf, maps::EPOCH)?).map_err(map_err(maps::EPOCH))?;
     Ok(arr.get(&0, 0).map_err(map_err(maps::EPOCH))? & 1)
 }
 
@@ -99,17 +110,26 @@ pub fn flip_epoch(ebpf: &mut Ebpf) -> Result<u32, DrainError> {
 }
 
 fn set_epoch(ebpf: &mut Ebpf, value: u32) -> Result<(), DrainError> {
-    let m = ebpf.map_mut(maps::EPOCH).ok_or(DrainError::MissingMap(maps::EPOCH))?;
+    let m = ebpf
+        .map_mut(maps::EPOCH)
+        .ok_or(DrainError::MissingMap(maps::EPOCH))?;
     let mut arr: Array<_, u32> = Array::try_from(m).map_err(map_err(maps::EPOCH))?;
     arr.set(0, value, 0).map_err(map_err(maps::EPOCH))
 }
 
 /// Reads and deletes every entry of one tuple table (0 or 1).
 pub fn drain_table(ebpf: &mut Ebpf, table: u32) -> Result<Vec<(TupleKey, TupleValue)>, DrainError> {
-    let name = if table & 1 == 0 { maps::TUPLES_0 } else { maps::TUPLES_1 };
+    let name = if table & 1 == 0 {
+        maps::TUPLES_0
+    } else {
+        maps::TUPLES_1
+    };
     let m = ebpf.map_mut(name).ok_or(DrainError::MissingMap(name))?;
     let mut tab: HashMap<_, TupleKey, TupleValue> = HashMap::try_from(m).map_err(map_err(name))?;
-    let keys: Vec<TupleKey> = tab.keys().collect::<Result<_, _>>().map_err(map_err(name))?;
+    let keys: Vec<TupleKey> = tab
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(map_err(name))?;
     let mut out = Vec::with_capacity(keys.len());
     for k in keys {
         match tab.get(&k, 0) {
@@ -127,7 +147,10 @@ pub fn drain_table(ebpf: &mut Ebpf, table: u32) -> Result<Vec<(TupleKey, TupleVa
 
 /// Flips the epoch, waits `grace` for in-flight program runs to finish with the old table,
 /// then drains it. Returns the old table's entries.
-pub fn rotate_tuples(ebpf: &mut Ebpf, grace: Duration) -> Result<Vec<(TupleKey, TupleValue)>, DrainError> {
+pub fn rotate_tuples(
+    ebpf: &mut Ebpf,
+    grace: Duration,
+) -> Result<Vec<(TupleKey, TupleValue)>, DrainError> {
     let old = flip_epoch(ebpf)?;
     if !grace.is_zero() {
         std::thread::sleep(grace);
@@ -137,7 +160,9 @@ pub fn rotate_tuples(ebpf: &mut Ebpf, grace: Duration) -> Result<Vec<(TupleKey, 
 
 /// Takes the ring buffer out of the object (the agent polls it on its own).
 pub fn take_ringbuf(ebpf: &mut Ebpf) -> Result<RingBuf<MapData>, DrainError> {
-    let m = ebpf.take_map(maps::EVENTS).ok_or(DrainError::MissingMap(maps::EVENTS))?;
+    let m = ebpf
+        .take_map(maps::EVENTS)
+        .ok_or(DrainError::MissingMap(maps::EVENTS))?;
     RingBuf::try_from(m).map_err(map_err(maps::EVENTS))
 }
 
@@ -150,5 +175,7 @@ pub fn read_event(rb: &mut RingBuf<MapData>) -> Option<Result<EventRecord, usize
     }
     // SAFETY: the item holds at least size_of::<EventRecord>() bytes written by the kernel as an
     // EventRecord; read_unaligned because the ring buffer only guarantees 8-byte alignment.
-    Some(Ok(unsafe { std::ptr::read_unaligned(item.as_ptr().cast::<EventRecord>()) }))
+    Some(Ok(unsafe {
+        std::ptr::read_unaligned(item.as_ptr().cast::<EventRecord>())
+    }))
 }

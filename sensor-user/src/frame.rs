@@ -6,24 +6,59 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 /// The transport part of a frame.
 #[derive(Debug, Clone)]
 pub enum L4 {
-    Tcp { sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, window: u16, options: Vec<u8>, payload: Vec<u8> },
-    Udp { sport: u16, dport: u16, payload: Vec<u8> },
-    Icmp { ty: u8, code: u8, rest: Vec<u8> },
+    Tcp {
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        window: u16,
+        options: Vec<u8>,
+        payload: Vec<u8>,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+        payload: Vec<u8>,
+    },
+    Icmp {
+        ty: u8,
+        code: u8,
+        rest: Vec<u8>,
+    },
     Raw(Vec<u8>),
 }
 
 impl L4 {
     /// A TCP segment with the given flags and options and no payload.
     pub fn tcp(sport: u16, dport: u16, flags: u8, options: &[u8]) -> L4 {
-        L4::Tcp { sport, dport, seq: 1, ack: 0, flags, window: 1024, options: options.to_vec(), payload: Vec::new() }
+        L4::Tcp {
+            sport,
+            dport,
+            seq: 1,
+            ack: 0,
+            flags,
+            window: 1024,
+            options: options.to_vec(),
+            payload: Vec::new(),
+        }
     }
 
     /// Encodes the transport header and payload.
     pub fn bytes(&self) -> Vec<u8> {
         match self {
-            L4::Tcp { sport, dport, seq, ack, flags, window, options, payload } => {
+            L4::Tcp {
+                sport,
+                dport,
+                seq,
+                ack,
+                flags,
+                window,
+                options,
+                payload,
+            } => {
                 let mut o = options.clone();
-                while o.len() % 4 != 0 {
+                while !o.len().is_multiple_of(4) {
                     o.push(0);
                 }
                 let mut b = Vec::with_capacity(20 + o.len() + payload.len());
@@ -39,7 +74,11 @@ impl L4 {
                 b.extend_from_slice(payload);
                 b
             }
-            L4::Udp { sport, dport, payload } => {
+            L4::Udp {
+                sport,
+                dport,
+                payload,
+            } => {
                 let mut b = Vec::with_capacity(8 + payload.len());
                 b.extend_from_slice(&sport.to_be_bytes());
                 b.extend_from_slice(&dport.to_be_bytes());
@@ -62,7 +101,13 @@ impl L4 {
         match self {
             L4::Tcp { .. } => 6,
             L4::Udp { .. } => 17,
-            L4::Icmp { .. } => if v6 { 58 } else { 1 },
+            L4::Icmp { .. } => {
+                if v6 {
+                    58
+                } else {
+                    1
+                }
+            }
             L4::Raw(_) => 253,
         }
     }
@@ -75,7 +120,11 @@ const MACS: [u8; 12] = [0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
 pub fn ethernet(vlans: &[u16], ethertype: u16, body: &[u8]) -> Vec<u8> {
     let mut f = MACS.to_vec();
     for (i, v) in vlans.iter().enumerate() {
-        let tpid: u16 = if i == 0 && vlans.len() > 1 { 0x88a8 } else { 0x8100 };
+        let tpid: u16 = if i == 0 && vlans.len() > 1 {
+            0x88a8
+        } else {
+            0x8100
+        };
         f.extend_from_slice(&tpid.to_be_bytes());
         f.extend_from_slice(&v.to_be_bytes());
     }
@@ -103,13 +152,24 @@ pub struct V4 {
 
 impl V4 {
     pub fn new(src: Ipv4Addr, dst: Ipv4Addr) -> V4 {
-        V4 { src, dst, ttl: 64, id: 0x1234, df: true, mf: false, frag_offset: 0, tos: 0, options: Vec::new(), proto: None }
+        V4 {
+            src,
+            dst,
+            ttl: 64,
+            id: 0x1234,
+            df: true,
+            mf: false,
+            frag_offset: 0,
+            tos: 0,
+            options: Vec::new(),
+            proto: None,
+        }
     }
 
     /// An IPv4 packet carrying `l4`.
     pub fn packet(&self, l4: &L4) -> Vec<u8> {
         let mut o = self.options.clone();
-        while o.len() % 4 != 0 {
+        while !o.len().is_multiple_of(4) {
             o.push(0);
         }
         let body = l4.bytes();
@@ -119,7 +179,8 @@ impl V4 {
         h.push(self.tos);
         h.extend_from_slice(&((ihl + body.len()) as u16).to_be_bytes());
         h.extend_from_slice(&self.id.to_be_bytes());
-        let flags = (u16::from(self.df) << 14) | (u16::from(self.mf) << 13) | (self.frag_offset & 0x1fff);
+        let flags =
+            (u16::from(self.df) << 14) | (u16::from(self.mf) << 13) | (self.frag_offset & 0x1fff);
         h.extend_from_slice(&flags.to_be_bytes());
         h.push(self.ttl);
         h.push(self.proto.unwrap_or_else(|| l4.proto(false)));
@@ -144,7 +205,10 @@ pub enum Ext {
     Routing(usize),
     DestOpts(usize),
     /// Fragment header: offset in 8-byte units, more-fragments flag.
-    Fragment { offset: u16, more: bool },
+    Fragment {
+        offset: u16,
+        more: bool,
+    },
     /// Authentication header with `n` 4-byte words of ICV beyond the minimum.
     Auth(usize),
 }
@@ -202,7 +266,14 @@ pub struct V6 {
 
 impl V6 {
     pub fn new(src: Ipv6Addr, dst: Ipv6Addr) -> V6 {
-        V6 { src, dst, hop_limit: 64, traffic_class: 0, flow_label: 0, ext: Vec::new() }
+        V6 {
+            src,
+            dst,
+            hop_limit: 64,
+            traffic_class: 0,
+            flow_label: 0,
+            ext: Vec::new(),
+        }
     }
 
     /// An IPv6 packet carrying `l4` after the extension headers.
@@ -215,7 +286,8 @@ impl V6 {
         }
         chain.extend_from_slice(&l4.bytes());
         let first = codes.first().copied().unwrap_or_else(|| l4.proto(true));
-        let vtf = (6u32 << 28) | (u32::from(self.traffic_class) << 20) | (self.flow_label & 0xfffff);
+        let vtf =
+            (6u32 << 28) | (u32::from(self.traffic_class) << 20) | (self.flow_label & 0xfffff);
         let mut h = Vec::with_capacity(40 + chain.len());
         h.extend_from_slice(&vtf.to_be_bytes());
         h.extend_from_slice(&(chain.len() as u16).to_be_bytes());

@@ -18,11 +18,17 @@ use crate::{config::RuntimeConfig, object};
 /// Errors loading, configuring or attaching the XDP program.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("the eBPF object is not embedded in this build: run `cargo xtask build-ebpf`, then rebuild")]
+    #[error(
+        "the eBPF object is not embedded in this build: run `cargo xtask build-ebpf`, then rebuild"
+    )]
     ObjectMissing,
-    #[error("this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): scanscope needs a kernel built with CONFIG_DEBUG_INFO_BTF")]
+    #[error(
+        "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): scanscope needs a kernel built with CONFIG_DEBUG_INFO_BTF"
+    )]
     NoBtf,
-    #[error("missing privileges to {what}: run as root (or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)")]
+    #[error(
+        "missing privileges to {what}: run as root (or with CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON)"
+    )]
     Permission {
         what: &'static str,
         #[source]
@@ -67,7 +73,10 @@ fn is_permission_error(err: &(dyn std::error::Error + 'static)) -> bool {
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF memory to it. Kernels ≥ 5.11 charge
 /// the memory cgroup instead, so failing to raise it is only a warning.
 fn raise_memlock() {
-    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: setrlimit reads a valid rlimit struct.
     if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) } != 0 {
         warn!(error = %std::io::Error::last_os_error(), "cannot raise RLIMIT_MEMLOCK; relying on memory-cgroup accounting");
@@ -96,7 +105,10 @@ pub fn load_object(bytes: &[u8], cfg: &RuntimeConfig) -> Result<Ebpf, LoadError>
         .map_max_entries(maps::EVENTS, cfg.ringbuf_bytes);
     let mut ebpf = loader.load(bytes).map_err(|e| {
         if is_permission_error(&e) {
-            LoadError::Permission { what: "create BPF maps", source: Box::new(e) }
+            LoadError::Permission {
+                what: "create BPF maps",
+                source: Box::new(e),
+            }
         } else {
             LoadError::Object(Box::new(e))
         }
@@ -105,7 +117,10 @@ pub fn load_object(bytes: &[u8], cfg: &RuntimeConfig) -> Result<Ebpf, LoadError>
         let xdp: &mut Xdp = prog.try_into().map_err(LoadError::Program)?;
         xdp.load().map_err(|e| {
             if is_permission_error(&e) {
-                LoadError::Permission { what: "load the XDP program", source: Box::new(e) }
+                LoadError::Permission {
+                    what: "load the XDP program",
+                    source: Box::new(e),
+                }
             } else {
                 LoadError::Program(e)
             }
@@ -117,8 +132,14 @@ pub fn load_object(bytes: &[u8], cfg: &RuntimeConfig) -> Result<Ebpf, LoadError>
 
 /// The loaded XDP program of an object (the scanscope one, or the null baseline).
 pub fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
-    let name = if ebpf.program(PROGRAM_NAME).is_some() { PROGRAM_NAME } else { "null" };
-    let prog = ebpf.program_mut(name).ok_or(LoadError::MissingMap("program"))?;
+    let name = if ebpf.program(PROGRAM_NAME).is_some() {
+        PROGRAM_NAME
+    } else {
+        "null"
+    };
+    let prog = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::MissingMap("program"))?;
     let xdp: &mut Xdp = prog.try_into().map_err(LoadError::Program)?;
     if xdp.fd().is_err() {
         xdp.load().map_err(LoadError::Program)?;
@@ -131,23 +152,34 @@ pub fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
 pub fn apply_config(ebpf: &mut Ebpf, cfg: &RuntimeConfig) -> Result<(), LoadError> {
     let map_err = |name| move |source| LoadError::Map { name, source };
     {
-        let m = ebpf.map_mut(maps::EXCLUDE).ok_or(LoadError::MissingMap(maps::EXCLUDE))?;
-        let mut trie: LpmTrie<_, [u8; 16], u8> = LpmTrie::try_from(m).map_err(map_err(maps::EXCLUDE))?;
+        let m = ebpf
+            .map_mut(maps::EXCLUDE)
+            .ok_or(LoadError::MissingMap(maps::EXCLUDE))?;
+        let mut trie: LpmTrie<_, [u8; 16], u8> =
+            LpmTrie::try_from(m).map_err(map_err(maps::EXCLUDE))?;
         let old: Vec<Key<[u8; 16]>> = trie.keys().filter_map(Result::ok).collect();
         for k in &old {
             trie.remove(k).map_err(map_err(maps::EXCLUDE))?;
         }
         for net in &cfg.exclude {
             let (addr, len) = match net.addr() {
-                IpAddr::V4(a) => (a.to_ipv6_mapped().octets(), u32::from(net.prefix_len()) + 96),
+                IpAddr::V4(a) => (
+                    a.to_ipv6_mapped().octets(),
+                    u32::from(net.prefix_len()) + 96,
+                ),
                 IpAddr::V6(a) => (a.octets(), u32::from(net.prefix_len())),
             };
-            trie.insert(&Key::new(len, addr), 1, 0).map_err(map_err(maps::EXCLUDE))?;
+            trie.insert(&Key::new(len, addr), 1, 0)
+                .map_err(map_err(maps::EXCLUDE))?;
         }
     }
-    let m = ebpf.map_mut(maps::CONFIG).ok_or(LoadError::MissingMap(maps::CONFIG))?;
+    let m = ebpf
+        .map_mut(maps::CONFIG)
+        .ok_or(LoadError::MissingMap(maps::CONFIG))?;
     let mut config: Array<_, SensorConfig> = Array::try_from(m).map_err(map_err(maps::CONFIG))?;
-    config.set(0, cfg.kernel, 0).map_err(map_err(maps::CONFIG))?;
+    config
+        .set(0, cfg.kernel, 0)
+        .map_err(map_err(maps::CONFIG))?;
     Ok(())
 }
 
@@ -176,18 +208,34 @@ pub fn attach(ebpf: &mut Ebpf, iface: &str) -> Result<Attachment, LoadError> {
     match xdp.attach_to_if_index(idx, XdpMode::Driver) {
         Ok(link) => {
             info!(iface, mode = "driver", "XDP attached");
-            Ok(Attachment { iface: iface.to_string(), ifindex: idx, mode: "driver", link })
+            Ok(Attachment {
+                iface: iface.to_string(),
+                ifindex: idx,
+                mode: "driver",
+                link,
+            })
         }
         Err(driver_err) => {
             if is_permission_error(&driver_err) {
-                return Err(LoadError::Permission { what: "attach XDP", source: Box::new(driver_err) });
+                return Err(LoadError::Permission {
+                    what: "attach XDP",
+                    source: Box::new(driver_err),
+                });
             }
             match xdp.attach_to_if_index(idx, XdpMode::Skb) {
                 Ok(link) => {
                     warn!(iface, mode = "generic", driver_error = %driver_err, "driver-mode XDP unavailable; attached in generic mode");
-                    Ok(Attachment { iface: iface.to_string(), ifindex: idx, mode: "generic", link })
+                    Ok(Attachment {
+                        iface: iface.to_string(),
+                        ifindex: idx,
+                        mode: "generic",
+                        link,
+                    })
                 }
-                Err(source) => Err(LoadError::Attach { iface: iface.to_string(), source }),
+                Err(source) => Err(LoadError::Attach {
+                    iface: iface.to_string(),
+                    source,
+                }),
             }
         }
     }

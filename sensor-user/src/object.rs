@@ -1,7 +1,8 @@
 //! The eBPF objects embedded at build time (see `build.rs`).
 
 /// The scanscope XDP object, or empty if `cargo xtask build-ebpf` had not run.
-pub static SCANSCOPE: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/scanscope.bpf.o"));
+pub static SCANSCOPE: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/scanscope.bpf.o"));
 
 /// A do-nothing XDP program (the benchmark baseline), or empty.
 pub static NULL: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/null.bpf.o"));

@@ -203,7 +203,8 @@ fn parse_inner(f: &[u8]) -> Result<Packet, u32> {
             }
             p.family = 6;
             p.tos = (h[0] << 4) | (h[1] >> 4);
-            p.flow_label = (u32::from(h[1] & 0x0f) << 16) | (u32::from(h[2]) << 8) | u32::from(h[3]);
+            p.flow_label =
+                (u32::from(h[1] & 0x0f) << 16) | (u32::from(h[2]) << 8) | u32::from(h[3]);
             p.ip_len = (40 + plen) as u16;
             p.ttl = h[7];
             let a = |at: usize| {
@@ -311,7 +312,11 @@ fn parse_inner(f: &[u8]) -> Result<Packet, u32> {
             p.icmp_code = t[1];
             p.key_port = (u16::from(t[0]) << 8) | u16::from(t[1]);
             let echo = if p.proto == proto::ICMP { 8 } else { 128 };
-            p.kind = if t[0] == echo { Kind::IcmpEcho } else { Kind::IcmpOther };
+            p.kind = if t[0] == echo {
+                Kind::IcmpEcho
+            } else {
+                Kind::IcmpOther
+            };
             let hdr = seg_len.min(8);
             p.payload_off = l4 + hdr;
             p.payload_total = (seg_len - hdr) as u16;
@@ -338,7 +343,9 @@ mod tests {
 
     fn ipv4(proto_: u8, l4: &[u8]) -> Vec<u8> {
         let tot = (20 + l4.len()) as u16;
-        let mut h = vec![0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, proto_, 0, 0, 192, 0, 2, 1, 198, 51, 100, 7];
+        let mut h = vec![
+            0x45, 0, 0, 0, 0x12, 0x34, 0x40, 0, 64, proto_, 0, 0, 192, 0, 2, 1, 198, 51, 100, 7,
+        ];
         h[2..4].copy_from_slice(&tot.to_be_bytes());
         h.extend_from_slice(l4);
         h
@@ -346,7 +353,28 @@ mod tests {
 
     fn tcp(flags: u8, opts: &[u8]) -> Vec<u8> {
         let doff = ((20 + opts.len()) / 4) as u8;
-        let mut t = vec![0x30, 0x39, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, doff << 4, flags, 4, 0, 0, 0, 0, 0];
+        let mut t = vec![
+            0x30,
+            0x39,
+            0,
+            80,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            0,
+            doff << 4,
+            flags,
+            4,
+            0,
+            0,
+            0,
+            0,
+            0,
+        ];
         t.extend_from_slice(opts);
         t
     }
@@ -354,7 +382,9 @@ mod tests {
     #[test]
     fn syn_with_mss() {
         let f = eth(0x0800, &ipv4(6, &tcp(0x02, &[2, 4, 5, 0xb4])));
-        let Outcome::Counted(p) = parse(&f) else { panic!("not counted") };
+        let Outcome::Counted(p) = parse(&f) else {
+            panic!("not counted")
+        };
         assert_eq!(p.kind, Kind::TcpSyn);
         assert_eq!((p.src_port, p.dst_port, p.key_port), (12345, 80, 80));
         assert_eq!(p.tcp_options, [2, 4, 5, 0xb4]);
@@ -370,9 +400,15 @@ mod tests {
     fn truncations_and_bad_headers() {
         let good = eth(0x0800, &ipv4(6, &tcp(0x02, &[])));
         assert_eq!(parse(&good[..13]), Outcome::Rejected(counter::TRUNC_L2));
-        assert_eq!(parse(&good[..14 + 19]), Outcome::Rejected(counter::TRUNC_IPV4));
+        assert_eq!(
+            parse(&good[..14 + 19]),
+            Outcome::Rejected(counter::TRUNC_IPV4)
+        );
         // Frame cut inside the TCP header: the IPv4 total length no longer fits.
-        assert_eq!(parse(&good[..good.len() - 1]), Outcome::Rejected(counter::TRUNC_IPV4));
+        assert_eq!(
+            parse(&good[..good.len() - 1]),
+            Outcome::Rejected(counter::TRUNC_IPV4)
+        );
         let mut bad_ihl = good.clone();
         bad_ihl[14] = 0x44;
         assert_eq!(parse(&bad_ihl), Outcome::Rejected(counter::BAD_IPV4_HDR));
@@ -382,7 +418,10 @@ mod tests {
         let mut long_doff = good.clone();
         long_doff[14 + 20 + 12] = 0x60;
         assert_eq!(parse(&long_doff), Outcome::Rejected(counter::BAD_TCP_DOFF));
-        assert_eq!(parse(&eth(0x0806, &[0; 28])), Outcome::Rejected(counter::NON_IP));
+        assert_eq!(
+            parse(&eth(0x0806, &[0; 28])),
+            Outcome::Rejected(counter::NON_IP)
+        );
         let short_udp = eth(0x0800, &ipv4(17, &[0; 7]));
         assert_eq!(parse(&short_udp), Outcome::Rejected(counter::TRUNC_UDP));
     }
@@ -391,7 +430,9 @@ mod tests {
     fn ethernet_padding_is_not_payload() {
         let mut f = eth(0x0800, &ipv4(17, &[0, 53, 0, 53, 0, 8, 0, 0]));
         f.resize(60, 0xee);
-        let Outcome::Counted(p) = parse(&f) else { panic!("not counted") };
+        let Outcome::Counted(p) = parse(&f) else {
+            panic!("not counted")
+        };
         assert_eq!((p.kind, p.payload_total, p.ip_len), (Kind::Udp, 0, 28));
     }
 

@@ -34,7 +34,10 @@ pub struct JsonlSink {
 
 impl std::fmt::Debug for JsonlSink {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JsonlSink").field("path", &self.path).field("written", &self.written).finish()
+        f.debug_struct("JsonlSink")
+            .field("path", &self.path)
+            .field("written", &self.written)
+            .finish()
     }
 }
 
@@ -45,14 +48,24 @@ impl JsonlSink {
         let w: Box<dyn Write + Send> = if name == "-" {
             Box::new(std::io::stdout())
         } else {
-            Box::new(File::create(path).map_err(|source| SinkError::Open { path: name.clone(), source })?)
+            Box::new(File::create(path).map_err(|source| SinkError::Open {
+                path: name.clone(),
+                source,
+            })?)
         };
-        Ok(JsonlSink { path: name, out: BufWriter::with_capacity(1 << 16, w), written: 0 })
+        Ok(JsonlSink {
+            path: name,
+            out: BufWriter::with_capacity(1 << 16, w),
+            written: 0,
+        })
     }
 
     /// Writes one record.
     pub fn write(&mut self, r: &Record) -> Result<(), SinkError> {
-        let err = |source| SinkError::Write { path: self.path.clone(), source };
+        let err = |source| SinkError::Write {
+            path: self.path.clone(),
+            source,
+        };
         serde_json::to_writer(&mut self.out, r).map_err(|e| err(std::io::Error::other(e)))?;
         self.out.write_all(b"\n").map_err(err)?;
         self.written += 1;
@@ -61,6 +74,9 @@ impl JsonlSink {
 
     /// Flushes buffered lines (after every batch).
     pub fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(|source| SinkError::Write { path: self.path.clone(), source })
+        self.out.flush().map_err(|source| SinkError::Write {
+            path: self.path.clone(),
+            source,
+        })
     }
 }

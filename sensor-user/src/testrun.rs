@@ -34,7 +34,9 @@ pub struct Harness {
 
 impl std::fmt::Debug for Harness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Harness").field("ringbuf", &self.ringbuf.is_some()).finish_non_exhaustive()
+        f.debug_struct("Harness")
+            .field("ringbuf", &self.ringbuf.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,12 +51,19 @@ impl Harness {
     /// Loads the do-nothing baseline object.
     pub fn null() -> Result<Self, TestRunError> {
         let ebpf = load::load_object(crate::object::NULL, &RuntimeConfig::default())?;
-        Ok(Harness { ebpf, ringbuf: None })
+        Ok(Harness {
+            ebpf,
+            ringbuf: None,
+        })
     }
 
     /// Runs the program `repeat` times on `frame`; returns the verdict and the kernel's
     /// average run time.
-    pub fn run_repeat(&mut self, frame: &[u8], repeat: u32) -> Result<(u32, Duration), TestRunError> {
+    pub fn run_repeat(
+        &mut self,
+        frame: &[u8],
+        repeat: u32,
+    ) -> Result<(u32, Duration), TestRunError> {
         let prog = load::program(&mut self.ebpf)?;
         let mut opts = TestRunOptions::new();
         opts.data_in = Some(frame);

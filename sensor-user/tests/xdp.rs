@@ -50,7 +50,13 @@ fn ip16(ip: IpAddr) -> [u8; 16] {
 }
 
 fn key_of(p: &Packet) -> TupleKey {
-    TupleKey { src: ip16(p.src), dst: ip16(p.dst), dst_port: p.key_port, proto: p.proto, kind: p.kind as u8 }
+    TupleKey {
+        src: ip16(p.src),
+        dst: ip16(p.dst),
+        dst_port: p.key_port,
+        proto: p.proto,
+        kind: p.kind as u8,
+    }
 }
 
 /// Asserts that a kernel event carries exactly what the reference parsed from `frame`.
@@ -61,20 +67,55 @@ fn assert_event(frame: &[u8], p: &Packet, ev: &EventRecord, payload_len: usize, 
     assert_eq!(ev.family, p.family, "family {}", ctx());
     assert_eq!(ev.proto, p.proto, "proto {}", ctx());
     assert_eq!(ev.kind, p.kind as u8, "kind {}", ctx());
-    assert_eq!((ev.ttl, ev.tos, ev.ip_id, ev.ip_len), (p.ttl, p.tos, p.ip_id, p.ip_len), "ip fields {}", ctx());
-    assert_eq!((ev.ip_flags, ev.flow_label), (p.ip_flags, p.flow_label), "ip flags {}", ctx());
-    assert_eq!((ev.src_port, ev.dst_port), (p.src_port, p.dst_port), "ports {}", ctx());
+    assert_eq!(
+        (ev.ttl, ev.tos, ev.ip_id, ev.ip_len),
+        (p.ttl, p.tos, p.ip_id, p.ip_len),
+        "ip fields {}",
+        ctx()
+    );
+    assert_eq!(
+        (ev.ip_flags, ev.flow_label),
+        (p.ip_flags, p.flow_label),
+        "ip flags {}",
+        ctx()
+    );
+    assert_eq!(
+        (ev.src_port, ev.dst_port),
+        (p.src_port, p.dst_port),
+        "ports {}",
+        ctx()
+    );
     assert_eq!(
         (ev.tcp_flags, ev.tcp_seq, ev.tcp_ack, ev.tcp_window),
         (p.tcp_flags, p.tcp_seq, p.tcp_ack, p.tcp_window),
         "tcp {}",
         ctx()
     );
-    assert_eq!((ev.icmp_type, ev.icmp_code), (p.icmp_type, p.icmp_code), "icmp {}", ctx());
-    assert_eq!(&ev.tcp_options[..usize::from(ev.tcp_options_len)], &p.tcp_options[..], "options {}", ctx());
+    assert_eq!(
+        (ev.icmp_type, ev.icmp_code),
+        (p.icmp_type, p.icmp_code),
+        "icmp {}",
+        ctx()
+    );
+    assert_eq!(
+        &ev.tcp_options[..usize::from(ev.tcp_options_len)],
+        &p.tcp_options[..],
+        "options {}",
+        ctx()
+    );
     assert_eq!(ev.payload_total, p.payload_total, "payload_total {}", ctx());
-    assert_eq!(&ev.payload[..usize::from(ev.payload_len)], p.payload(frame, payload_len), "payload {}", ctx());
-    assert_eq!((ev.vlan_depth, ev.vlan_id), (u16::from(p.vlan_depth), p.vlan_id), "vlan {}", ctx());
+    assert_eq!(
+        &ev.payload[..usize::from(ev.payload_len)],
+        p.payload(frame, payload_len),
+        "payload {}",
+        ctx()
+    );
+    assert_eq!(
+        (ev.vlan_depth, ev.vlan_id),
+        (u16::from(p.vlan_depth), p.vlan_id),
+        "vlan {}",
+        ctx()
+    );
     assert_eq!(ev.weight, weight, "weight {}", ctx());
 }
 
@@ -95,7 +136,12 @@ fn assert_matches_reference(h: &mut Harness, frames: &[Vec<u8>], payload_len: us
         if f.len() < 14 {
             continue;
         }
-        assert_eq!(h.run(f).expect("test_run"), XDP_PASS, "verdict for {}", hex(f));
+        assert_eq!(
+            h.run(f).expect("test_run"),
+            XDP_PASS,
+            "verdict for {}",
+            hex(f)
+        );
         match reference::parse(f) {
             Outcome::Counted(p) => {
                 want[(counter::KIND_PACKETS + p.kind as u32) as usize] += 1;
@@ -111,15 +157,24 @@ fn assert_matches_reference(h: &mut Harness, frames: &[Vec<u8>], payload_len: us
     }
     let got = h.counters().expect("counters").since(&before);
     for i in 0..counter::SLOTS {
-        assert_eq!(got.get(i), want[i as usize], "counter {i} ({:?})", counter::name(i));
+        assert_eq!(
+            got.get(i),
+            want[i as usize],
+            "counter {i} ({:?})",
+            counter::name(i)
+        );
     }
     let events = h.events();
     assert_eq!(events.len(), want_events.len(), "event count");
     for (ev, (f, p)) in events.iter().zip(&want_events) {
         assert_event(f, p, ev, payload_len, 1);
     }
-    let tuples: BTreeMap<TupleKey, (u64, u64)> =
-        h.tuples().expect("tuples").into_iter().map(|(k, v)| (k, (v.packets, v.bytes))).collect();
+    let tuples: BTreeMap<TupleKey, (u64, u64)> = h
+        .tuples()
+        .expect("tuples")
+        .into_iter()
+        .map(|(k, v)| (k, (v.packets, v.bytes)))
+        .collect();
     assert_eq!(tuples, want_tuples, "tuple table");
 }
 
@@ -134,7 +189,9 @@ fn v6dst() -> Ipv6Addr {
 }
 
 fn mss_ws_sack_ts() -> Vec<u8> {
-    vec![2, 4, 5, 0xb4, 1, 3, 3, 7, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0]
+    vec![
+        2, 4, 5, 0xb4, 1, 3, 3, 7, 4, 2, 8, 10, 0, 0, 0, 1, 0, 0, 0, 0,
+    ]
 }
 
 /// One frame of every kind, IPv4 and IPv6.
@@ -148,24 +205,111 @@ fn every_kind() -> Vec<(Kind, Vec<u8>)> {
         (Kind::TcpRst, v4.frame(&[], &tcpf(tcp::RST | tcp::ACK))),
         (Kind::TcpFin, v4.frame(&[], &tcpf(tcp::FIN))),
         (Kind::TcpNull, v4.frame(&[], &tcpf(0))),
-        (Kind::TcpXmas, v4.frame(&[], &tcpf(tcp::FIN | tcp::PSH | tcp::URG))),
+        (
+            Kind::TcpXmas,
+            v4.frame(&[], &tcpf(tcp::FIN | tcp::PSH | tcp::URG)),
+        ),
         (Kind::TcpAck, v4.frame(&[], &tcpf(tcp::ACK))),
         (Kind::TcpOther, v4.frame(&[], &tcpf(tcp::ACK | tcp::PSH))),
-        (Kind::Udp, v4.frame(&[], &L4::Udp { sport: 5353, dport: 53, payload: b"\x12\x34\x01\x00".to_vec() })),
-        (Kind::IcmpEcho, v4.frame(&[], &L4::Icmp { ty: 8, code: 0, rest: vec![0, 1, 0, 1, b'p', b'i', b'n', b'g'] })),
-        (Kind::IcmpOther, v4.frame(&[], &L4::Icmp { ty: 3, code: 3, rest: vec![0; 32] })),
-        (Kind::Fragment, V4 { frag_offset: 185, df: false, ..v4.clone() }.frame(&[], &L4::Raw(vec![7; 40]))),
-        (Kind::OtherProto, V4 { proto: Some(47), ..v4.clone() }.frame(&[], &L4::Raw(vec![0, 0, 8, 0]))),
-    ];
-    out.extend([
-        (Kind::TcpSyn, v6.frame(&[], &L4::tcp(40000, 22, tcp::SYN, &mss_ws_sack_ts()))),
-        (Kind::Udp, v6.frame(&[], &L4::Udp { sport: 1, dport: 161, payload: vec![0x30; 50] })),
-        (Kind::IcmpEcho, v6.frame(&[], &L4::Icmp { ty: 128, code: 0, rest: vec![0, 7, 0, 1] })),
-        (Kind::IcmpOther, v6.frame(&[], &L4::Icmp { ty: 135, code: 0, rest: vec![0; 20] })),
+        (
+            Kind::Udp,
+            v4.frame(
+                &[],
+                &L4::Udp {
+                    sport: 5353,
+                    dport: 53,
+                    payload: b"\x12\x34\x01\x00".to_vec(),
+                },
+            ),
+        ),
+        (
+            Kind::IcmpEcho,
+            v4.frame(
+                &[],
+                &L4::Icmp {
+                    ty: 8,
+                    code: 0,
+                    rest: vec![0, 1, 0, 1, b'p', b'i', b'n', b'g'],
+                },
+            ),
+        ),
+        (
+            Kind::IcmpOther,
+            v4.frame(
+                &[],
+                &L4::Icmp {
+                    ty: 3,
+                    code: 3,
+                    rest: vec![0; 32],
+                },
+            ),
+        ),
         (
             Kind::Fragment,
-            V6 { ext: vec![Ext::Fragment { offset: 100, more: false }], ..v6.clone() }
-                .frame(&[], &L4::Raw(vec![1; 16])),
+            V4 {
+                frag_offset: 185,
+                df: false,
+                ..v4.clone()
+            }
+            .frame(&[], &L4::Raw(vec![7; 40])),
+        ),
+        (
+            Kind::OtherProto,
+            V4 {
+                proto: Some(47),
+                ..v4.clone()
+            }
+            .frame(&[], &L4::Raw(vec![0, 0, 8, 0])),
+        ),
+    ];
+    out.extend([
+        (
+            Kind::TcpSyn,
+            v6.frame(&[], &L4::tcp(40000, 22, tcp::SYN, &mss_ws_sack_ts())),
+        ),
+        (
+            Kind::Udp,
+            v6.frame(
+                &[],
+                &L4::Udp {
+                    sport: 1,
+                    dport: 161,
+                    payload: vec![0x30; 50],
+                },
+            ),
+        ),
+        (
+            Kind::IcmpEcho,
+            v6.frame(
+                &[],
+                &L4::Icmp {
+                    ty: 128,
+                    code: 0,
+                    rest: vec![0, 7, 0, 1],
+                },
+            ),
+        ),
+        (
+            Kind::IcmpOther,
+            v6.frame(
+                &[],
+                &L4::Icmp {
+                    ty: 135,
+                    code: 0,
+                    rest: vec![0; 20],
+                },
+            ),
+        ),
+        (
+            Kind::Fragment,
+            V6 {
+                ext: vec![Ext::Fragment {
+                    offset: 100,
+                    more: false,
+                }],
+                ..v6.clone()
+            }
+            .frame(&[], &L4::Raw(vec![1; 16])),
         ),
     ]);
     out
@@ -173,10 +317,14 @@ fn every_kind() -> Vec<(Kind, Vec<u8>)> {
 
 #[test]
 fn every_kind_is_classified_counted_and_sampled() {
-    let Some(mut h) = harness(&sample_all()) else { return };
+    let Some(mut h) = harness(&sample_all()) else {
+        return;
+    };
     let frames = every_kind();
     for (kind, f) in &frames {
-        let Outcome::Counted(p) = reference::parse(f) else { panic!("reference rejects {kind:?}") };
+        let Outcome::Counted(p) = reference::parse(f) else {
+            panic!("reference rejects {kind:?}")
+        };
         assert_eq!(p.kind, *kind);
     }
     let before = h.counters().expect("counters");
@@ -191,13 +339,20 @@ fn every_kind_is_classified_counted_and_sampled() {
     assert_eq!(d.get(counter::KIND_PACKETS + Kind::Fragment as u32), 2);
     assert_eq!(d.get(counter::KIND_PACKETS + Kind::TcpXmas as u32), 1);
     assert_eq!(d.get(counter::KIND_BYTES + Kind::TcpSyn as u32), 44 + 80);
-    assert_eq!((0..KIND_COUNT as u32).map(|k| d.get(counter::KIND_PACKETS + k)).sum::<u64>(), 18);
+    assert_eq!(
+        (0..KIND_COUNT as u32)
+            .map(|k| d.get(counter::KIND_PACKETS + k))
+            .sum::<u64>(),
+        18
+    );
     assert_eq!(d.get(counter::SAMPLED), 18);
 }
 
 #[test]
 fn vlan_qinq_and_too_many_tags() {
-    let Some(mut h) = harness(&sample_all()) else { return };
+    let Some(mut h) = harness(&sample_all()) else {
+        return;
+    };
     let syn = L4::tcp(1, 80, tcp::SYN, &[]);
     let v4 = V4::new(SRC, DST);
     let frames = vec![
@@ -208,14 +363,21 @@ fn vlan_qinq_and_too_many_tags() {
     ];
     assert_matches_reference(&mut h, &frames, 256);
     // And the exact figures: three SYNs, one frame with three tags.
-    let Outcome::Counted(p) = reference::parse(&frames[1]) else { panic!("qinq") };
+    let Outcome::Counted(p) = reference::parse(&frames[1]) else {
+        panic!("qinq")
+    };
     assert_eq!((p.vlan_depth, p.vlan_id), (2, 200));
-    assert_eq!(reference::parse(&frames[3]), Outcome::Rejected(counter::VLAN_TOO_DEEP));
+    assert_eq!(
+        reference::parse(&frames[3]),
+        Outcome::Rejected(counter::VLAN_TOO_DEEP)
+    );
 }
 
 #[test]
 fn ipv4_options_of_every_length() {
-    let Some(mut h) = harness(&sample_all()) else { return };
+    let Some(mut h) = harness(&sample_all()) else {
+        return;
+    };
     let mut frames = Vec::new();
     for words in 0..=10usize {
         let mut v4 = V4::new(SRC, DST);
@@ -224,23 +386,51 @@ fn ipv4_options_of_every_length() {
     }
     assert_matches_reference(&mut h, &frames, 256);
     for f in &frames {
-        let Outcome::Counted(p) = reference::parse(f) else { panic!("options") };
+        let Outcome::Counted(p) = reference::parse(f) else {
+            panic!("options")
+        };
         assert_eq!((p.kind, p.dst_port), (Kind::TcpSyn, 8080));
     }
 }
 
 #[test]
 fn ipv6_extension_headers_and_fragments() {
-    let Some(mut h) = harness(&sample_all()) else { return };
-    let v6 = |ext: Vec<Ext>| V6 { ext, ..V6::new(v6src(), v6dst()) };
-    let udp = L4::Udp { sport: 7, dport: 5060, payload: b"OPTIONS sip:x SIP/2.0".to_vec() };
+    let Some(mut h) = harness(&sample_all()) else {
+        return;
+    };
+    let v6 = |ext: Vec<Ext>| V6 {
+        ext,
+        ..V6::new(v6src(), v6dst())
+    };
+    let udp = L4::Udp {
+        sport: 7,
+        dport: 5060,
+        payload: b"OPTIONS sip:x SIP/2.0".to_vec(),
+    };
     let frames = vec![
         v6(vec![Ext::HopByHop(0)]).frame(&[], &udp),
-        v6(vec![Ext::HopByHop(1), Ext::DestOpts(0), Ext::Routing(2), Ext::Auth(1)]).frame(&[], &udp),
+        v6(vec![
+            Ext::HopByHop(1),
+            Ext::DestOpts(0),
+            Ext::Routing(2),
+            Ext::Auth(1),
+        ])
+        .frame(&[], &udp),
         // First fragment (offset 0, more follows): the transport header is read.
-        v6(vec![Ext::Fragment { offset: 0, more: true }]).frame(&[], &udp),
+        v6(vec![Ext::Fragment {
+            offset: 0,
+            more: true,
+        }])
+        .frame(&[], &udp),
         // Non-first fragment.
-        v6(vec![Ext::DestOpts(0), Ext::Fragment { offset: 3, more: false }]).frame(&[], &udp),
+        v6(vec![
+            Ext::DestOpts(0),
+            Ext::Fragment {
+                offset: 3,
+                more: false,
+            },
+        ])
+        .frame(&[], &udp),
         // Eight extension headers (the walk's bound) then UDP; then nine: over the limit.
         v6(vec![Ext::DestOpts(0); 8]).frame(&[], &udp),
         v6(vec![Ext::DestOpts(0); 9]).frame(&[], &udp),
@@ -255,7 +445,9 @@ fn ipv6_extension_headers_and_fragments() {
 
 #[test]
 fn frames_truncated_at_every_length_and_bogus_headers() {
-    let Some(mut h) = harness(&sample_all()) else { return };
+    let Some(mut h) = harness(&sample_all()) else {
+        return;
+    };
     let mut syn = L4::tcp(40000, 443, tcp::SYN, &mss_ws_sack_ts());
     if let L4::Tcp { payload, .. } = &mut syn {
         *payload = b"GET / HTTP/1.1\r\n".to_vec();
@@ -264,9 +456,32 @@ fn frames_truncated_at_every_length_and_bogus_headers() {
     v4o.options = vec![1, 1, 1, 0];
     let bases = vec![
         v4o.frame(&[10], &syn),
-        V6 { ext: vec![Ext::HopByHop(0), Ext::Fragment { offset: 0, more: true }], ..V6::new(v6src(), v6dst()) }
-            .frame(&[20, 30], &L4::Udp { sport: 1, dport: 2, payload: vec![9; 30] }),
-        V4::new(SRC, DST).frame(&[], &L4::Icmp { ty: 8, code: 0, rest: vec![1; 12] }),
+        V6 {
+            ext: vec![
+                Ext::HopByHop(0),
+                Ext::Fragment {
+                    offset: 0,
+                    more: true,
+                },
+            ],
+            ..V6::new(v6src(), v6dst())
+        }
+        .frame(
+            &[20, 30],
+            &L4::Udp {
+                sport: 1,
+                dport: 2,
+                payload: vec![9; 30],
+            },
+        ),
+        V4::new(SRC, DST).frame(
+            &[],
+            &L4::Icmp {
+                ty: 8,
+                code: 0,
+                rest: vec![1; 12],
+            },
+        ),
     ];
     let mut frames = Vec::new();
     for b in &bases {
@@ -305,7 +520,10 @@ fn frames_truncated_at_every_length_and_bogus_headers() {
     assert_matches_reference(&mut h, &frames, 256);
     // Exact: of the 71-byte VLAN IPv4 base, only the full frame parses; every shorter one is
     // counted as truncated somewhere.
-    let counted = frames.iter().filter(|f| matches!(reference::parse(f), Outcome::Counted(_))).count();
+    let counted = frames
+        .iter()
+        .filter(|f| matches!(reference::parse(f), Outcome::Counted(_)))
+        .count();
     assert_eq!(counted, 3);
 }
 
@@ -315,7 +533,11 @@ fn sampling_first_packet_then_one_in_n() {
     cfg.kernel.sample_every = [4; 16];
     cfg.kernel.payload_len = 16;
     let Some(mut h) = harness(&cfg) else { return };
-    let mut udp = L4::Udp { sport: 9, dport: 1900, payload: b"M-SEARCH * HTTP/1.1\r\nHOST: x".to_vec() };
+    let mut udp = L4::Udp {
+        sport: 9,
+        dport: 1900,
+        payload: b"M-SEARCH * HTTP/1.1\r\nHOST: x".to_vec(),
+    };
     let f = V4::new(SRC, DST).frame(&[], &udp);
     for _ in 0..10 {
         assert_eq!(h.run(&f).expect("run"), XDP_PASS);
@@ -327,14 +549,26 @@ fn sampling_first_packet_then_one_in_n() {
     let g = V4::new(SRC, DST).frame(&[], &udp);
     assert_eq!(h.run(&g).expect("run"), XDP_PASS);
     let evs = h.events();
-    assert_eq!(evs.iter().map(|e| (e.dst_port, e.weight)).collect::<Vec<_>>(), [(1900, 1), (1900, 4), (1900, 4), (1901, 1)]);
-    let Outcome::Counted(p) = reference::parse(&f) else { panic!("udp") };
+    assert_eq!(
+        evs.iter()
+            .map(|e| (e.dst_port, e.weight))
+            .collect::<Vec<_>>(),
+        [(1900, 1), (1900, 4), (1900, 4), (1901, 1)]
+    );
+    let Outcome::Counted(p) = reference::parse(&f) else {
+        panic!("udp")
+    };
     for e in &evs[..3] {
         assert_event(&f, &p, e, 16, e.weight);
         assert_eq!(&e.payload[..16], b"M-SEARCH * HTTP/");
     }
     let t = h.tuples().expect("tuples");
-    assert_eq!(t.iter().map(|(k, v)| (k.dst_port, v.packets, v.bytes)).collect::<Vec<_>>(), [(1900, 10, 560), (1901, 1, 56)]);
+    assert_eq!(
+        t.iter()
+            .map(|(k, v)| (k.dst_port, v.packets, v.bytes))
+            .collect::<Vec<_>>(),
+        [(1900, 10, 560), (1901, 1, 56)]
+    );
 }
 
 #[test]
@@ -357,7 +591,8 @@ fn drop_action_exclusions_and_runtime_reconfiguration() {
     h.configure(&cfg2).expect("configure");
     h.events();
     h.tuples().expect("tuples");
-    let other = V4::new(Ipv4Addr::new(203, 0, 113, 9), DST).frame(&[], &L4::tcp(1, 22, tcp::SYN, &[]));
+    let other =
+        V4::new(Ipv4Addr::new(203, 0, 113, 9), DST).frame(&[], &L4::tcp(1, 22, tcp::SYN, &[]));
     let v6f = V6::new(v6src(), v6dst()).frame(&[], &L4::tcp(1, 22, tcp::SYN, &[]));
     for f in [&syn, &syn, &v6f, &other] {
         assert_eq!(h.run(f).expect("run"), XDP_PASS, "action back to pass");
@@ -408,16 +643,26 @@ fn ringbuf_full_is_counted_per_cpu() {
 // ------------------------------------------------------------------------------ differential fuzz
 
 fn random_frame(rng: &mut StdRng) -> Vec<u8> {
-    let vlans: Vec<u16> = (0..rng.random_range(0..=3u8)).map(|_| rng.random_range(0..4096)).collect();
-    let vlans = if rng.random_bool(0.7) { Vec::new() } else { vlans };
-    let payload: Vec<u8> = (0..rng.random_range(0..300)).map(|_| rng.random()).collect();
+    let vlans: Vec<u16> = (0..rng.random_range(0..=3u8))
+        .map(|_| rng.random_range(0..4096))
+        .collect();
+    let vlans = if rng.random_bool(0.7) {
+        Vec::new()
+    } else {
+        vlans
+    };
+    let payload: Vec<u8> = (0..rng.random_range(0..300))
+        .map(|_| rng.random())
+        .collect();
     let l4 = match rng.random_range(0..6) {
         0 | 1 => {
             let opts: Vec<u8> = match rng.random_range(0..4) {
                 0 => Vec::new(),
                 1 => vec![2, 4, 5, 0xb4],
                 2 => mss_ws_sack_ts(),
-                _ => (0..rng.random_range(0..=40)).map(|_| rng.random()).collect(),
+                _ => (0..rng.random_range(0..=40))
+                    .map(|_| rng.random())
+                    .collect(),
             };
             L4::Tcp {
                 sport: rng.random(),
@@ -427,35 +672,71 @@ fn random_frame(rng: &mut StdRng) -> Vec<u8> {
                 flags: rng.random(),
                 window: rng.random(),
                 options: opts,
-                payload: if rng.random_bool(0.3) { payload } else { Vec::new() },
+                payload: if rng.random_bool(0.3) {
+                    payload
+                } else {
+                    Vec::new()
+                },
             }
         }
-        2 => L4::Udp { sport: rng.random(), dport: rng.random(), payload },
-        3 => L4::Icmp { ty: rng.random_range(0..140), code: rng.random_range(0..4), rest: payload },
+        2 => L4::Udp {
+            sport: rng.random(),
+            dport: rng.random(),
+            payload,
+        },
+        3 => L4::Icmp {
+            ty: rng.random_range(0..140),
+            code: rng.random_range(0..4),
+            rest: payload,
+        },
         _ => L4::Raw(payload),
     };
     if rng.random_bool(0.6) {
-        let mut v4 = V4::new(Ipv4Addr::from(rng.random::<u32>()), Ipv4Addr::from(rng.random::<u32>()));
+        let mut v4 = V4::new(
+            Ipv4Addr::from(rng.random::<u32>()),
+            Ipv4Addr::from(rng.random::<u32>()),
+        );
         v4.ttl = rng.random();
         v4.id = rng.random();
         v4.tos = rng.random();
         v4.df = rng.random();
         v4.mf = rng.random_bool(0.1);
-        v4.frag_offset = if rng.random_bool(0.1) { rng.random_range(0..8192) } else { 0 };
-        v4.options = (0..rng.random_range(0..=10usize) * 4 * usize::from(rng.random_bool(0.2))).map(|_| 1).collect();
+        v4.frag_offset = if rng.random_bool(0.1) {
+            rng.random_range(0..8192)
+        } else {
+            0
+        };
+        v4.options = (0..rng.random_range(0..=10usize) * 4 * usize::from(rng.random_bool(0.2)))
+            .map(|_| 1)
+            .collect();
         if rng.random_bool(0.05) {
             v4.proto = Some(rng.random());
         }
         v4.frame(&vlans, &l4)
     } else {
-        let exts = [Ext::HopByHop(0), Ext::Routing(1), Ext::DestOpts(0), Ext::Auth(1)];
-        let mut v6 = V6::new(Ipv6Addr::from(rng.random::<u128>()), Ipv6Addr::from(rng.random::<u128>()));
+        let exts = [
+            Ext::HopByHop(0),
+            Ext::Routing(1),
+            Ext::DestOpts(0),
+            Ext::Auth(1),
+        ];
+        let mut v6 = V6::new(
+            Ipv6Addr::from(rng.random::<u128>()),
+            Ipv6Addr::from(rng.random::<u128>()),
+        );
         v6.hop_limit = rng.random();
         v6.traffic_class = rng.random();
         v6.flow_label = rng.random();
         for _ in 0..rng.random_range(0..=10usize) * usize::from(rng.random_bool(0.3)) {
             v6.ext.push(if rng.random_bool(0.15) {
-                Ext::Fragment { offset: if rng.random_bool(0.5) { 0 } else { rng.random_range(1..8192) }, more: rng.random() }
+                Ext::Fragment {
+                    offset: if rng.random_bool(0.5) {
+                        0
+                    } else {
+                        rng.random_range(1..8192)
+                    },
+                    more: rng.random(),
+                }
             } else {
                 exts[rng.random_range(0..exts.len())].clone()
             });
@@ -495,9 +776,17 @@ fn mutate(rng: &mut StdRng, mut f: Vec<u8>) -> Vec<u8> {
 
 #[test]
 fn differential_fuzz_kernel_equals_reference() {
-    let Some(mut h) = harness(&sample_all()) else { return };
-    let seed: u64 = std::env::var("SCANSCOPE_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5ca9_5c09e);
-    let total: usize = std::env::var("SCANSCOPE_FUZZ_FRAMES").ok().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let Some(mut h) = harness(&sample_all()) else {
+        return;
+    };
+    let seed: u64 = std::env::var("SCANSCOPE_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5ca9_5c09e);
+    let total: usize = std::env::var("SCANSCOPE_FUZZ_FRAMES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100_000);
     eprintln!("differential fuzz: {total} frames, seed {seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut counted = 0usize;
@@ -509,16 +798,27 @@ fn differential_fuzz_kernel_equals_reference() {
                 match rng.random_range(0..10) {
                     0..=4 => f,
                     5..=8 => mutate(&mut rng, f),
-                    _ => (0..rng.random_range(0..120)).map(|_| rng.random()).collect(),
+                    _ => (0..rng.random_range(0..120))
+                        .map(|_| rng.random())
+                        .collect(),
                 }
             })
             .collect();
-        counted += batch.iter().filter(|f| matches!(reference::parse(f), Outcome::Counted(_))).count();
+        counted += batch
+            .iter()
+            .filter(|f| matches!(reference::parse(f), Outcome::Counted(_)))
+            .count();
         assert_matches_reference(&mut h, &batch, 256);
         done += batch.len();
     }
-    eprintln!("differential fuzz: {done} frames agreed ({counted} classified, {} rejected)", done - counted);
+    eprintln!(
+        "differential fuzz: {done} frames agreed ({counted} classified, {} rejected)",
+        done - counted
+    );
     assert_eq!(done, total);
     // The generator must exercise both sides meaningfully.
-    assert!(counted > total / 3 && counted < total, "classified {counted} of {total}");
+    assert!(
+        counted > total / 3 && counted < total,
+        "classified {counted} of {total}"
+    );
 }

@@ -32,7 +32,15 @@ pub const SRC_EXCLUDED: &str = "198.18.0.15";
 pub const SRC_NMAP_UDP: &str = "198.18.0.16";
 pub const SRC_SERVER: &str = "198.18.0.17";
 pub const SRC_V6: &str = "fd00:5ca0::10";
-const SCANNER_V4: [&str; 7] = [SRC_NMAP, SRC_MASSCAN, SRC_ZMAP, SRC_MIRAI, SRC_EXCLUDED, SRC_NMAP_UDP, SRC_SERVER];
+const SCANNER_V4: [&str; 7] = [
+    SRC_NMAP,
+    SRC_MASSCAN,
+    SRC_ZMAP,
+    SRC_MIRAI,
+    SRC_EXCLUDED,
+    SRC_NMAP_UDP,
+    SRC_SERVER,
+];
 
 /// Why the lab cannot run here, if it cannot.
 pub fn unavailable_reason() -> Option<String> {
@@ -53,7 +61,9 @@ pub fn unavailable_reason() -> Option<String> {
 
 fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p).map(|d| d.join(tool)).find(|c| c.is_file())
+        std::env::split_paths(&p)
+            .map(|d| d.join(tool))
+            .find(|c| c.is_file())
     })
 }
 
@@ -63,13 +73,23 @@ pub fn sensor_binary() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     let exe = std::env::current_exe().ok()?;
-    exe.ancestors().skip(1).take(3).map(|d| d.join("scanscope-sensor")).find(|c| c.is_file())
+    exe.ancestors()
+        .skip(1)
+        .take(3)
+        .map(|d| d.join("scanscope-sensor"))
+        .find(|c| c.is_file())
 }
 
 fn sh(args: &[&str]) -> Result<String> {
-    let out = Command::new(args[0]).args(&args[1..]).output().with_context(|| format!("running {args:?}"))?;
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .with_context(|| format!("running {args:?}"))?;
     if !out.status.success() {
-        bail!("{args:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -90,7 +110,11 @@ pub struct Lab {
 impl Lab {
     /// Builds the lab; `dir` receives the sensor's output and logs.
     pub fn new(dir: &Path) -> Result<Lab> {
-        let id = format!("{}x{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed));
+        let id = format!(
+            "{}x{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
         let mut lab = Lab {
             sensor_ns: format!("sss{id}"),
             scanner_ns: format!("ssa{id}"),
@@ -105,8 +129,19 @@ impl Lab {
         // From here on, Drop cleans up whatever exists.
         sh(&["ip", "netns", "add", &lab.scanner_ns])?;
         sh(&[
-            "ip", "link", "add", &lab.sensor_if, "netns", &lab.sensor_ns, "type", "veth", "peer", "name",
-            &lab.scanner_if, "netns", &lab.scanner_ns,
+            "ip",
+            "link",
+            "add",
+            &lab.sensor_if,
+            "netns",
+            &lab.sensor_ns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &lab.scanner_if,
+            "netns",
+            &lab.scanner_ns,
         ])?;
         let (s, a) = (lab.sensor_ns.clone(), lab.scanner_ns.clone());
         let (si, ai) = (lab.sensor_if.clone(), lab.scanner_if.clone());
@@ -114,10 +149,16 @@ impl Lab {
             (&s, vec!["link", "set", "lo", "up"]),
             (&a, vec!["link", "set", "lo", "up"]),
             (&s, vec!["addr", "add", "198.18.0.1/24", "dev", &si]),
-            (&s, vec!["-6", "addr", "add", "fd00:5ca0::1/64", "dev", &si, "nodad"]),
+            (
+                &s,
+                vec!["-6", "addr", "add", "fd00:5ca0::1/64", "dev", &si, "nodad"],
+            ),
             (&s, vec!["link", "set", &si, "up"]),
             (&s, vec!["route", "add", "local", DARK_V4, "dev", "lo"]),
-            (&a, vec!["-6", "addr", "add", "fd00:5ca0::10/64", "dev", &ai, "nodad"]),
+            (
+                &a,
+                vec!["-6", "addr", "add", "fd00:5ca0::10/64", "dev", &ai, "nodad"],
+            ),
             (&a, vec!["link", "set", &ai, "up"]),
         ] {
             let mut args = vec!["ip", "-n", ns.as_str()];
@@ -125,9 +166,20 @@ impl Lab {
             sh(&args)?;
         }
         for ip in SCANNER_V4 {
-            sh(&["ip", "-n", &a, "addr", "add", &format!("{ip}/24"), "dev", &ai])?;
+            sh(&[
+                "ip",
+                "-n",
+                &a,
+                "addr",
+                "add",
+                &format!("{ip}/24"),
+                "dev",
+                &ai,
+            ])?;
         }
-        sh(&["ip", "-n", &a, "route", "add", DARK_V4, "via", SENSOR_V4, "dev", &ai])?;
+        sh(&[
+            "ip", "-n", &a, "route", "add", DARK_V4, "via", SENSOR_V4, "dev", &ai,
+        ])?;
         let link = sh(&["ip", "-n", &s, "-o", "link", "show", &si])?;
         lab.sensor_mac = link
             .split_whitespace()
@@ -147,7 +199,13 @@ impl Lab {
         let child = Command::new("ip")
             .args(["netns", "exec", &self.sensor_ns])
             .arg(bin)
-            .args(["--iface", &self.sensor_if, "--sensor-id", "lab-sensor", "--interval-secs"])
+            .args([
+                "--iface",
+                &self.sensor_if,
+                "--sensor-id",
+                "lab-sensor",
+                "--interval-secs",
+            ])
             .arg(interval_secs.to_string())
             .arg("--config")
             .arg(&cfg)
@@ -187,7 +245,9 @@ impl Lab {
             bail!("sensor exited with {status}:\n{log}");
         }
         let text = std::fs::read_to_string(self.dir.join("sensor.jsonl"))?;
-        text.lines().map(|l| serde_json::from_str(l).with_context(|| format!("bad JSON line {l}"))).collect()
+        text.lines()
+            .map(|l| serde_json::from_str(l).with_context(|| format!("bad JSON line {l}")))
+            .collect()
     }
 
     /// Runs a command in the scanner namespace, with a time limit.
@@ -203,7 +263,11 @@ impl Lab {
         // hping3 exits 1 when nothing answers, which is what a dark sensor does.
         let quiet_hping = args.first() == Some(&"hping3") && out.status.code() == Some(1);
         if !out.status.success() && out.status.code() != Some(124) && !quiet_hping {
-            bail!("{args:?} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "{args:?} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(())
     }
@@ -211,10 +275,24 @@ impl Lab {
     /// Runs a command in the sensor namespace.
     pub fn in_sensor(&self, script: &str) -> Result<()> {
         let out = Command::new("timeout")
-            .args(["-k", "2", "10", "ip", "netns", "exec", &self.sensor_ns, "bash", "-c", script])
+            .args([
+                "-k",
+                "2",
+                "10",
+                "ip",
+                "netns",
+                "exec",
+                &self.sensor_ns,
+                "bash",
+                "-c",
+                script,
+            ])
             .output()?;
         if !out.status.success() {
-            bail!("sensor-side {script:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "sensor-side {script:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(())
     }
@@ -263,7 +341,11 @@ pub fn standard_config() -> String {
 pub fn standard_expectations() -> Vec<(&'static str, &'static str, BTreeMap<u16, u64>)> {
     let ports = |v: &[(u16, u64)]| v.iter().copied().collect::<BTreeMap<_, _>>();
     vec![
-        (SRC_NMAP, "tcp_syn", ports(&(20..=30).map(|p| (p, 1)).collect::<Vec<_>>())),
+        (
+            SRC_NMAP,
+            "tcp_syn",
+            ports(&(20..=30).map(|p| (p, 1)).collect::<Vec<_>>()),
+        ),
         (SRC_NMAP_UDP, "udp", ports(&[(53, 2), (123, 2), (161, 2)])),
         (SRC_MASSCAN, "tcp_syn", ports(&[(80, 16), (443, 16)])),
         (SRC_ZMAP, "tcp_syn", ports(&[(8080, 16)])),
@@ -291,34 +373,173 @@ pub fn run_standard_scans(lab: &Lab) -> Result<()> {
     std::fs::write(&blocklist, "")?;
     let bl = blocklist.display().to_string();
     // nmap SYN scan, 11 ports, one probe each.
-    lab.scan(&["nmap", "-sS", "-n", "-Pn", "--max-retries", "0", "-e", ai, "-S", SRC_NMAP, "-p", "20-30", SENSOR_V4], 60)?;
+    lab.scan(
+        &[
+            "nmap",
+            "-sS",
+            "-n",
+            "-Pn",
+            "--max-retries",
+            "0",
+            "-e",
+            ai,
+            "-S",
+            SRC_NMAP,
+            "-p",
+            "20-30",
+            SENSOR_V4,
+        ],
+        60,
+    )?;
     // nmap UDP scan: two payload probes per port for 53, 123, 161.
-    lab.scan(&["nmap", "-sU", "-n", "-Pn", "--max-retries", "0", "-e", ai, "-S", SRC_NMAP_UDP, "-p", "53,123,161", SENSOR_V4], 60)?;
+    lab.scan(
+        &[
+            "nmap",
+            "-sU",
+            "-n",
+            "-Pn",
+            "--max-retries",
+            "0",
+            "-e",
+            ai,
+            "-S",
+            SRC_NMAP_UDP,
+            "-p",
+            "53,123,161",
+            SENSOR_V4,
+        ],
+        60,
+    )?;
     // masscan: 16 hosts × 2 ports at 1000 pps.
     lab.scan(
-        &["masscan", "--interface", ai, "--source-ip", SRC_MASSCAN, "--router-mac", &lab.sensor_mac, "--rate", "1000", "--wait", "0", "-p", "80,443", DARK_V4],
+        &[
+            "masscan",
+            "--interface",
+            ai,
+            "--source-ip",
+            SRC_MASSCAN,
+            "--router-mac",
+            &lab.sensor_mac,
+            "--rate",
+            "1000",
+            "--wait",
+            "0",
+            "-p",
+            "80,443",
+            DARK_V4,
+        ],
         5,
     )?;
     // zmap: 16 hosts on port 8080.
     lab.scan(
-        &["zmap", "-i", ai, "-S", SRC_ZMAP, "-G", &lab.sensor_mac, "-p", "8080", "-r", "1000", "-n", "16", "-c", "0", "-b", &bl, "-q", DARK_V4],
+        &[
+            "zmap",
+            "-i",
+            ai,
+            "-S",
+            SRC_ZMAP,
+            "-G",
+            &lab.sensor_mac,
+            "-p",
+            "8080",
+            "-r",
+            "1000",
+            "-n",
+            "16",
+            "-c",
+            "0",
+            "-b",
+            &bl,
+            "-q",
+            DARK_V4,
+        ],
         30,
     )?;
     // Mirai-style: sequence number = destination address (198.18.1.5 = 3323068677).
-    lab.scan(&["hping3", "-S", "-p", "23", "-c", "5", "-i", "u10000", "-a", SRC_MIRAI, "--setseq", "3323068677", "-I", ai, "198.18.1.5"], 20)?;
+    lab.scan(
+        &[
+            "hping3",
+            "-S",
+            "-p",
+            "23",
+            "-c",
+            "5",
+            "-i",
+            "u10000",
+            "-a",
+            SRC_MIRAI,
+            "--setseq",
+            "3323068677",
+            "-I",
+            ai,
+            "198.18.1.5",
+        ],
+        20,
+    )?;
     // ICMP echo.
-    lab.scan(&["hping3", "-1", "-c", "3", "-i", "u10000", "-a", SRC_MIRAI, "-I", ai, "198.18.1.5"], 20)?;
+    lab.scan(
+        &[
+            "hping3",
+            "-1",
+            "-c",
+            "3",
+            "-i",
+            "u10000",
+            "-a",
+            SRC_MIRAI,
+            "-I",
+            ai,
+            "198.18.1.5",
+        ],
+        20,
+    )?;
     // An excluded source: 10 SYNs that must not be counted.
-    lab.scan(&["hping3", "-S", "-p", "80", "-c", "10", "-i", "u10000", "-a", SRC_EXCLUDED, "-I", ai, SENSOR_V4], 20)?;
+    lab.scan(
+        &[
+            "hping3",
+            "-S",
+            "-p",
+            "80",
+            "-c",
+            "10",
+            "-i",
+            "u10000",
+            "-a",
+            SRC_EXCLUDED,
+            "-I",
+            ai,
+            SENSOR_V4,
+        ],
+        20,
+    )?;
     // IPv6 SYN scan.
-    lab.scan(&["nmap", "-6", "-sS", "-n", "-Pn", "--max-retries", "0", "-e", ai, "-S", SRC_V6, "-p", "22,80", SENSOR_V6], 60)?;
+    lab.scan(
+        &[
+            "nmap",
+            "-6",
+            "-sS",
+            "-n",
+            "-Pn",
+            "--max-retries",
+            "0",
+            "-e",
+            ai,
+            "-S",
+            SRC_V6,
+            "-p",
+            "22,80",
+            SENSOR_V6,
+        ],
+        60,
+    )?;
     Ok(())
 }
 
 /// The sensor host's own connection: an HTTP fetch from a server in the scanner namespace.
 /// Its inbound packets (SYN-ACK, ACK, data, FIN) belong to a local socket and must not count.
 pub fn own_connection(lab: &Lab) -> Result<()> {
-    let mut server = lab.spawn_in_scanner(&["python3", "-m", "http.server", "--bind", SRC_SERVER, "8000"])?;
+    let mut server =
+        lab.spawn_in_scanner(&["python3", "-m", "http.server", "--bind", SRC_SERVER, "8000"])?;
     let mut ok = Err(anyhow::anyhow!("server never answered"));
     for _ in 0..50 {
         std::thread::sleep(Duration::from_millis(100));
@@ -338,7 +559,10 @@ pub fn own_connection(lab: &Lab) -> Result<()> {
 pub fn flows_by_source(records: &[Value]) -> BTreeMap<(String, String), BTreeMap<u16, u64>> {
     let mut out: BTreeMap<(String, String), BTreeMap<u16, u64>> = BTreeMap::new();
     for r in records.iter().filter(|r| r["type"] == "flow") {
-        let key = (r["src_ip"].as_str().unwrap_or("").to_string(), r["kind"].as_str().unwrap_or("").to_string());
+        let key = (
+            r["src_ip"].as_str().unwrap_or("").to_string(),
+            r["kind"].as_str().unwrap_or("").to_string(),
+        );
         let port = r["dst_port"].as_u64().unwrap_or(0) as u16;
         *out.entry(key).or_default().entry(port).or_default() += r["packets"].as_u64().unwrap_or(0);
     }
@@ -362,10 +586,18 @@ pub fn tools_by_source(records: &[Value]) -> BTreeMap<String, BTreeSet<String>> 
 
 /// Sum of a named counter over all `stats` records.
 pub fn counter_total(records: &[Value], name: &str) -> u64 {
-    records.iter().filter(|r| r["type"] == "stats").map(|r| r["counters"][name].as_u64().unwrap_or(0)).sum()
+    records
+        .iter()
+        .filter(|r| r["type"] == "stats")
+        .map(|r| r["counters"][name].as_u64().unwrap_or(0))
+        .sum()
 }
 
 /// Sum of packets of one kind over all `stats` records.
 pub fn kind_total(records: &[Value], kind: &str) -> u64 {
-    records.iter().filter(|r| r["type"] == "stats").map(|r| r["kinds"][kind]["packets"].as_u64().unwrap_or(0)).sum()
+    records
+        .iter()
+        .filter(|r| r["type"] == "stats")
+        .map(|r| r["kinds"][kind]["packets"].as_u64().unwrap_or(0))
+        .sum()
 }

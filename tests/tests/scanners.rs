@@ -20,7 +20,8 @@ fn lab_or_skip() -> Option<Lab> {
 #[test]
 fn real_scanners_are_counted_exactly_and_recognised() {
     let Some(mut lab) = lab_or_skip() else { return };
-    lab.start_sensor(&standard_config(), 1.0).expect("start sensor");
+    lab.start_sensor(&standard_config(), 1.0)
+        .expect("start sensor");
     run_standard_scans(&lab).expect("scans");
     own_connection(&lab).expect("own connection");
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -28,7 +29,11 @@ fn real_scanners_are_counted_exactly_and_recognised() {
 
     let flows = flows_by_source(&records);
     for (src, kind, ports) in standard_expectations() {
-        assert_eq!(flows.get(&(src.to_string(), kind.to_string())), Some(&ports), "{src} {kind}");
+        assert_eq!(
+            flows.get(&(src.to_string(), kind.to_string())),
+            Some(&ports),
+            "{src} {kind}"
+        );
     }
     // Nothing else from the scanners' sources but what they sent (and IPv6 neighbour discovery).
     let scan_kinds: Vec<_> = flows
@@ -36,22 +41,42 @@ fn real_scanners_are_counted_exactly_and_recognised() {
         .filter(|(_, k)| k != "icmp_other")
         .map(|(s, k)| (s.clone(), k.clone()))
         .collect();
-    assert_eq!(scan_kinds.len(), standard_expectations().len(), "unexpected flows: {scan_kinds:?}");
+    assert_eq!(
+        scan_kinds.len(),
+        standard_expectations().len(),
+        "unexpected flows: {scan_kinds:?}"
+    );
     // The excluded source and the host's own connection are not in the data.
-    assert!(!flows.keys().any(|(s, _)| s == SRC_EXCLUDED || s == SRC_SERVER), "{flows:?}");
+    assert!(
+        !flows
+            .keys()
+            .any(|(s, _)| s == SRC_EXCLUDED || s == SRC_SERVER),
+        "{flows:?}"
+    );
     assert_eq!(counter_total(&records, "excluded_cidr"), 10);
-    assert!(counter_total(&records, "own_socket") >= 4, "own_socket {}", counter_total(&records, "own_socket"));
+    assert!(
+        counter_total(&records, "own_socket") >= 4,
+        "own_socket {}",
+        counter_total(&records, "own_socket")
+    );
     // Kernel counters agree with the tuple counts: 11 + 32 + 16 + 5 + 2 SYNs.
     assert_eq!(kind_total(&records, "tcp_syn"), 66);
     assert_eq!(kind_total(&records, "udp"), 6);
     assert_eq!(kind_total(&records, "icmp_echo"), 3);
     assert_eq!(counter_total(&records, "dropped"), 66 + 6 + 3);
     // Every packet was sampled (sample_every = 1): events carry weight 1 and match the flows.
-    let events = records.iter().filter(|r| r["type"] == "event" && r["kind"] == "tcp_syn").count();
+    let events = records
+        .iter()
+        .filter(|r| r["type"] == "event" && r["kind"] == "tcp_syn")
+        .count();
     assert_eq!(events, 66);
     let tools = tools_by_source(&records);
     for (src, tool) in standard_tools() {
-        assert!(tools.get(src).is_some_and(|t| t.contains(tool)), "{src} should be {tool}: {:?}", tools.get(src));
+        assert!(
+            tools.get(src).is_some_and(|t| t.contains(tool)),
+            "{src} should be {tool}: {:?}",
+            tools.get(src)
+        );
     }
     // No false attributions between the tools.
     assert!(!tools[SRC_NMAP].contains("masscan") && !tools[SRC_MASSCAN].contains("zmap"));

@@ -49,12 +49,17 @@ enum Cmd {
 }
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("+ {cmd:?}");
-    let status = cmd.status().with_context(|| format!("cannot start {cmd:?}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot start {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed: {status}");
     }
@@ -68,7 +73,13 @@ fn clean_cargo(toolchain: &str) -> Command {
     cmd.args(["run", toolchain, "cargo"]);
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
-        if k.starts_with("CARGO_") && k != "CARGO_HOME" || k.starts_with("RUSTUP_TOOLCHAIN") || k == "RUSTC" || k == "RUSTFLAGS" || k == "RUSTC_WRAPPER" || k == "RUSTDOC" {
+        if k.starts_with("CARGO_") && k != "CARGO_HOME"
+            || k.starts_with("RUSTUP_TOOLCHAIN")
+            || k == "RUSTC"
+            || k == "RUSTFLAGS"
+            || k == "RUSTC_WRAPPER"
+            || k == "RUSTDOC"
+        {
             cmd.env_remove(&k);
         }
     }
@@ -78,8 +89,12 @@ fn clean_cargo(toolchain: &str) -> Command {
 fn build_ebpf() -> Result<()> {
     let root = root();
     let ebpf = root.join("sensor-ebpf");
-    run(clean_cargo("nightly").current_dir(&ebpf).args(["build", "--release", "--bins"]))
-        .context("building the eBPF crate (run scripts/setup.sh first: it installs rust-src and bpf-linker)")?;
+    run(clean_cargo("nightly")
+        .current_dir(&ebpf)
+        .args(["build", "--release", "--bins"]))
+    .context(
+        "building the eBPF crate (run scripts/setup.sh first: it installs rust-src and bpf-linker)",
+    )?;
     let out = root.join("target/ebpf");
     std::fs::create_dir_all(&out)?;
     for name in ["scanscope", "null"] {
@@ -109,8 +124,17 @@ fn main() -> Result<()> {
             build_ebpf()?;
             if !no_lint {
                 run(cargo().args(["fmt", "--all", "--", "--check"]))?;
-                run(clean_cargo("nightly").current_dir(root().join("sensor-ebpf")).args(["fmt", "--", "--check"]))?;
-                run(cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]))?;
+                run(clean_cargo("nightly")
+                    .current_dir(root().join("sensor-ebpf"))
+                    .args(["fmt", "--", "--check"]))?;
+                run(cargo().args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ]))?;
             }
             run(cargo()
                 .args(["test", "--workspace", "--all-targets"])
@@ -121,7 +145,15 @@ fn main() -> Result<()> {
         Cmd::Demo { out } => {
             build_ebpf()?;
             let mut c = cargo();
-            c.args(["run", "--release", "-p", "scanscope-tests", "--bin", "scanscope-demo", "--"]);
+            c.args([
+                "run",
+                "--release",
+                "-p",
+                "scanscope-tests",
+                "--bin",
+                "scanscope-demo",
+                "--",
+            ]);
             if let Some(o) = out {
                 c.arg("--out").arg(o);
             }

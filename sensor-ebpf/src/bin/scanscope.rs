@@ -184,7 +184,6 @@ fn is_ipv6_ext(nh: u8) -> bool {
 fn parse(ctx: &XdpContext, p: &mut Parsed) -> Result<(), u32> {
     let frame_len = ctx.data_end() - ctx.data();
 
-
     // L2: Ethernet and up to two VLAN tags (802.1Q / 802.1ad).
     let mut ethertype = be16(load::<[u8; 2]>(ctx, 12).ok_or(counter::TRUNC_L2)?);
     let mut l3 = ETH_HLEN;
@@ -371,7 +370,11 @@ fn parse(ctx: &XdpContext, p: &mut Parsed) -> Result<(), u32> {
             p.icmp_code = c[1];
             p.key_port = (u16::from(c[0]) << 8) | u16::from(c[1]);
             let echo = if p.proto == proto::ICMP { 8 } else { 128 };
-            p.kind = if c[0] == echo { Kind::IcmpEcho as u8 } else { Kind::IcmpOther as u8 };
+            p.kind = if c[0] == echo {
+                Kind::IcmpEcho as u8
+            } else {
+                Kind::IcmpOther as u8
+            };
             let hdr = if seg_len < 8 { seg_len } else { 8 };
             p.payload_off = (l4 + hdr) as u16;
             p.payload_total = (seg_len - hdr) as u16;
@@ -412,7 +415,9 @@ fn handle(ctx: &XdpContext, p: &Parsed) -> u32 {
     // connections, its established sessions). A plain SYN can only match a listener, so the
     // lookup is skipped for it: a SYN to a listening port is a scan hit like any other.
     if cfg.flags & config_flags::EXCLUDE_OWN_SOCKETS != 0
-        && ((p.proto == proto::TCP && p.kind != Kind::TcpSyn as u8 && p.kind != Kind::Fragment as u8)
+        && ((p.proto == proto::TCP
+            && p.kind != Kind::TcpSyn as u8
+            && p.kind != Kind::Fragment as u8)
             || p.kind == Kind::Udp as u8)
         && own_socket(ctx, p)
     {
@@ -439,7 +444,13 @@ fn handle(ctx: &XdpContext, p: &Parsed) -> u32 {
     }
 
     let now = unsafe { bpf_ktime_get_ns() };
-    let key = TupleKey { src: p.src, dst: p.dst, dst_port: p.key_port, proto: p.proto, kind: p.kind };
+    let key = TupleKey {
+        src: p.src,
+        dst: p.dst,
+        dst_port: p.key_port,
+        proto: p.proto,
+        kind: p.kind,
+    };
     let epoch = EPOCH.get(0).copied().unwrap_or(0);
     let every = cfg.sample_every[kind as usize];
     let weight = if epoch & 1 == 0 {
@@ -470,8 +481,13 @@ fn tuple_update(
     if let Some(v) = map.get_ptr_mut(key) {
         return tuple_add(v, p, now, every);
     }
-    let fresh = TupleValue { packets: 1, bytes: u64::from(p.ip_len), first_ns: now, last_ns: now };
-    match map.insert(key, &fresh, u64::from(BPF_NOEXIST)) {
+    let fresh = TupleValue {
+        packets: 1,
+        bytes: u64::from(p.ip_len),
+        first_ns: now,
+        last_ns: now,
+    };
+    match map.insert(key, fresh, u64::from(BPF_NOEXIST)) {
         Ok(()) => 1,
         // Another CPU inserted it between our lookup and insert: add to theirs.
         Err(EEXIST) => match map.get_ptr_mut(key) {
@@ -502,7 +518,11 @@ fn tuple_add(v: *mut TupleValue, p: &Parsed, now: u64, every: u32) -> u32 {
         // `lock +=` that does not return the old value, even when it is used.
         atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(&raw mut (*v).packets, 1)
     };
-    if every != 0 && before % u64::from(every) == 0 { every } else { 0 }
+    if every != 0 && before % u64::from(every) == 0 {
+        every
+    } else {
+        0
+    }
 }
 
 /// Is this packet part of a connection or connected UDP socket of this host?
@@ -567,9 +587,8 @@ fn copy_bytes<const N: usize>(ctx: &XdpContext, off: u16, max: usize, dst: &mut 
         return 0;
     }
     // SAFETY: `dst` holds N ≥ n bytes; the helper bounds-checks the frame itself.
-    let rc = unsafe {
-        bpf_xdp_load_bytes(ctx.ctx, u32::from(off), dst.as_mut_ptr().cast(), n as u32)
-    };
+    let rc =
+        unsafe { bpf_xdp_load_bytes(ctx.ctx, u32::from(off), dst.as_mut_ptr().cast(), n as u32) };
     if rc == 0 { n } else { 0 }
 }
 
@@ -613,7 +632,8 @@ fn sample(ctx: &XdpContext, p: &Parsed, cfg: &SensorConfig, now: u64, weight: u3
         let want = usize::from(cfg.payload_len);
         let total = usize::from(p.payload_total);
         let max = if want < total { want } else { total };
-        (*ev).payload_len = copy_bytes::<MAX_PAYLOAD>(ctx, p.payload_off, max, &mut (*ev).payload) as u16;
+        (*ev).payload_len =
+            copy_bytes::<MAX_PAYLOAD>(ctx, p.payload_off, max, &mut (*ev).payload) as u16;
     }
     entry.submit(0);
     count(counter::SAMPLED, 1);

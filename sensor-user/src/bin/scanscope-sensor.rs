@@ -10,7 +10,12 @@ use sensor_user::agent::{self, AgentOptions};
 #[command(name = "scanscope-sensor", version)]
 struct Cli {
     /// Interface to attach to (repeatable).
-    #[arg(long = "iface", required = true, env = "SCANSCOPE_IFACE", value_delimiter = ',')]
+    #[arg(
+        long = "iface",
+        required = true,
+        env = "SCANSCOPE_IFACE",
+        value_delimiter = ','
+    )]
     ifaces: Vec<String>,
     /// Write JSON lines here (`-` for standard output).
     #[arg(long, env = "SCANSCOPE_JSONL")]
@@ -46,7 +51,11 @@ fn main() -> ExitCode {
         interval: Duration::from_secs_f64(cli.interval_secs),
         config_path: cli.config,
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -66,7 +75,10 @@ fn main() -> ExitCode {
 /// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         std::future::pending::<()>().await;
         return;
     };

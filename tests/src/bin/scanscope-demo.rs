@@ -18,12 +18,19 @@ fn main() -> Result<()> {
     if let Some(r) = unavailable_reason() {
         bail!("the demo cannot run: {r}");
     }
-    let dir = cli.out.unwrap_or_else(|| std::env::temp_dir().join(format!("scanscope-demo-{}", std::process::id())));
+    let dir = cli.out.unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("scanscope-demo-{}", std::process::id()))
+    });
     println!("== scanscope demo: lab output in {}", dir.display());
     let mut lab = Lab::new(&dir)?;
-    println!("   sensor namespace {} ({}), scanner namespace {}", lab.sensor_ns, lab.sensor_if, lab.scanner_ns);
+    println!(
+        "   sensor namespace {} ({}), scanner namespace {}",
+        lab.sensor_ns, lab.sensor_if, lab.scanner_ns
+    );
     lab.start_sensor(&standard_config(), 2.0)?;
-    println!("   sensor attached; firing nmap (SYN, UDP, IPv6), masscan, zmap, hping3 (Mirai-style, ICMP)…");
+    println!(
+        "   sensor attached; firing nmap (SYN, UDP, IPv6), masscan, zmap, hping3 (Mirai-style, ICMP)…"
+    );
     run_standard_scans(&lab)?;
     own_connection(&lab)?;
     std::thread::sleep(std::time::Duration::from_millis(300));
@@ -31,11 +38,15 @@ fn main() -> Result<()> {
 
     let flows = flows_by_source(&records);
     let tools = tools_by_source(&records);
-    let mut by_src: BTreeMap<String, Vec<(String, BTreeMap<u16, u64>)>> = BTreeMap::new();
+    type PortCounts = BTreeMap<u16, u64>;
+    let mut by_src: BTreeMap<String, Vec<(String, PortCounts)>> = BTreeMap::new();
     for ((src, kind), ports) in flows {
         by_src.entry(src).or_default().push((kind, ports));
     }
-    println!("\n{:<16} {:<11} {:>8} {:>6}  {:<24} tools", "source", "kind", "packets", "ports", "port list");
+    println!(
+        "\n{:<16} {:<11} {:>8} {:>6}  {:<24} tools",
+        "source", "kind", "packets", "ports", "port list"
+    );
     for (src, kinds) in &by_src {
         for (kind, ports) in kinds {
             let packets: u64 = ports.values().sum();
@@ -43,8 +54,15 @@ fn main() -> Result<()> {
             if ports.len() > 8 {
                 list.push("…".into());
             }
-            let t = tools.get(src).map(|t| t.iter().cloned().collect::<Vec<_>>().join(",")).unwrap_or_default();
-            println!("{src:<16} {kind:<11} {packets:>8} {:>6}  {:<24} {t}", ports.len(), list.join(","));
+            let t = tools
+                .get(src)
+                .map(|t| t.iter().cloned().collect::<Vec<_>>().join(","))
+                .unwrap_or_default();
+            println!(
+                "{src:<16} {kind:<11} {packets:>8} {:>6}  {:<24} {t}",
+                ports.len(),
+                list.join(",")
+            );
         }
     }
     println!(
@@ -57,7 +75,11 @@ fn main() -> Result<()> {
         counter_total(&records, "own_socket"),
         records.iter().filter(|r| r["type"] == "event").count(),
     );
-    println!("records: {} lines in {}", records.len(), dir.join("sensor.jsonl").display());
+    println!(
+        "records: {} lines in {}",
+        records.len(),
+        dir.join("sensor.jsonl").display()
+    );
     drop(lab);
     println!("lab removed.");
     Ok(())
