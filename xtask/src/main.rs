@@ -144,6 +144,14 @@ fn main() -> Result<()> {
         }
         Cmd::Demo { out } => {
             build_ebpf()?;
+            run(cargo().args([
+                "build",
+                "--release",
+                "-p",
+                "sensor-user",
+                "--bin",
+                "scanscope-sensor",
+            ]))?;
             let mut c = cargo();
             c.args([
                 "run",
