@@ -250,6 +250,30 @@ impl Lab {
             .collect()
     }
 
+    /// Rewrites the sensor's configuration file and sends SIGHUP; waits until it reloaded.
+    pub fn reload_sensor(&self, config: &str) -> Result<()> {
+        std::fs::write(self.dir.join("sensor.toml"), config)?;
+        let pid = self.sensor.as_ref().context("sensor not running")?.id();
+        let before = std::fs::read_to_string(self.dir.join("sensor.log"))
+            .unwrap_or_default()
+            .matches("configuration reloaded")
+            .count();
+        sh(&["kill", "-HUP", &pid.to_string()])?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::fs::read_to_string(self.dir.join("sensor.log"))
+            .unwrap_or_default()
+            .matches("configuration reloaded")
+            .count()
+            == before
+        {
+            if Instant::now() > deadline {
+                bail!("sensor did not reload its configuration");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(())
+    }
+
     /// Runs a command in the scanner namespace, with a time limit.
     pub fn scan(&self, args: &[&str], limit_secs: u32) -> Result<()> {
         let mut full = vec!["timeout", "-k", "2", "-s", "INT"];

@@ -24,6 +24,23 @@ fn real_scanners_are_counted_exactly_and_recognised() {
         .expect("start sensor");
     run_standard_scans(&lab).expect("scans");
     own_connection(&lab).expect("own connection");
+    // Reconfigure at run time (SIGHUP): exclude the nmap source too, then let it send 4 SYNs
+    // to port 80 — they must be counted as excluded, not as flows.
+    let reloaded = standard_config().replace(
+        &format!("exclude = [\"{SRC_EXCLUDED}/32\"]"),
+        &format!("exclude = [\"{SRC_EXCLUDED}/32\", \"{SRC_NMAP}/32\"]"),
+    );
+    assert_ne!(reloaded, standard_config());
+    lab.reload_sensor(&reloaded).expect("reload");
+    let ai = lab.scanner_if.clone();
+    lab.scan(
+        &[
+            "hping3", "-S", "-p", "80", "-c", "4", "-i", "u10000", "-a", SRC_NMAP, "-I", &ai,
+            SENSOR_V4,
+        ],
+        20,
+    )
+    .expect("hping3 after reload");
     std::thread::sleep(std::time::Duration::from_millis(300));
     let records = lab.stop_sensor().expect("stop sensor");
 
@@ -53,7 +70,7 @@ fn real_scanners_are_counted_exactly_and_recognised() {
             .any(|(s, _)| s == SRC_EXCLUDED || s == SRC_SERVER),
         "{flows:?}"
     );
-    assert_eq!(counter_total(&records, "excluded_cidr"), 10);
+    assert_eq!(counter_total(&records, "excluded_cidr"), 10 + 4);
     assert!(
         counter_total(&records, "own_socket") >= 4,
         "own_socket {}",

@@ -1,0 +1,50 @@
+//! The agent's clear one-line errors (no privileges needed: these fail before loading).
+use std::process::Command;
+
+fn run(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_scanscope-sensor"))
+        .args(args)
+        .output()
+        .expect("run agent");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn missing_interface_is_a_clear_error() {
+    let (code, err) = run(&["--iface", "nosuchif0"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("error: interface \"nosuchif0\" does not exist"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_config_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("scanscope-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let cfg = dir.join("bad.toml");
+    std::fs::write(&cfg, "[action]\ntcp_syn = \"reject\"\n").expect("write");
+    let (code, err) = run(&["--iface", "lo", "--config", cfg.to_str().expect("path")]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("action for tcp_syn must be \"pass\" or \"drop\""),
+        "{err}"
+    );
+    let (code, err) = run(&["--iface", "lo", "--config", "/nonexistent/x.toml"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot read config file /nonexistent/x.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_interval_is_refused() {
+    let (code, err) = run(&["--iface", "lo", "--interval-secs", "0"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("--interval-secs"), "{err}");
+}
