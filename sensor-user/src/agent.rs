@@ -26,6 +26,7 @@ use crate::{
     drain::{self, CounterSnapshot, DrainError},
     load::{self, Attachment, LoadError},
     sink::{JsonlSink, SinkError},
+    uplink::{Uplink, UplinkError, UplinkOptions, convert::BatchBuilder},
 };
 
 /// Errors that stop the agent.
@@ -39,6 +40,8 @@ pub enum AgentError {
     Drain(#[from] DrainError),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Uplink(#[from] UplinkError),
     #[error("no interface given (use --iface)")]
     NoInterface,
     #[error("{what}: {source}")]
@@ -58,6 +61,11 @@ pub struct AgentOptions {
     pub sensor_id: String,
     pub interval: Duration,
     pub config_path: Option<PathBuf>,
+    /// Stream to collectors (`--collector`); `None` = local output only.
+    pub uplink: Option<UplinkOptions>,
+    /// At shutdown, how long to wait for the collector to acknowledge what is queued before
+    /// leaving it in the spool.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for AgentOptions {
@@ -68,6 +76,8 @@ impl Default for AgentOptions {
             sensor_id: default_sensor_id(),
             interval: Duration::from_secs(60),
             config_path: None,
+            uplink: None,
+            shutdown_grace: Duration::from_secs(5),
         }
     }
 }
@@ -85,6 +95,9 @@ pub fn default_sensor_id() -> String {
     }
 }
 
+/// Events per batch before a batch is sealed early (between interval ends).
+const BATCH_EVENTS: usize = 10_000;
+
 /// How long program runs that read the old epoch may still write the old tuple table.
 const EPOCH_GRACE: Duration = Duration::from_millis(20);
 
@@ -98,6 +111,9 @@ struct State {
     interval_began: Instant,
     events_in_interval: u64,
     bad_records: u64,
+    bad_reported: u64,
+    uplink: Option<Uplink>,
+    batch: BatchBuilder,
 }
 
 impl State {
@@ -105,7 +121,21 @@ impl State {
         if let Some(s) = &mut self.sink {
             s.write(r)?;
         }
+        if self.uplink.is_some() {
+            self.batch.add(r);
+        }
         Ok(())
+    }
+
+    /// Hands the records collected so far to the uplink as one batch.
+    fn seal(&mut self) {
+        let Some(u) = &self.uplink else { return };
+        if let Some(b) = self.batch.take() {
+            let rows = b.events.len() + b.flows.len() + b.stats.len() + b.lost.len();
+            if let Err(e) = u.push(b) {
+                warn!(error = %e, rows, "could not queue a batch for the collector; it is lost");
+            }
+        }
     }
 
     fn drain_events(
@@ -133,6 +163,9 @@ impl State {
             && let Some(s) = &mut self.sink
         {
             s.flush()?;
+        }
+        if self.batch.rows() >= BATCH_EVENTS {
+            self.seal();
         }
         Ok(n)
     }
@@ -223,6 +256,11 @@ impl State {
                 "packets",
                 delta.get(counter::TUPLE_TABLE_FULL),
             ),
+            (
+                LostStage::AgentDecode,
+                "events",
+                self.bad_records - self.bad_reported,
+            ),
         ] {
             if count > 0 {
                 warn!(?stage, count, "data lost");
@@ -236,9 +274,11 @@ impl State {
                 self.emit(&Record::Lost(lost))?;
             }
         }
+        self.bad_reported = self.bad_records;
         if let Some(s) = &mut self.sink {
             s.flush()?;
         }
+        self.seal();
         self.interval_start = now;
         self.interval_began = Instant::now();
         self.events_in_interval = 0;
@@ -269,6 +309,10 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         Some(p) => Some(JsonlSink::create(p)?),
         None => None,
     };
+    let uplink = match &opts.uplink {
+        Some(u) => Some(Uplink::start(u.clone())?),
+        None => None,
+    };
     let mut ebpf = load::load(&cfg)?;
     let mut attachments: Vec<Attachment> = Vec::new();
     for i in &opts.ifaces {
@@ -297,6 +341,9 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         interval_began: Instant::now(),
         events_in_interval: 0,
         bad_records: 0,
+        bad_reported: 0,
+        uplink,
+        batch: BatchBuilder::default(),
     };
     info!(sensor = %opts.sensor_id, ifaces = ?opts.ifaces, interval_secs = opts.interval.as_secs_f64(), "sensor running");
 
@@ -360,6 +407,18 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     if let Some(s) = &mut st.sink {
         s.flush()?;
         info!(records = s.written, "output written");
+    }
+    if let Some(u) = st.uplink.take() {
+        let (stats, left) = u.finish(opts.shutdown_grace).await;
+        info!(
+            batches = stats.pushed,
+            acked = stats.acked,
+            spooled = stats.spooled,
+            dropped = stats.dropped_batches,
+            rejected = stats.rejected_batches,
+            left_in_spool = left,
+            "uplink stopped"
+        );
     }
     Ok(())
 }

@@ -218,6 +218,8 @@ pub enum LostStage {
     KernelTupleTable,
     /// The agent could not write its output.
     AgentOutput,
+    /// Ring-buffer records the agent could not decode.
+    AgentDecode,
 }
 
 /// A count of lost records.

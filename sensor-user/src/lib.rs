@@ -13,6 +13,8 @@
 //! 5. [`fingerprint`] — per-event tool fingerprints (ZMap, Masscan, Mirai, Nmap, Unicornscan),
 //!    initial-TTL OS hint and TCP option signature.
 //! 6. [`sink`] — writes records (JSON lines).
+//! 7. [`uplink`] — batches records to the collector over gRPC (`scanscope.v1`), in order, with
+//!    an on-disk spool while the collector is down, failover and backoff.
 //!
 //! [`agent`] runs the stages; [`reference`] is a user-space parser with the kernel's exact
 //! classification rules, used by the differential tests and to craft expectations.
@@ -36,3 +38,4 @@ pub mod object;
 pub mod reference;
 pub mod sink;
 pub mod testrun;
+pub mod uplink;

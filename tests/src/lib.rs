@@ -14,6 +14,8 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
+
+pub mod transport;
 use serde_json::Value;
 
 static NEXT: AtomicU32 = AtomicU32::new(0);

@@ -1,0 +1,14 @@
+//! Compiles `scanscope/v1/*.proto` with protox (no system protoc) and generates the tonic
+//! client and server into OUT_DIR.
+fn main() -> anyhow::Result<()> {
+    let files = ["scanscope/v1/ingest.proto"];
+    for f in &files {
+        println!("cargo:rerun-if-changed={f}");
+    }
+    let fds = protox::compile(files, ["."])?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

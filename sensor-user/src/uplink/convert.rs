@@ -1,0 +1,202 @@
+//! Records → `scanscope.v1` messages.
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use scanscope_proto::v1 as pb;
+use sensor_common::Kind;
+
+use crate::decode::{Event, Flow, Lost, LostStage, Record, Stats};
+
+/// Unix microseconds.
+pub fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// 4 bytes for IPv4, 16 for IPv6.
+pub fn ip_bytes(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(v) => v.octets().to_vec(),
+        IpAddr::V6(v) => v.octets().to_vec(),
+    }
+}
+
+/// The protobuf kind of a kernel kind (proto numbers are the kernel's plus one).
+pub fn kind(k: Kind) -> i32 {
+    k as i32 + 1
+}
+
+/// The protobuf lost-data stage.
+pub fn stage(s: LostStage) -> pb::LostStage {
+    match s {
+        LostStage::KernelRingbuf => pb::LostStage::KernelRingbuf,
+        LostStage::KernelTupleTable => pb::LostStage::KernelTupleTable,
+        LostStage::AgentOutput => pb::LostStage::AgentOutput,
+        LostStage::AgentDecode => pb::LostStage::AgentDecode,
+    }
+}
+
+pub fn event(e: &Event) -> pb::Event {
+    pb::Event {
+        ts_us: micros(e.ts),
+        iface: e.iface.clone(),
+        src_ip: ip_bytes(e.src_ip),
+        dst_ip: ip_bytes(e.dst_ip),
+        src_port: e.src_port.into(),
+        dst_port: e.dst_port.into(),
+        proto: e.proto.into(),
+        kind: kind(e.kind),
+        ttl: e.ttl.into(),
+        ip_id: e.ip_id.into(),
+        ip_len: e.ip_len.into(),
+        df: e.df,
+        tos: e.tos.into(),
+        flow_label: e.flow_label,
+        tcp_flags: e.tcp_flags.into(),
+        tcp_seq: e.tcp_seq,
+        tcp_ack: e.tcp_ack,
+        tcp_window: e.tcp_window.into(),
+        tcp_options: e.tcp_options.clone(),
+        tcp_options_raw: e.tcp_options_raw.clone(),
+        icmp_type: e.icmp_type.into(),
+        icmp_code: e.icmp_code.into(),
+        vlan: e.vlan.into(),
+        weight: e.weight,
+        payload_len: e.payload_len.into(),
+        payload: e.payload.clone(),
+        tools: e.tools.iter().map(|t| t.name().to_string()).collect(),
+        initial_ttl: e.initial_ttl.into(),
+        os_hint: e.os_hint.to_string(),
+        backscatter: e.backscatter,
+    }
+}
+
+pub fn flow(f: &Flow) -> pb::Flow {
+    pb::Flow {
+        interval_start_us: micros(f.interval_start),
+        interval_secs: f.interval_secs,
+        src_ip: ip_bytes(f.src_ip),
+        dst_ip: ip_bytes(f.dst_ip),
+        proto: f.proto.into(),
+        kind: kind(f.kind),
+        dst_port: f.dst_port.into(),
+        icmp_type: f.icmp_type.map(u32::from),
+        icmp_code: f.icmp_code.map(u32::from),
+        packets: f.packets,
+        bytes: f.bytes,
+        first_seen_us: micros(f.first_seen),
+        last_seen_us: micros(f.last_seen),
+    }
+}
+
+pub fn stats(s: &Stats) -> pb::SensorStats {
+    pb::SensorStats {
+        interval_start_us: micros(s.interval_start),
+        interval_secs: s.interval_secs,
+        kinds: Kind::ALL
+            .iter()
+            .filter_map(|k| {
+                s.kinds.get(k.name()).map(|c| pb::KindCount {
+                    kind: kind(*k),
+                    packets: c.packets,
+                    bytes: c.bytes,
+                })
+            })
+            .collect(),
+        counters: s
+            .counters
+            .iter()
+            .map(|(n, v)| pb::Counter {
+                name: (*n).to_string(),
+                value: *v,
+            })
+            .collect(),
+        tcp_ports: s
+            .tcp_ports
+            .iter()
+            .map(|(p, n)| pb::PortCount {
+                port: (*p).into(),
+                packets: *n,
+            })
+            .collect(),
+        udp_ports: s
+            .udp_ports
+            .iter()
+            .map(|(p, n)| pb::PortCount {
+                port: (*p).into(),
+                packets: *n,
+            })
+            .collect(),
+        ringbuf_full_per_cpu: s.ringbuf_full_per_cpu.clone(),
+    }
+}
+
+pub fn lost(l: &Lost) -> pb::Lost {
+    pb::Lost {
+        ts_us: micros(l.ts),
+        stage: stage(l.stage) as i32,
+        unit: l.unit.to_string(),
+        count: l.count,
+        detail: String::new(),
+    }
+}
+
+/// Collects records into the next batch.
+#[derive(Debug, Default)]
+pub struct BatchBuilder {
+    batch: pb::Batch,
+}
+
+impl BatchBuilder {
+    /// Adds one record.
+    pub fn add(&mut self, r: &Record) {
+        match r {
+            Record::Event(e) => self.batch.events.push(event(e)),
+            Record::Flow(f) => self.batch.flows.push(flow(f)),
+            Record::Stats(s) => self.batch.stats.push(stats(s)),
+            Record::Lost(l) => self.batch.lost.push(lost(l)),
+        }
+    }
+
+    /// Rows held.
+    pub fn rows(&self) -> usize {
+        let b = &self.batch;
+        b.events.len() + b.flows.len() + b.stats.len() + b.lost.len()
+    }
+
+    /// Takes the batch (sensor id and seq are set by the outbox).
+    pub fn take(&mut self) -> Option<pb::Batch> {
+        if self.rows() == 0 {
+            return None;
+        }
+        Some(std::mem::take(&mut self.batch))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_and_names_line_up_with_the_proto() {
+        for k in Kind::ALL {
+            let p = pb::Kind::try_from(kind(k)).unwrap();
+            assert_eq!(
+                p.as_str_name().trim_start_matches("KIND_").to_ascii_lowercase(),
+                k.name()
+            );
+        }
+        for s in [
+            LostStage::KernelRingbuf,
+            LostStage::KernelTupleTable,
+            LostStage::AgentOutput,
+            LostStage::AgentDecode,
+        ] {
+            let json = serde_json::to_string(&s).unwrap();
+            let name = stage(s)
+                .as_str_name()
+                .trim_start_matches("LOST_STAGE_")
+                .to_ascii_lowercase();
+            assert_eq!(json, format!("\"{name}\""));
+        }
+    }
+}

@@ -1,0 +1,463 @@
+//! Transport end to end: the agent's uplink (the library `scanscope-sensor` uses) against the
+//! real `scanscope-collector` binary on loopback. Faults: kill -9 of the collector mid-stream,
+//! the collector down for a minute, an agent crash with a full spool, a full disk; security:
+//! TLS, mutual TLS, bearer tokens; bad input: malformed and oversized batches.
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use scanscope_proto::v1::{Ack, Batch, StatusRequest, StatusResponse, ingest_client::IngestClient};
+use scanscope_tests::transport::{
+    Certs, CollectorProc, check_synthetic, read_table, synthetic_batch,
+    synthetic_batch_with_events, synthetic_packets,
+    table_files, temp_files,
+};
+use sensor_user::uplink::{ClientTls, Uplink, UplinkOptions};
+use tonic::{
+    Code, Request, Status,
+    transport::{Certificate, ClientTlsConfig, Endpoint, Identity},
+};
+
+fn opts(urls: Vec<String>, sensor: &str, spool: &Path) -> UplinkOptions {
+    let mut o = UplinkOptions::new(urls, sensor.into(), spool.to_path_buf());
+    o.backoff_min = Duration::from_millis(100);
+    o.backoff_max = Duration::from_secs(2);
+    o.window = 8;
+    o
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn spool_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".batch"))
+        .count()
+}
+
+async fn channel(url: &str, tls: Option<ClientTlsConfig>) -> Result<tonic::transport::Channel, Status> {
+    let mut ep = Endpoint::from_shared(url.to_string()).map_err(|e| Status::internal(e.to_string()))?;
+    if let Some(t) = tls {
+        ep = ep.tls_config(t).map_err(|e| Status::internal(e.to_string()))?;
+    }
+    ep.connect()
+        .await
+        .map_err(|e| Status::unavailable(format!("connect: {e:?}")))
+}
+
+/// Streams `batches` on one raw stream; the acks, or the status the stream ended with.
+async fn raw_stream(
+    url: &str,
+    tls: Option<ClientTlsConfig>,
+    token: Option<&str>,
+    batches: Vec<Batch>,
+) -> Result<Vec<Ack>, Status> {
+    let ch = channel(url, tls).await?;
+    let mut c = IngestClient::new(ch).max_encoding_message_size(usize::MAX);
+    let mut req = Request::new(tokio_stream::iter(batches));
+    if let Some(t) = token {
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let mut s = c.stream(req).await?.into_inner();
+    let mut acks = Vec::new();
+    while let Some(a) = s.message().await? {
+        acks.push(a);
+    }
+    Ok(acks)
+}
+
+async fn status(url: &str, tls: Option<ClientTlsConfig>, token: Option<&str>) -> Result<StatusResponse, Status> {
+    let ch = channel(url, tls).await?;
+    let mut c = IngestClient::new(ch);
+    let mut req = Request::new(StatusRequest {});
+    if let Some(t) = token {
+        req.metadata_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    Ok(c.status(req).await?.into_inner())
+}
+
+fn with_ids(mut b: Batch, sensor: &str, seq: u64) -> Batch {
+    b.sensor_id = sensor.into();
+    b.seq = seq;
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_row_stored_once_and_status_reports_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    let mut c = CollectorProc::start("127.0.0.1:0", &data, &["--flush-secs", "0.2"])?;
+    let up = Uplink::start(opts(vec![c.url()], "s-basic", &dir.path().join("spool")))?;
+    for i in 0..20 {
+        up.push(synthetic_batch(i, 500))?;
+    }
+    let (stats, left) = up.finish(Duration::from_secs(30)).await;
+    assert_eq!((stats.pushed, stats.acked, left), (20, 20, 0));
+    // Resending an acknowledged batch is recognised and not written again.
+    let acks = raw_stream(&c.url(), None, None, vec![with_ids(synthetic_batch(0, 500), "s-basic", 1)])
+        .await?;
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].status, scanscope_proto::v1::AckStatus::Duplicate as i32);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let st = status(&c.url(), None, None).await?;
+    let s = st.sensors.iter().find(|s| s.sensor_id == "s-basic").context("sensor in status")?;
+    assert_eq!((s.last_seq, s.batches, s.rows), (20, 20, 20 * 500));
+    assert_eq!(st.duplicates, 1);
+    let flows = st.tables.iter().find(|t| t.table == "flows").unwrap();
+    assert_eq!(flows.rows, 20 * 500);
+    c.stop()?;
+    let packets = check_synthetic(&data, "s-basic", 20, 500)?;
+    assert_eq!(packets, 20 * synthetic_packets(500));
+    assert!(temp_files(&data).is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill9_collector_mid_stream_loses_and_duplicates_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    let mut c = CollectorProc::start("127.0.0.1:0", &data, &["--flush-secs", "0.3"])?;
+    let up = Uplink::start(opts(vec![c.url()], "s-kill", &dir.path().join("spool")))?;
+    const N: u32 = 300;
+    const ROWS: u32 = 200;
+    let pusher = async {
+        for i in 0..N {
+            up.push(synthetic_batch(i, ROWS)).unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    let killer = async {
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            c.kill9().unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            c.restart().unwrap();
+        }
+    };
+    tokio::join!(pusher, killer);
+    let (stats, left) = up.finish(Duration::from_secs(60)).await;
+    assert_eq!(left, 0, "all batches acknowledged in the end: {stats:?}");
+    assert_eq!(stats.acked, u64::from(N));
+    c.stop()?;
+    let replays = c.log_text().matches("replayed write-ahead log").count();
+    println!("collector restarts replayed the WAL {replays} times; agent stats {stats:?}");
+    let packets = check_synthetic(&data, "s-kill", N, ROWS)?;
+    assert_eq!(packets, u64::from(N) * synthetic_packets(ROWS));
+    assert!(temp_files(&data).is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_down_for_a_minute_agent_spools_then_replays() -> Result<()> {
+    let downtime: u64 = std::env::var("SCANSCOPE_TEST_DOWNTIME_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    let spool = dir.path().join("spool");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let up = Uplink::start(opts(vec![url], "s-down", &spool))?;
+    let n = 30u32;
+    let start = Instant::now();
+    for i in 0..n {
+        up.push(synthetic_batch(i, 100))?;
+        let next = Duration::from_secs(downtime) * (i + 1) / n;
+        tokio::time::sleep(next.saturating_sub(start.elapsed())).await;
+    }
+    let st = up.stats();
+    assert_eq!((st.spooled, st.acked), (u64::from(n), 0));
+    assert_eq!(spool_files(&spool), n as usize);
+    let mut c = CollectorProc::start(&format!("127.0.0.1:{port}"), &data, &["--flush-secs", "0.3"])?;
+    let (stats, left) = up.finish(Duration::from_secs(60)).await;
+    assert_eq!((left, stats.acked), (0, u64::from(n)));
+    assert_eq!(spool_files(&spool), 0);
+    c.stop()?;
+    check_synthetic(&data, "s-down", n, 100)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crashed_agent_replays_its_spool_after_restart() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    let spool = dir.path().join("spool");
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let up = Uplink::start(opts(vec![url.clone()], "s-crash", &spool))?;
+    for i in 0..10 {
+        up.push(synthetic_batch(i, 50))?;
+    }
+    up.abort().await; // like kill -9: nothing more is written
+    assert_eq!(spool_files(&spool), 10);
+    let mut c = CollectorProc::start(&format!("127.0.0.1:{port}"), &data, &["--flush-secs", "0.3"])?;
+    let up = Uplink::start(opts(vec![url], "s-crash", &spool))?;
+    let seq = up.push(synthetic_batch(10, 50))?;
+    assert!(seq > 10, "seq keeps increasing across restarts (got {seq})");
+    let (stats, left) = up.finish(Duration::from_secs(30)).await;
+    assert_eq!((left, stats.acked), (0, 11));
+    c.stop()?;
+    check_synthetic(&data, "s-crash", 11, 50)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_the_second_collector() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let mut c = CollectorProc::start("127.0.0.1:0", &data, &["--flush-secs", "0.2"])?;
+    let up = Uplink::start(opts(vec![dead, c.url()], "s-failover", &dir.path().join("spool")))?;
+    for i in 0..5 {
+        up.push(synthetic_batch(i, 10))?;
+    }
+    let (stats, left) = up.finish(Duration::from_secs(30)).await;
+    assert_eq!((left, stats.acked), (0, 5));
+    c.stop()?;
+    check_synthetic(&data, "s-failover", 5, 10)?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_mutual_tls_and_tokens_refuse_bad_credentials() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::generate(dir.path())?;
+    let data = dir.path().join("lake");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "# sensors\ns3cret\n")?;
+    let p = |x: &Path| x.display().to_string();
+    let (sc, sk, ca, tf) = (p(&certs.server_cert), p(&certs.server_key), p(&certs.ca), p(&tokens));
+    let mut c = CollectorProc::start(
+        "127.0.0.1:0",
+        &data,
+        &[
+            "--flush-secs", "0.2", "--tls-cert", &sc, "--tls-key", &sk, "--client-ca", &ca,
+            "--token-file", &tf,
+        ],
+    )?;
+    let url = format!("https://localhost:{}", c.addr.port());
+    let ca_pem = std::fs::read(&certs.ca)?;
+    let tls = |cert: Option<(&Path, &Path)>| {
+        let mut t = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&ca_pem))
+            .domain_name("localhost");
+        if let Some((c, k)) = cert {
+            t = t.identity(Identity::from_pem(
+                std::fs::read(c).unwrap(),
+                std::fs::read(k).unwrap(),
+            ));
+        }
+        t
+    };
+    let good_cert = Some((certs.client_cert.as_path(), certs.client_key.as_path()));
+
+    // The agent with every credential right.
+    let mut o = opts(vec![url.clone()], "s-tls", &dir.path().join("spool"));
+    o.token = Some("s3cret".into());
+    o.tls = ClientTls {
+        ca: Some(certs.ca.clone()),
+        cert: Some(certs.client_cert.clone()),
+        key: Some(certs.client_key.clone()),
+        domain: None,
+    };
+    let up = Uplink::start(o)?;
+    for i in 0..3 {
+        up.push(synthetic_batch(i, 20))?;
+    }
+    let (stats, left) = up.finish(Duration::from_secs(30)).await;
+    assert_eq!((left, stats.acked), (0, 3));
+
+    let intruder = |seq| vec![with_ids(synthetic_batch(99, 20), "intruder", seq)];
+    // Client certificate but no token, or a wrong one: UNAUTHENTICATED.
+    let e = raw_stream(&url, Some(tls(good_cert)), None, intruder(1)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    let e = raw_stream(&url, Some(tls(good_cert)), Some("guess"), intruder(1)).await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
+    // Right token, but no client certificate / one from another CA: the handshake fails.
+    assert!(raw_stream(&url, Some(tls(None)), Some("s3cret"), intruder(1)).await.is_err());
+    let rogue = Some((certs.rogue_cert.as_path(), certs.rogue_key.as_path()));
+    assert!(raw_stream(&url, Some(tls(rogue)), Some("s3cret"), intruder(1)).await.is_err());
+    // Plain text to the TLS port fails.
+    let plain = format!("http://127.0.0.1:{}", c.addr.port());
+    assert!(raw_stream(&plain, None, Some("s3cret"), intruder(1)).await.is_err());
+
+    let st = status(&url, Some(tls(good_cert)), Some("s3cret")).await?;
+    let refused = st.rejected.iter().find(|r| r.name == "unauthenticated").map(|r| r.value);
+    assert_eq!(refused, Some(2));
+    assert_eq!(
+        st.sensors.iter().map(|s| s.sensor_id.as_str()).collect::<Vec<_>>(),
+        ["s-tls"]
+    );
+    assert_eq!(
+        status(&url, Some(tls(good_cert)), None).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+    c.stop()?;
+    check_synthetic(&data, "s-tls", 3, 20)?;
+    let keys = scanscope_tests::transport::flow_keys(&data)?;
+    assert!(keys.keys().all(|(s, _, _)| s == "s-tls"), "only the authenticated sensor's rows");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_batches_are_refused_and_others_go_on() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    let mut c = CollectorProc::start(
+        "127.0.0.1:0",
+        &data,
+        &["--flush-secs", "0.2", "--max-batch-bytes", "200000"],
+    )?;
+    let url = c.url();
+    let up = Uplink::start(opts(vec![url.clone()], "s-good", &dir.path().join("spool")))?;
+    for i in 0..5 {
+        up.push(synthetic_batch(i, 100))?;
+    }
+    // Malformed: seq 0; a bad sensor id; a 3-byte address; a value out of range.
+    let e = raw_stream(&url, None, None, vec![with_ids(synthetic_batch(50, 5), "bad-1", 0)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let e = raw_stream(&url, None, None, vec![with_ids(synthetic_batch(51, 5), "bad sensor!", 1)])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let mut b = with_ids(synthetic_batch(52, 5), "bad-2", 1);
+    b.flows[3].src_ip = vec![1, 2, 3];
+    // A good batch first on the same stream: acknowledged, then the refusal.
+    let first = with_ids(synthetic_batch(53, 5), "bad-2", 1);
+    let mut b2 = b.clone();
+    b2.seq = 2;
+    let e = raw_stream(&url, None, None, vec![first, b2]).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    // Oversized: ~450 kB > 200 kB.
+    let big = with_ids(synthetic_batch(54, 10_000), "big-1", 1);
+    let e = raw_stream(&url, None, None, vec![big]).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    // The agent's own stream: a batch the collector refuses is dropped and counted; the next
+    // ones go on.
+    let mut bad = synthetic_batch(5, 10);
+    bad.flows[0].packets = 0;
+    let bad_packets: u64 = bad.flows.iter().map(|f| f.packets).sum();
+    up.push(bad)?;
+    for i in 6..11 {
+        up.push(synthetic_batch(i, 100))?;
+    }
+    let (stats, left) = up.finish(Duration::from_secs(30)).await;
+    assert_eq!(left, 0);
+    // 10 good batches + 1 carrying the agent's report of the refused one.
+    assert_eq!((stats.acked, stats.rejected_batches), (11, 1));
+    let st = status(&url, None, None).await?;
+    let rejected: u64 = st.rejected.iter().map(|r| r.value).sum();
+    assert_eq!(rejected, 5, "{:?}", st.rejected);
+    c.stop()?;
+    // s-good has batches 0..5 and 6..11 (bad-2's first batch was fine too).
+    let keys = scanscope_tests::transport::flow_keys(&data)?;
+    let good = keys.keys().filter(|(s, _, _)| s == "s-good").count();
+    assert_eq!(good, 10 * 100);
+    assert_eq!(keys.keys().filter(|(s, _, _)| s == "bad-2").count(), 5);
+    assert!(keys.keys().all(|(s, _, _)| s == "s-good" || s == "bad-2"));
+    // Every refusal is in the lake's `lost` table; the agent's own report of its dropped batch
+    // rode on a later batch.
+    let mut collector_side = 0;
+    let mut agent_side_packets = 0;
+    for b in read_table(&data, "lost")? {
+        use arrow::array::AsArray;
+        let stage = b.column_by_name("stage").unwrap().as_string::<i32>();
+        let sensor = b.column_by_name("sensor").unwrap().as_string::<i32>();
+        let unit = b.column_by_name("unit").unwrap().as_string::<i32>();
+        let count = b
+            .column_by_name("count")
+            .unwrap()
+            .as_primitive::<arrow::datatypes::UInt64Type>();
+        for i in 0..b.num_rows() {
+            if stage.value(i) == "collector_rejected" && unit.value(i) == "batches" {
+                collector_side += 1;
+            }
+            if stage.value(i) == "collector_rejected"
+                && sensor.value(i) == "s-good"
+                && unit.value(i) == "packets"
+            {
+                agent_side_packets += count.value(i);
+            }
+        }
+    }
+    // 5 recorded by the collector + 1 reported by the agent.
+    assert_eq!(collector_side, 6);
+    assert_eq!(agent_side_packets, bad_packets);
+    Ok(())
+}
+
+/// Needs root (mounts a tmpfs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_stops_acks_then_recovers_without_corrupt_files() -> Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        let why = "disk-full test needs root to mount a tmpfs";
+        if std::env::var("SCANSCOPE_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
+            panic!("{why}");
+        }
+        eprintln!("SKIPPED: {why}");
+        return Ok(());
+    }
+    struct Mount(std::path::PathBuf);
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    std::fs::create_dir(&data)?;
+    let ok = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+        .arg(&data)
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "mounting a tmpfs failed");
+    let _m = Mount(data.clone());
+    let mut c = CollectorProc::start("127.0.0.1:0", &data, &["--flush-secs", "0.2"])?;
+    let up = Uplink::start(opts(vec![c.url()], "s-full", &dir.path().join("spool")))?;
+    let n = 120u32;
+    let mut saw_full = false;
+    for i in 0..n {
+        up.push(synthetic_batch_with_events(i, 1000, 100))?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if !saw_full && i % 10 == 9 {
+            saw_full = status(&c.url(), None, None).await.is_ok_and(|s| s.disk_full);
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    saw_full |= status(&c.url(), None, None).await.is_ok_and(|s| s.disk_full);
+    assert!(saw_full, "the 1 MiB tmpfs never filled:\n{}", c.log_text());
+    let pending = up.pending();
+    assert!(pending > 0, "with the disk full, batches wait at the agent");
+    // No partial file is visible; every committed file reads.
+    assert!(temp_files(&data).is_empty(), "{:?}", temp_files(&data));
+    for t in ["flows", "sensor_stats", "lost"] {
+        read_table(&data, t).with_context(|| format!("{t} unreadable while the disk is full"))?;
+    }
+    let committed = table_files(&data, "flows").len();
+    // Space comes back: the collector resumes by itself and the agent's backlog drains.
+    let ok = std::process::Command::new("mount")
+        .args(["-o", "remount,size=256m"])
+        .arg(&data)
+        .status()?
+        .success();
+    anyhow::ensure!(ok, "remount failed");
+    let (stats, left) = up.finish(Duration::from_secs(90)).await;
+    assert_eq!((left, stats.acked), (0, u64::from(n)), "{stats:?}");
+    c.stop()?;
+    println!("{committed} flows files before space came back; {pending} batches waited");
+    check_synthetic(&data, "s-full", n, 1000)?;
+    Ok(())
+}
