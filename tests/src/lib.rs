@@ -106,6 +106,8 @@ pub struct Lab {
     pub sensor_mac: String,
     pub scanner_if: String,
     pub dir: PathBuf,
+    /// Extra arguments for the sensor agent (e.g. `--collector URL --spool-dir DIR`).
+    pub sensor_args: Vec<String>,
     sensor: Option<Child>,
 }
 
@@ -124,6 +126,7 @@ impl Lab {
             sensor_mac: String::new(),
             scanner_if: format!("av{id}"),
             dir: dir.to_path_buf(),
+            sensor_args: Vec::new(),
             sensor: None,
         };
         std::fs::create_dir_all(dir)?;
@@ -213,6 +216,7 @@ impl Lab {
             .arg(&cfg)
             .arg("--jsonl")
             .arg(self.dir.join("sensor.jsonl"))
+            .args(&self.sensor_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

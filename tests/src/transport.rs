@@ -407,3 +407,16 @@ impl Certs {
         })
     }
 }
+
+/// Runs `tests/py/check_lake.py` (DuckDB, pandas, pyarrow) on a lake; its JSON summary.
+pub fn check_lake_py(lake: &Path) -> Result<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/check_lake.py");
+    let out = Command::new("python3").arg(&script).arg(lake).output()?;
+    if !out.status.success() {
+        bail!(
+            "check_lake.py failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}

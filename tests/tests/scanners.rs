@@ -4,6 +4,7 @@
 //! counted once, on the right port and kind, from the right source; every tool is recognised;
 //! the excluded source and the host's own connection are not counted.
 use scanscope_tests::*;
+use scanscope_tests::transport;
 
 fn lab_or_skip() -> Option<Lab> {
     if let Some(r) = unavailable_reason() {
@@ -20,6 +21,23 @@ fn lab_or_skip() -> Option<Lab> {
 #[test]
 fn real_scanners_are_counted_exactly_and_recognised() {
     let Some(mut lab) = lab_or_skip() else { return };
+    // The collector runs in the sensor namespace on its loopback; the agent streams to it
+    // (and writes JSON lines too, so the two outputs can be compared).
+    let lake = lab.dir.join("lake");
+    let ns = lab.sensor_ns.clone();
+    let mut collector = transport::CollectorProc::start_with_prefix(
+        &["ip", "netns", "exec", &ns],
+        "127.0.0.1:0",
+        &lake,
+        &["--flush-secs", "1"],
+    )
+    .expect("start collector");
+    lab.sensor_args = vec![
+        "--collector".into(),
+        collector.url(),
+        "--spool-dir".into(),
+        lab.dir.join("spool").display().to_string(),
+    ];
     lab.start_sensor(&standard_config(), 1.0)
         .expect("start sensor");
     run_standard_scans(&lab).expect("scans");
@@ -106,4 +124,90 @@ fn real_scanners_are_counted_exactly_and_recognised() {
     assert_eq!(mirai["dst_port"], 23);
     // No loss anywhere.
     assert!(!records.iter().any(|r| r["type"] == "lost"));
+
+    // The lake: what DuckDB, pandas and pyarrow read equals what the kernel counted and the
+    // agent wrote locally, per source and kind.
+    collector.stop().expect("collector stops cleanly");
+    let lake_summary = transport::check_lake_py(&lake).expect("read the lake");
+    let mut jsonl: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for r in records.iter().filter(|r| r["type"] == "flow") {
+        *jsonl
+            .entry((r["src_ip"].as_str().unwrap().into(), r["kind"].as_str().unwrap().into()))
+            .or_default() += r["packets"].as_u64().unwrap();
+    }
+    let mut lake_flows: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    for row in lake_summary["flows_by_src_kind"].as_array().unwrap() {
+        lake_flows.insert(
+            (row[0].as_str().unwrap().into(), row[1].as_str().unwrap().into()),
+            row[2].as_u64().unwrap(),
+        );
+    }
+    assert_eq!(lake_flows, jsonl, "lake flows == agent flows");
+    let lake_syn: u64 = lake_flows
+        .iter()
+        .filter(|((_, k), _)| k == "tcp_syn")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(lake_syn, 66, "sum(packets) of tcp_syn flows == SYNs sent");
+    assert_eq!(lake_summary["stats_packets_by_kind"]["tcp_syn"], 66);
+    assert_eq!(lake_summary["stats_packets_by_kind"]["udp"], 6);
+    // Exact port sets per source from the lake, as sent.
+    let ports: std::collections::BTreeMap<(String, String), Vec<u64>> = lake_summary["flow_ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into()),
+                r[2].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect(),
+            )
+        })
+        .collect();
+    for (src, kind, expected) in standard_expectations() {
+        if kind != "tcp_syn" && kind != "udp" {
+            continue;
+        }
+        let want: Vec<u64> = expected.keys().map(|p| u64::from(*p)).collect();
+        assert_eq!(ports.get(&(src.to_string(), kind.to_string())), Some(&want), "{src} {kind}");
+    }
+    // Tools recognised, as stored in the events table.
+    let tools = &lake_summary["tools_by_src"];
+    for (src, tool) in standard_tools() {
+        let row = tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r[0] == src)
+            .unwrap_or_else(|| panic!("{src} has events"));
+        assert!(row[1].as_array().unwrap().iter().any(|t| t == tool), "{src}: {row}");
+    }
+    // Documented types (docs/lake.md), as DuckDB and pandas see them.
+    let d = &lake_summary["duckdb"];
+    for (table, col, ty) in [
+        ("flows", "interval_start", "TIMESTAMP WITH TIME ZONE"),
+        ("flows", "src_ip", "VARCHAR"),
+        ("flows", "dst_port", "USMALLINT"),
+        ("flows", "icmp_type", "UTINYINT"),
+        ("flows", "packets", "UBIGINT"),
+        ("flows", "date", "DATE"),
+        ("events", "ts", "TIMESTAMP WITH TIME ZONE"),
+        ("events", "payload", "BLOB"),
+        ("events", "tools", "VARCHAR[]"),
+        ("events", "weight", "UINTEGER"),
+        ("sensor_stats", "value", "UBIGINT"),
+        ("sensor_stats", "port", "USMALLINT"),
+    ] {
+        assert_eq!(d[table]["columns"][col], ty, "duckdb {table}.{col}");
+    }
+    let p = &lake_summary["pandas"];
+    for (table, col, ty) in [
+        ("flows", "interval_start", "datetime64[us, UTC]"),
+        ("flows", "packets", "uint64"),
+        ("flows", "dst_port", "uint16"),
+        ("events", "ttl", "uint8"),
+        ("sensor_stats", "value", "uint64"),
+    ] {
+        assert_eq!(p[table]["columns"][col], ty, "pandas {table}.{col}");
+    }
+    assert_eq!(d["events"]["rows"].as_u64(), Some(records.iter().filter(|r| r["type"] == "event").count() as u64));
 }
