@@ -151,6 +151,10 @@ fn main() -> Result<()> {
                 "sensor-user",
                 "--bin",
                 "scanscope-sensor",
+                "-p",
+                "scanscope-collector",
+                "--bin",
+                "scanscope-collector",
             ]))?;
             let mut c = cargo();
             c.args([

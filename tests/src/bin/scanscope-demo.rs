@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, path::PathBuf};
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use scanscope_tests::*;
+use scanscope_tests::{transport, *};
 
 #[derive(Parser)]
 struct Cli {
@@ -27,6 +27,21 @@ fn main() -> Result<()> {
         "   sensor namespace {} ({}), scanner namespace {}",
         lab.sensor_ns, lab.sensor_if, lab.scanner_ns
     );
+    let lake = dir.join("lake");
+    let ns = lab.sensor_ns.clone();
+    let mut collector = transport::CollectorProc::start_with_prefix(
+        &["ip", "netns", "exec", &ns],
+        "127.0.0.1:0",
+        &lake,
+        &["--flush-secs", "2"],
+    )?;
+    println!("   collector listening on {} (lake: {})", collector.addr, lake.display());
+    lab.sensor_args = vec![
+        "--collector".into(),
+        collector.url(),
+        "--spool-dir".into(),
+        dir.join("spool").display().to_string(),
+    ];
     lab.start_sensor(&standard_config(), 2.0)?;
     println!(
         "   sensor attached; firing nmap (SYN, UDP, IPv6), masscan, zmap, hping3 (Mirai-style, ICMP)…"
@@ -80,6 +95,16 @@ fn main() -> Result<()> {
         records.len(),
         dir.join("sensor.jsonl").display()
     );
+    collector.stop()?;
+    println!("\n== the lake, queried with DuckDB (tests/py/demo_report.py)");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/demo_report.py");
+    let status = std::process::Command::new("python3")
+        .arg(script)
+        .arg(&lake)
+        .status()?;
+    if !status.success() {
+        bail!("querying the lake failed");
+    }
     drop(lab);
     println!("lab removed.");
     Ok(())
