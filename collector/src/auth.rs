@@ -118,13 +118,21 @@ mod tests {
         let a = TokenAuth::new(vec!["s3cret".into(), "other".into()]);
         a.check(Some(b"Bearer s3cret")).unwrap();
         a.check(Some(b"Bearer other")).unwrap();
-        for bad in [&b"Bearer s3cre"[..], b"Bearer s3cret2", b"s3cret", b"Basic s3cret"] {
+        for bad in [
+            &b"Bearer s3cre"[..],
+            b"Bearer s3cret2",
+            b"s3cret",
+            b"Basic s3cret",
+        ] {
             assert_eq!(
                 a.check(Some(bad)).unwrap_err().code(),
                 tonic::Code::Unauthenticated
             );
         }
-        assert_eq!(a.check(None).unwrap_err().code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            a.check(None).unwrap_err().code(),
+            tonic::Code::Unauthenticated
+        );
         assert_eq!(a.refused.load(Ordering::Relaxed), 5);
     }
 }

@@ -40,7 +40,10 @@ impl IngestService {
     }
 }
 
-type Pending = (u64, oneshot::Receiver<Result<scanscope_proto::v1::AckStatus, IngestError>>);
+type Pending = (
+    u64,
+    oneshot::Receiver<Result<scanscope_proto::v1::AckStatus, IngestError>>,
+);
 
 /// A name for the sender of a refused batch: its sensor id if valid, else its address.
 fn sender_label(sensor: &str, peer: Option<SocketAddr>) -> String {
@@ -179,10 +182,7 @@ impl Ingest for IngestService {
             .status()
             .await
             .ok_or_else(|| Status::unavailable("collector is shutting down"))?;
-        let refused = self
-            .auth
-            .refused
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let refused = self.auth.refused.load(std::sync::atomic::Ordering::Relaxed);
         if refused > 0 {
             s.rejected.push(Counter {
                 name: "unauthenticated".into(),

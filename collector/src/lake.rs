@@ -63,9 +63,7 @@ impl LakeError {
             LakeError::Parquet {
                 source: parquet::errors::ParquetError::External(e),
                 ..
-            } => e
-                .downcast_ref::<io::Error>()
-                .is_some_and(is_enospc),
+            } => e.downcast_ref::<io::Error>().is_some_and(is_enospc),
             LakeError::Parquet { source, .. } => {
                 let s = source.to_string();
                 s.contains("No space left") || s.contains("Disk quota")
@@ -706,7 +704,10 @@ pub fn remove_temp_files(root: &Path) -> usize {
             for f in files.flatten() {
                 let name = f.file_name();
                 let name = name.to_string_lossy();
-                if name.starts_with('.') && name.ends_with(".tmp") && fs::remove_file(f.path()).is_ok() {
+                if name.starts_with('.')
+                    && name.ends_with(".tmp")
+                    && fs::remove_file(f.path()).is_ok()
+                {
                     removed += 1;
                 }
             }
@@ -825,8 +826,11 @@ mod tests {
             .count();
         assert_eq!(n, 1);
         // Read back.
-        let f = File::open(dir.path().join("flows/date=2025-11-22/part-000000000007.parquet"))
-            .unwrap();
+        let f = File::open(
+            dir.path()
+                .join("flows/date=2025-11-22/part-000000000007.parquet"),
+        )
+        .unwrap();
         let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
             .unwrap()
             .build()

@@ -11,7 +11,9 @@ use std::{
 use scanscope_proto::v1::ingest_server::IngestServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{codec::CompressionEncoding, service::interceptor::InterceptedService, transport::Server};
+use tonic::{
+    codec::CompressionEncoding, service::interceptor::InterceptedService, transport::Server,
+};
 use tracing::{error, info};
 
 use crate::{
@@ -108,11 +110,15 @@ pub async fn serve(
     };
 
     let auth = TokenAuth::new(opts.tokens.clone());
-    let svc = IngestServer::new(IngestService::new(handle.clone(), opts.limits, auth.clone()))
-        .accept_compressed(CompressionEncoding::Zstd)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Zstd)
-        .max_decoding_message_size(opts.limits.max_batch_bytes);
+    let svc = IngestServer::new(IngestService::new(
+        handle.clone(),
+        opts.limits,
+        auth.clone(),
+    ))
+    .accept_compressed(CompressionEncoding::Zstd)
+    .accept_compressed(CompressionEncoding::Gzip)
+    .send_compressed(CompressionEncoding::Zstd)
+    .max_decoding_message_size(opts.limits.max_batch_bytes);
     let mut builder = Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)));

@@ -298,12 +298,7 @@ impl Store {
                 "replayed write-ahead log into the lake"
             );
         }
-        let next = segs
-            .last()
-            .copied()
-            .unwrap_or(0)
-            .max(cp.flushed_through)
-            + 1;
+        let next = segs.last().copied().unwrap_or(0).max(cp.flushed_through) + 1;
         let wal = Wal::open(&wdir, next)?;
         Ok(Store {
             watermarks: cp.sensors.clone(),
@@ -467,14 +462,13 @@ impl Store {
             // Nothing of this group is durable: undo it all.
             let _ = self.wal.rollback(before);
             if !self.disk_full && matches!(&f, IngestError::Storage(m) if m == "disk full") {
-                error!("disk full: no longer acknowledging batches; sensors spool until space is back");
+                error!(
+                    "disk full: no longer acknowledging batches; sensors spool until space is back"
+                );
             }
             self.disk_full = matches!(&f, IngestError::Storage(m) if m == "disk full");
             let msg = f.to_string();
-            for (reply, stream_failed) in accepted
-                .into_iter()
-                .map(|(_, r, f)| (r, f))
-                .chain(failed)
+            for (reply, stream_failed) in accepted.into_iter().map(|(_, r, f)| (r, f)).chain(failed)
             {
                 stream_failed.store(true, Ordering::Relaxed);
                 let _ = reply.send(Err(IngestError::Storage(msg.clone())));
@@ -681,10 +675,9 @@ mod tests {
         let mut n = 0;
         for day in fs::read_dir(root.join("flows")).unwrap().flatten() {
             for f in fs::read_dir(day.path()).unwrap().flatten() {
-                let r = parquet::file::reader::SerializedFileReader::new(
-                    File::open(f.path()).unwrap(),
-                )
-                .unwrap();
+                let r =
+                    parquet::file::reader::SerializedFileReader::new(File::open(f.path()).unwrap())
+                        .unwrap();
                 use parquet::file::reader::FileReader;
                 n += r.metadata().file_metadata().num_rows() as usize;
             }
@@ -698,8 +691,14 @@ mod tests {
         let mut s = Store::open(cfg(d.path())).unwrap();
         assert_eq!(submit(&mut s, batch("a", 1, 3)).unwrap(), AckStatus::Stored);
         assert_eq!(submit(&mut s, batch("a", 2, 2)).unwrap(), AckStatus::Stored);
-        assert_eq!(submit(&mut s, batch("a", 2, 2)).unwrap(), AckStatus::Duplicate);
-        assert_eq!(submit(&mut s, batch("a", 1, 2)).unwrap(), AckStatus::Duplicate);
+        assert_eq!(
+            submit(&mut s, batch("a", 2, 2)).unwrap(),
+            AckStatus::Duplicate
+        );
+        assert_eq!(
+            submit(&mut s, batch("a", 1, 2)).unwrap(),
+            AckStatus::Duplicate
+        );
         assert_eq!(submit(&mut s, batch("b", 1, 1)).unwrap(), AckStatus::Stored);
         s.flush().unwrap();
         assert_eq!(flows_rows(d.path()), 6);
@@ -708,13 +707,22 @@ mod tests {
         drop(s);
         let mut s = Store::open(cfg(d.path())).unwrap();
         assert_eq!(flows_rows(d.path()), 10);
-        assert_eq!(submit(&mut s, batch("a", 3, 4)).unwrap(), AckStatus::Duplicate);
-        assert_eq!(submit(&mut s, batch("b", 1, 1)).unwrap(), AckStatus::Duplicate);
+        assert_eq!(
+            submit(&mut s, batch("a", 3, 4)).unwrap(),
+            AckStatus::Duplicate
+        );
+        assert_eq!(
+            submit(&mut s, batch("b", 1, 1)).unwrap(),
+            AckStatus::Duplicate
+        );
         assert_eq!(submit(&mut s, batch("b", 5, 1)).unwrap(), AckStatus::Stored);
         let st = s.status();
         assert_eq!(st.duplicates, 2);
         assert_eq!(
-            st.sensors.iter().map(|x| (x.sensor_id.as_str(), x.last_seq)).collect::<Vec<_>>(),
+            st.sensors
+                .iter()
+                .map(|x| (x.sensor_id.as_str(), x.last_seq))
+                .collect::<Vec<_>>(),
             [("a", 3), ("b", 5)]
         );
         s.flush().unwrap();

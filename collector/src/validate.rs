@@ -37,7 +37,12 @@ pub fn valid_sensor_id(id: &str) -> bool {
 }
 
 /// Checks every field a reader relies on. `encoded_len` is the batch's size on the wire.
-pub fn validate(b: &Batch, encoded_len: usize, limits: &Limits, now_us: i64) -> Result<(), IngestError> {
+pub fn validate(
+    b: &Batch,
+    encoded_len: usize,
+    limits: &Limits,
+    now_us: i64,
+) -> Result<(), IngestError> {
     let invalid = |reason: String| IngestError::Invalid {
         sensor: b.sensor_id.chars().take(128).collect(),
         seq: b.seq,
@@ -121,8 +126,7 @@ pub fn validate(b: &Batch, encoded_len: usize, limits: &Limits, now_us: i64) -> 
             e.vlan,
             e.payload_len,
         ];
-        if u8s.iter().any(|&v| v > 255) || u16s.iter().any(|&v| v > 65_535) || !kind_ok(e.kind)
-        {
+        if u8s.iter().any(|&v| v > 255) || u16s.iter().any(|&v| v > 65_535) || !kind_ok(e.kind) {
             return Err(bad("a header field is out of range"));
         }
         if e.payload.len() > 4096 || e.tcp_options_raw.len() > 40 || e.tools.len() > 16 {
@@ -140,10 +144,17 @@ pub fn validate(b: &Batch, encoded_len: usize, limits: &Limits, now_us: i64) -> 
         if s.kinds.iter().any(|k| !kind_ok(k.kind)) {
             return Err(bad("unknown kind"));
         }
-        if s.counters.iter().any(|c| c.name.is_empty() || c.name.len() > 64) {
+        if s.counters
+            .iter()
+            .any(|c| c.name.is_empty() || c.name.len() > 64)
+        {
             return Err(bad("counter name must be 1-64 bytes"));
         }
-        if s.tcp_ports.iter().chain(&s.udp_ports).any(|p| p.port > 65_535) {
+        if s.tcp_ports
+            .iter()
+            .chain(&s.udp_ports)
+            .any(|p| p.port > 65_535)
+        {
             return Err(bad("port out of range"));
         }
     }

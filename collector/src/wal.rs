@@ -73,13 +73,7 @@ pub fn segments(dir: &Path) -> Result<Vec<u64>, WalError> {
     };
     let mut v: Vec<u64> = rd
         .flatten()
-        .filter_map(|e| {
-            e.file_name()
-                .to_str()?
-                .strip_suffix(".wal")?
-                .parse()
-                .ok()
-        })
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".wal")?.parse().ok())
         .collect();
     v.sort_unstable();
     Ok(v)

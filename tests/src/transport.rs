@@ -278,12 +278,21 @@ pub fn read_table(root: &Path, table: &str) -> Result<Vec<RecordBatch>> {
     Ok(out)
 }
 
-/// `flows` rows keyed by (sensor, src_ip, dst_port) → (rows with that key, packets).
-pub fn flow_keys(root: &Path) -> Result<BTreeMap<(String, String, u16), (u32, u64)>> {
-    let mut m: BTreeMap<(String, String, u16), (u32, u64)> = BTreeMap::new();
+/// (sensor, src_ip, dst_port) → (rows with that key, packets).
+pub type FlowKeys = BTreeMap<(String, String, u16), (u32, u64)>;
+
+/// `flows` rows by key.
+pub fn flow_keys(root: &Path) -> Result<FlowKeys> {
+    let mut m = FlowKeys::new();
     for b in read_table(root, "flows")? {
-        let sensor = b.column_by_name("sensor").context("sensor")?.as_string::<i32>();
-        let src = b.column_by_name("src_ip").context("src_ip")?.as_string::<i32>();
+        let sensor = b
+            .column_by_name("sensor")
+            .context("sensor")?
+            .as_string::<i32>();
+        let src = b
+            .column_by_name("src_ip")
+            .context("src_ip")?
+            .as_string::<i32>();
         let port = b
             .column_by_name("dst_port")
             .context("dst_port")?
@@ -301,7 +310,11 @@ pub fn flow_keys(root: &Path) -> Result<BTreeMap<(String, String, u16), (u32, u6
                 ))
                 .or_default();
             e.0 += 1;
-            e.1 += if packets.is_null(i) { 0 } else { packets.value(i) };
+            e.1 += if packets.is_null(i) {
+                0
+            } else {
+                packets.value(i)
+            };
         }
     }
     Ok(m)
@@ -318,7 +331,8 @@ pub fn check_synthetic(root: &Path, sensor: &str, batches: u32, rows: u32) -> Re
     }
     let expected = u64::from(batches) * u64::from(rows);
     if mine.len() as u64 != expected {
-        let have: std::collections::BTreeSet<&String> = mine.iter().map(|((_, s, _), _)| s).collect();
+        let have: std::collections::BTreeSet<&String> =
+            mine.iter().map(|((_, s, _), _)| s).collect();
         bail!(
             "{} distinct rows from {sensor}, expected {expected} ({} of {batches} sources present)",
             mine.len(),
@@ -384,11 +398,7 @@ impl Certs {
     pub fn generate(dir: &Path) -> Result<Certs> {
         let (ca_cert, issuer) = ca()?;
         let (_, rogue_issuer) = ca()?;
-        let (sc, sk) = leaf(
-            &issuer,
-            vec!["localhost".into(), "127.0.0.1".into()],
-            true,
-        )?;
+        let (sc, sk) = leaf(&issuer, vec!["localhost".into(), "127.0.0.1".into()], true)?;
         let (cc, ck) = leaf(&issuer, vec!["sensor-1".into()], false)?;
         let (rc, rk) = leaf(&rogue_issuer, vec!["rogue".into()], false)?;
         let w = |name: &str, body: &str| -> Result<PathBuf> {

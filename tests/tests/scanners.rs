@@ -3,8 +3,8 @@
 //! Exact figures by construction (see `standard_expectations`): every probe each tool sends is
 //! counted once, on the right port and kind, from the right source; every tool is recognised;
 //! the excluded source and the host's own connection are not counted.
-use scanscope_tests::*;
 use scanscope_tests::transport;
+use scanscope_tests::*;
 
 fn lab_or_skip() -> Option<Lab> {
     if let Some(r) = unavailable_reason() {
@@ -132,13 +132,19 @@ fn real_scanners_are_counted_exactly_and_recognised() {
     let mut jsonl: std::collections::BTreeMap<(String, String), u64> = Default::default();
     for r in records.iter().filter(|r| r["type"] == "flow") {
         *jsonl
-            .entry((r["src_ip"].as_str().unwrap().into(), r["kind"].as_str().unwrap().into()))
+            .entry((
+                r["src_ip"].as_str().unwrap().into(),
+                r["kind"].as_str().unwrap().into(),
+            ))
             .or_default() += r["packets"].as_u64().unwrap();
     }
     let mut lake_flows: std::collections::BTreeMap<(String, String), u64> = Default::default();
     for row in lake_summary["flows_by_src_kind"].as_array().unwrap() {
         lake_flows.insert(
-            (row[0].as_str().unwrap().into(), row[1].as_str().unwrap().into()),
+            (
+                row[0].as_str().unwrap().into(),
+                row[1].as_str().unwrap().into(),
+            ),
             row[2].as_u64().unwrap(),
         );
     }
@@ -159,7 +165,11 @@ fn real_scanners_are_counted_exactly_and_recognised() {
         .map(|r| {
             (
                 (r[0].as_str().unwrap().into(), r[1].as_str().unwrap().into()),
-                r[2].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect(),
+                r[2].as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|p| p.as_u64().unwrap())
+                    .collect(),
             )
         })
         .collect();
@@ -168,7 +178,11 @@ fn real_scanners_are_counted_exactly_and_recognised() {
             continue;
         }
         let want: Vec<u64> = expected.keys().map(|p| u64::from(*p)).collect();
-        assert_eq!(ports.get(&(src.to_string(), kind.to_string())), Some(&want), "{src} {kind}");
+        assert_eq!(
+            ports.get(&(src.to_string(), kind.to_string())),
+            Some(&want),
+            "{src} {kind}"
+        );
     }
     // Tools recognised, as stored in the events table.
     let tools = &lake_summary["tools_by_src"];
@@ -179,7 +193,10 @@ fn real_scanners_are_counted_exactly_and_recognised() {
             .iter()
             .find(|r| r[0] == src)
             .unwrap_or_else(|| panic!("{src} has events"));
-        assert!(row[1].as_array().unwrap().iter().any(|t| t == tool), "{src}: {row}");
+        assert!(
+            row[1].as_array().unwrap().iter().any(|t| t == tool),
+            "{src}: {row}"
+        );
     }
     // Documented types (docs/lake.md), as DuckDB and pandas see them.
     let d = &lake_summary["duckdb"];
@@ -209,5 +226,8 @@ fn real_scanners_are_counted_exactly_and_recognised() {
     ] {
         assert_eq!(p[table]["columns"][col], ty, "pandas {table}.{col}");
     }
-    assert_eq!(d["events"]["rows"].as_u64(), Some(records.iter().filter(|r| r["type"] == "event").count() as u64));
+    assert_eq!(
+        d["events"]["rows"].as_u64(),
+        Some(records.iter().filter(|r| r["type"] == "event").count() as u64)
+    );
 }

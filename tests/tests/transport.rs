@@ -11,8 +11,7 @@ use anyhow::{Context, Result};
 use scanscope_proto::v1::{Ack, Batch, StatusRequest, StatusResponse, ingest_client::IngestClient};
 use scanscope_tests::transport::{
     Certs, CollectorProc, check_synthetic, read_table, synthetic_batch,
-    synthetic_batch_with_events, synthetic_packets,
-    table_files, temp_files,
+    synthetic_batch_with_events, synthetic_packets, table_files, temp_files,
 };
 use sensor_user::uplink::{ClientTls, Uplink, UplinkOptions};
 use tonic::{
@@ -41,10 +40,16 @@ fn spool_files(dir: &Path) -> usize {
         .count()
 }
 
-async fn channel(url: &str, tls: Option<ClientTlsConfig>) -> Result<tonic::transport::Channel, Status> {
-    let mut ep = Endpoint::from_shared(url.to_string()).map_err(|e| Status::internal(e.to_string()))?;
+async fn channel(
+    url: &str,
+    tls: Option<ClientTlsConfig>,
+) -> Result<tonic::transport::Channel, Status> {
+    let mut ep =
+        Endpoint::from_shared(url.to_string()).map_err(|e| Status::internal(e.to_string()))?;
     if let Some(t) = tls {
-        ep = ep.tls_config(t).map_err(|e| Status::internal(e.to_string()))?;
+        ep = ep
+            .tls_config(t)
+            .map_err(|e| Status::internal(e.to_string()))?;
     }
     ep.connect()
         .await
@@ -73,7 +78,11 @@ async fn raw_stream(
     Ok(acks)
 }
 
-async fn status(url: &str, tls: Option<ClientTlsConfig>, token: Option<&str>) -> Result<StatusResponse, Status> {
+async fn status(
+    url: &str,
+    tls: Option<ClientTlsConfig>,
+    token: Option<&str>,
+) -> Result<StatusResponse, Status> {
     let ch = channel(url, tls).await?;
     let mut c = IngestClient::new(ch);
     let mut req = Request::new(StatusRequest {});
@@ -102,13 +111,25 @@ async fn every_row_stored_once_and_status_reports_it() -> Result<()> {
     let (stats, left) = up.finish(Duration::from_secs(30)).await;
     assert_eq!((stats.pushed, stats.acked, left), (20, 20, 0));
     // Resending an acknowledged batch is recognised and not written again.
-    let acks = raw_stream(&c.url(), None, None, vec![with_ids(synthetic_batch(0, 500), "s-basic", 1)])
-        .await?;
+    let acks = raw_stream(
+        &c.url(),
+        None,
+        None,
+        vec![with_ids(synthetic_batch(0, 500), "s-basic", 1)],
+    )
+    .await?;
     assert_eq!(acks.len(), 1);
-    assert_eq!(acks[0].status, scanscope_proto::v1::AckStatus::Duplicate as i32);
+    assert_eq!(
+        acks[0].status,
+        scanscope_proto::v1::AckStatus::Duplicate as i32
+    );
     tokio::time::sleep(Duration::from_millis(600)).await;
     let st = status(&c.url(), None, None).await?;
-    let s = st.sensors.iter().find(|s| s.sensor_id == "s-basic").context("sensor in status")?;
+    let s = st
+        .sensors
+        .iter()
+        .find(|s| s.sensor_id == "s-basic")
+        .context("sensor in status")?;
     assert_eq!((s.last_seq, s.batches, s.rows), (20, 20, 20 * 500));
     assert_eq!(st.duplicates, 1);
     let flows = st.tables.iter().find(|t| t.table == "flows").unwrap();
@@ -177,7 +198,11 @@ async fn collector_down_for_a_minute_agent_spools_then_replays() -> Result<()> {
     let st = up.stats();
     assert_eq!((st.spooled, st.acked), (u64::from(n), 0));
     assert_eq!(spool_files(&spool), n as usize);
-    let mut c = CollectorProc::start(&format!("127.0.0.1:{port}"), &data, &["--flush-secs", "0.3"])?;
+    let mut c = CollectorProc::start(
+        &format!("127.0.0.1:{port}"),
+        &data,
+        &["--flush-secs", "0.3"],
+    )?;
     let (stats, left) = up.finish(Duration::from_secs(60)).await;
     assert_eq!((left, stats.acked), (0, u64::from(n)));
     assert_eq!(spool_files(&spool), 0);
@@ -199,7 +224,11 @@ async fn crashed_agent_replays_its_spool_after_restart() -> Result<()> {
     }
     up.abort().await; // like kill -9: nothing more is written
     assert_eq!(spool_files(&spool), 10);
-    let mut c = CollectorProc::start(&format!("127.0.0.1:{port}"), &data, &["--flush-secs", "0.3"])?;
+    let mut c = CollectorProc::start(
+        &format!("127.0.0.1:{port}"),
+        &data,
+        &["--flush-secs", "0.3"],
+    )?;
     let up = Uplink::start(opts(vec![url], "s-crash", &spool))?;
     let seq = up.push(synthetic_batch(10, 50))?;
     assert!(seq > 10, "seq keeps increasing across restarts (got {seq})");
@@ -216,7 +245,11 @@ async fn failover_to_the_second_collector() -> Result<()> {
     let data = dir.path().join("lake");
     let dead = format!("http://127.0.0.1:{}", free_port());
     let mut c = CollectorProc::start("127.0.0.1:0", &data, &["--flush-secs", "0.2"])?;
-    let up = Uplink::start(opts(vec![dead, c.url()], "s-failover", &dir.path().join("spool")))?;
+    let up = Uplink::start(opts(
+        vec![dead, c.url()],
+        "s-failover",
+        &dir.path().join("spool"),
+    ))?;
     for i in 0..5 {
         up.push(synthetic_batch(i, 10))?;
     }
@@ -235,13 +268,26 @@ async fn tls_mutual_tls_and_tokens_refuse_bad_credentials() -> Result<()> {
     let tokens = dir.path().join("tokens");
     std::fs::write(&tokens, "# sensors\ns3cret\n")?;
     let p = |x: &Path| x.display().to_string();
-    let (sc, sk, ca, tf) = (p(&certs.server_cert), p(&certs.server_key), p(&certs.ca), p(&tokens));
+    let (sc, sk, ca, tf) = (
+        p(&certs.server_cert),
+        p(&certs.server_key),
+        p(&certs.ca),
+        p(&tokens),
+    );
     let mut c = CollectorProc::start(
         "127.0.0.1:0",
         &data,
         &[
-            "--flush-secs", "0.2", "--tls-cert", &sc, "--tls-key", &sk, "--client-ca", &ca,
-            "--token-file", &tf,
+            "--flush-secs",
+            "0.2",
+            "--tls-cert",
+            &sc,
+            "--tls-key",
+            &sk,
+            "--client-ca",
+            &ca,
+            "--token-file",
+            &tf,
         ],
     )?;
     let url = format!("https://localhost:{}", c.addr.port());
@@ -278,33 +324,62 @@ async fn tls_mutual_tls_and_tokens_refuse_bad_credentials() -> Result<()> {
 
     let intruder = |seq| vec![with_ids(synthetic_batch(99, 20), "intruder", seq)];
     // Client certificate but no token, or a wrong one: UNAUTHENTICATED.
-    let e = raw_stream(&url, Some(tls(good_cert)), None, intruder(1)).await.unwrap_err();
+    let e = raw_stream(&url, Some(tls(good_cert)), None, intruder(1))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
-    let e = raw_stream(&url, Some(tls(good_cert)), Some("guess"), intruder(1)).await.unwrap_err();
+    let e = raw_stream(&url, Some(tls(good_cert)), Some("guess"), intruder(1))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated, "{e:?}");
     // Right token, but no client certificate / one from another CA: the handshake fails.
-    assert!(raw_stream(&url, Some(tls(None)), Some("s3cret"), intruder(1)).await.is_err());
+    assert!(
+        raw_stream(&url, Some(tls(None)), Some("s3cret"), intruder(1))
+            .await
+            .is_err()
+    );
     let rogue = Some((certs.rogue_cert.as_path(), certs.rogue_key.as_path()));
-    assert!(raw_stream(&url, Some(tls(rogue)), Some("s3cret"), intruder(1)).await.is_err());
+    assert!(
+        raw_stream(&url, Some(tls(rogue)), Some("s3cret"), intruder(1))
+            .await
+            .is_err()
+    );
     // Plain text to the TLS port fails.
     let plain = format!("http://127.0.0.1:{}", c.addr.port());
-    assert!(raw_stream(&plain, None, Some("s3cret"), intruder(1)).await.is_err());
+    assert!(
+        raw_stream(&plain, None, Some("s3cret"), intruder(1))
+            .await
+            .is_err()
+    );
 
     let st = status(&url, Some(tls(good_cert)), Some("s3cret")).await?;
-    let refused = st.rejected.iter().find(|r| r.name == "unauthenticated").map(|r| r.value);
+    let refused = st
+        .rejected
+        .iter()
+        .find(|r| r.name == "unauthenticated")
+        .map(|r| r.value);
     assert_eq!(refused, Some(2));
     assert_eq!(
-        st.sensors.iter().map(|s| s.sensor_id.as_str()).collect::<Vec<_>>(),
+        st.sensors
+            .iter()
+            .map(|s| s.sensor_id.as_str())
+            .collect::<Vec<_>>(),
         ["s-tls"]
     );
     assert_eq!(
-        status(&url, Some(tls(good_cert)), None).await.unwrap_err().code(),
+        status(&url, Some(tls(good_cert)), None)
+            .await
+            .unwrap_err()
+            .code(),
         Code::Unauthenticated
     );
     c.stop()?;
     check_synthetic(&data, "s-tls", 3, 20)?;
     let keys = scanscope_tests::transport::flow_keys(&data)?;
-    assert!(keys.keys().all(|(s, _, _)| s == "s-tls"), "only the authenticated sensor's rows");
+    assert!(
+        keys.keys().all(|(s, _, _)| s == "s-tls"),
+        "only the authenticated sensor's rows"
+    );
     Ok(())
 }
 
@@ -323,13 +398,23 @@ async fn malformed_and_oversized_batches_are_refused_and_others_go_on() -> Resul
         up.push(synthetic_batch(i, 100))?;
     }
     // Malformed: seq 0; a bad sensor id; a 3-byte address; a value out of range.
-    let e = raw_stream(&url, None, None, vec![with_ids(synthetic_batch(50, 5), "bad-1", 0)])
-        .await
-        .unwrap_err();
+    let e = raw_stream(
+        &url,
+        None,
+        None,
+        vec![with_ids(synthetic_batch(50, 5), "bad-1", 0)],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
-    let e = raw_stream(&url, None, None, vec![with_ids(synthetic_batch(51, 5), "bad sensor!", 1)])
-        .await
-        .unwrap_err();
+    let e = raw_stream(
+        &url,
+        None,
+        None,
+        vec![with_ids(synthetic_batch(51, 5), "bad sensor!", 1)],
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     let mut b = with_ids(synthetic_batch(52, 5), "bad-2", 1);
     b.flows[3].src_ip = vec![1, 2, 3];
@@ -337,7 +422,9 @@ async fn malformed_and_oversized_batches_are_refused_and_others_go_on() -> Resul
     let first = with_ids(synthetic_batch(53, 5), "bad-2", 1);
     let mut b2 = b.clone();
     b2.seq = 2;
-    let e = raw_stream(&url, None, None, vec![first, b2]).await.unwrap_err();
+    let e = raw_stream(&url, None, None, vec![first, b2])
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     // Oversized: ~450 kB > 200 kB.
     let big = with_ids(synthetic_batch(54, 10_000), "big-1", 1);
@@ -412,7 +499,10 @@ async fn disk_full_stops_acks_then_recovers_without_corrupt_files() -> Result<()
     struct Mount(std::path::PathBuf);
     impl Drop for Mount {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
         }
     }
     let dir = tempfile::tempdir()?;
@@ -433,11 +523,15 @@ async fn disk_full_stops_acks_then_recovers_without_corrupt_files() -> Result<()
         up.push(synthetic_batch_with_events(i, 1000, 100))?;
         tokio::time::sleep(Duration::from_millis(20)).await;
         if !saw_full && i % 10 == 9 {
-            saw_full = status(&c.url(), None, None).await.is_ok_and(|s| s.disk_full);
+            saw_full = status(&c.url(), None, None)
+                .await
+                .is_ok_and(|s| s.disk_full);
         }
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
-    saw_full |= status(&c.url(), None, None).await.is_ok_and(|s| s.disk_full);
+    saw_full |= status(&c.url(), None, None)
+        .await
+        .is_ok_and(|s| s.disk_full);
     assert!(saw_full, "the 1 MiB tmpfs never filled:\n{}", c.log_text());
     let pending = up.pending();
     assert!(pending > 0, "with the disk full, batches wait at the agent");

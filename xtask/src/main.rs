@@ -176,7 +176,10 @@ fn main() -> Result<()> {
                 build_ebpf()?;
                 run(cargo().args(["bench", "-p", "sensor-user", "--bench", "xdp"]))
             }
-            other => bail!("unknown benchmark {other:?} (known: xdp)"),
+            "ingest" => {
+                run(cargo().args(["bench", "-p", "scanscope-collector", "--bench", "ingest"]))
+            }
+            other => bail!("unknown benchmark {other:?} (known: xdp, ingest)"),
         },
     }
 }

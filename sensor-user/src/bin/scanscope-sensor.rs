@@ -36,7 +36,11 @@ struct Cli {
     #[arg(long = "collector", env = "SCANSCOPE_COLLECTOR", value_delimiter = ',')]
     collectors: Vec<String>,
     /// Spool directory for batches the collector has not acknowledged.
-    #[arg(long, env = "SCANSCOPE_SPOOL_DIR", default_value = "/var/lib/scanscope/spool")]
+    #[arg(
+        long,
+        env = "SCANSCOPE_SPOOL_DIR",
+        default_value = "/var/lib/scanscope/spool"
+    )]
     spool_dir: PathBuf,
     /// Spool size limit in bytes; beyond it the oldest batches are dropped (and reported).
     #[arg(long, env = "SCANSCOPE_SPOOL_MAX_BYTES", default_value_t = 1 << 30)]

@@ -181,7 +181,9 @@ mod tests {
         for k in Kind::ALL {
             let p = pb::Kind::try_from(kind(k)).unwrap();
             assert_eq!(
-                p.as_str_name().trim_start_matches("KIND_").to_ascii_lowercase(),
+                p.as_str_name()
+                    .trim_start_matches("KIND_")
+                    .to_ascii_lowercase(),
                 k.name()
             );
         }

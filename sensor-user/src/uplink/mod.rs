@@ -273,7 +273,11 @@ enum SessionEnd {
     /// The collector refused the oldest unacknowledged batch for good.
     Rejected(String),
     /// Connection or stream failure; `progress` if any ack arrived.
-    Failed { reason: String, code: Option<Code>, progress: bool },
+    Failed {
+        reason: String,
+        code: Option<Code>,
+        progress: bool,
+    },
 }
 
 fn classify(s: &Status, progress: bool) -> SessionEnd {
@@ -353,7 +357,8 @@ async fn session(
         if stopping_now(stop, shared) {
             return SessionEnd::Stopped;
         }
-        let deadline = (*stop.borrow()).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+        let deadline =
+            (*stop.borrow()).unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
         tokio::select! {
             m = acks.message() => match m {
                 Ok(Some(ack)) => {
@@ -411,11 +416,12 @@ async fn sender(
                             attempt = 0;
                         }
                         let msg = format!("{url}: {reason}");
-                        let repeat = last_warn
-                            .as_ref()
-                            .is_some_and(|(m, t)| *m == msg && t.elapsed() < Duration::from_secs(60));
+                        let repeat = last_warn.as_ref().is_some_and(|(m, t)| {
+                            *m == msg && t.elapsed() < Duration::from_secs(60)
+                        });
                         if !repeat {
-                            if matches!(code, Some(Code::Unauthenticated | Code::PermissionDenied)) {
+                            if matches!(code, Some(Code::Unauthenticated | Code::PermissionDenied))
+                            {
                                 error!(collector = %url, %reason, "collector refused our credentials; spooling");
                             } else {
                                 warn!(collector = %url, %reason, ?code, "collector unavailable; spooling and retrying");

@@ -156,14 +156,19 @@ impl Outbox {
         }
         let mut entries = Vec::new();
         let mut disk_bytes = 0;
-        for e in fs::read_dir(&dir).map_err(io_err("listing", &dir))?.flatten() {
+        for e in fs::read_dir(&dir)
+            .map_err(io_err("listing", &dir))?
+            .flatten()
+        {
             let name = e.file_name();
             let name = name.to_string_lossy();
             if name.starts_with('.') && name.ends_with(".tmp") {
                 let _ = fs::remove_file(e.path());
                 continue;
             }
-            let Some(seq) = name.strip_suffix(".batch").and_then(|s| s.parse::<u64>().ok())
+            let Some(seq) = name
+                .strip_suffix(".batch")
+                .and_then(|s| s.parse::<u64>().ok())
             else {
                 continue;
             };
@@ -252,7 +257,11 @@ impl Outbox {
         self.stats.pushed += 1;
         let bytes = batch.encoded_len() as u64;
         let spool = !self.connected
-            || self.entries.iter().skip(self.cursor).any(|e| matches!(e.held, Held::Disk(_)))
+            || self
+                .entries
+                .iter()
+                .skip(self.cursor)
+                .any(|e| matches!(e.held, Held::Disk(_)))
             || self.mem_bytes + bytes > self.cfg.max_mem_bytes;
         if spool {
             self.spool(seq, batch)?;
@@ -279,13 +288,20 @@ impl Outbox {
             self.disk_bytes -= e.bytes;
             let summary = match &e.held {
                 Held::Disk(p) => {
-                    let s = fs::read(p).ok().and_then(|d| decode_file(&d)).map(|b| Summary::of(&b));
+                    let s = fs::read(p)
+                        .ok()
+                        .and_then(|d| decode_file(&d))
+                        .map(|b| Summary::of(&b));
                     let _ = fs::remove_file(p);
                     s
                 }
                 Held::Mem(b) => Some(Summary::of(b)),
             };
-            self.note_lost(LostStage::AgentSpool, summary, "spool full: oldest batch dropped");
+            self.note_lost(
+                LostStage::AgentSpool,
+                summary,
+                "spool full: oldest batch dropped",
+            );
             self.stats.dropped_batches += 1;
         }
         if self.disk_bytes + size > self.cfg.spool_max_bytes {
@@ -302,7 +318,11 @@ impl Outbox {
             Ok(p) => p,
             Err(e) => {
                 warn!(error = %e, "cannot spool a batch; it is lost");
-                self.note_lost(LostStage::AgentQueue, Some(Summary::of(&batch)), "spool write failed");
+                self.note_lost(
+                    LostStage::AgentQueue,
+                    Some(Summary::of(&batch)),
+                    "spool write failed",
+                );
                 self.stats.dropped_batches += 1;
                 return Ok(());
             }
@@ -423,7 +443,10 @@ impl Outbox {
                 }
                 Held::Disk(p) => {
                     self.disk_bytes -= e.bytes;
-                    let s = fs::read(&p).ok().and_then(|d| decode_file(&d)).map(|b| Summary::of(&b));
+                    let s = fs::read(&p)
+                        .ok()
+                        .and_then(|d| decode_file(&d))
+                        .map(|b| Summary::of(&b));
                     let _ = fs::remove_file(p);
                     s
                 }
@@ -553,7 +576,11 @@ mod tests {
         o.push(batch(30)).unwrap(); // drops seq 1 (10 packets)
         assert_eq!(o.stats.dropped_batches, 1);
         let lost = o.pending_lost().to_vec();
-        let packets: u64 = lost.iter().filter(|l| l.unit == "packets").map(|l| l.count).sum();
+        let packets: u64 = lost
+            .iter()
+            .filter(|l| l.unit == "packets")
+            .map(|l| l.count)
+            .sum();
         assert_eq!(packets, 10);
         assert!(lost.iter().all(|l| l.stage == LostStage::AgentSpool as i32));
         o.connected();
@@ -578,9 +605,13 @@ mod tests {
         o.reject_front("invalid");
         assert_eq!(drain_seqs(&mut o), [2]);
         assert_eq!(o.stats.rejected_batches, 1);
-        assert!(o.pending_lost().iter().any(|l| l.stage == LostStage::CollectorRejected as i32
-            && l.unit == "packets"
-            && l.count == 7));
+        assert!(
+            o.pending_lost()
+                .iter()
+                .any(|l| l.stage == LostStage::CollectorRejected as i32
+                    && l.unit == "packets"
+                    && l.count == 7)
+        );
     }
 
     #[test]
@@ -595,7 +626,11 @@ mod tests {
         let mut o = Outbox::open(cfg(d.path(), 1 << 20)).unwrap();
         o.connected();
         assert_eq!(drain_seqs(&mut o), [2]);
-        assert!(o.pending_lost().iter().any(|l| l.unit == "unreadable_batches"));
+        assert!(
+            o.pending_lost()
+                .iter()
+                .any(|l| l.unit == "unreadable_batches")
+        );
         // A second agent on the same spool is refused.
         assert!(matches!(
             Outbox::open(cfg(d.path(), 1 << 20)),

@@ -35,7 +35,11 @@ fn main() -> Result<()> {
         &lake,
         &["--flush-secs", "2"],
     )?;
-    println!("   collector listening on {} (lake: {})", collector.addr, lake.display());
+    println!(
+        "   collector listening on {} (lake: {})",
+        collector.addr,
+        lake.display()
+    );
     lab.sensor_args = vec![
         "--collector".into(),
         collector.url(),
