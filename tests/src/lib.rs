@@ -240,6 +240,14 @@ impl Lab {
         }
     }
 
+    /// Kills the sensor with SIGKILL: no final drain, no spool spill — a crash.
+    pub fn kill_sensor(&mut self) -> Result<()> {
+        let mut child = self.sensor.take().context("sensor not running")?;
+        sh(&["kill", "-KILL", &child.id().to_string()])?;
+        child.wait()?;
+        Ok(())
+    }
+
     /// Stops the sensor with SIGTERM; returns its exit status success and its records.
     pub fn stop_sensor(&mut self) -> Result<Vec<Value>> {
         let mut child = self.sensor.take().context("sensor not running")?;

@@ -6,7 +6,7 @@
 use scanscope_tests::transport;
 use scanscope_tests::*;
 
-fn lab_or_skip() -> Option<Lab> {
+fn lab_or_skip(name: &str) -> Option<Lab> {
     if let Some(r) = unavailable_reason() {
         if std::env::var("SCANSCOPE_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
             panic!("end-to-end test cannot run: {r}");
@@ -14,13 +14,13 @@ fn lab_or_skip() -> Option<Lab> {
         eprintln!("SKIPPED: {r}");
         return None;
     }
-    let dir = std::env::temp_dir().join(format!("scanscope-e2e-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("scanscope-e2e-{}-{name}", std::process::id()));
     Some(Lab::new(&dir).expect("build the lab"))
 }
 
 #[test]
 fn real_scanners_are_counted_exactly_and_recognised() {
-    let Some(mut lab) = lab_or_skip() else { return };
+    let Some(mut lab) = lab_or_skip("scanners") else { return };
     // The collector runs in the sensor namespace on its loopback; the agent streams to it
     // (and writes JSON lines too, so the two outputs can be compared).
     let lake = lab.dir.join("lake");
@@ -229,5 +229,72 @@ fn real_scanners_are_counted_exactly_and_recognised() {
     assert_eq!(
         d["events"]["rows"].as_u64(),
         Some(records.iter().filter(|r| r["type"] == "event").count() as u64)
+    );
+}
+
+/// The real agent, SIGKILLed while the collector is down, restarted once it is up: what it had
+/// spooled reaches the lake, once.
+#[test]
+fn killed_agent_replays_its_spool_after_restart() {
+    let Some(mut lab) = lab_or_skip("kill") else { return };
+    let lake = lab.dir.join("lake-kill");
+    let spool = lab.dir.join("spool-kill");
+    // A port nothing listens on yet, inside the sensor namespace.
+    let port = 17_000 + (std::process::id() % 20_000);
+    let url = format!("http://127.0.0.1:{port}");
+    lab.sensor_args = vec![
+        "--collector".into(),
+        url,
+        "--spool-dir".into(),
+        spool.display().to_string(),
+    ];
+    lab.start_sensor(&standard_config(), 0.5)
+        .expect("start sensor");
+    let ai = lab.scanner_if.clone();
+    lab.scan(
+        &[
+            "hping3", "-S", "-p", "443", "-c", "7", "-i", "u10000", "-a", SRC_MIRAI, "-I", &ai,
+            SENSOR_V4,
+        ],
+        20,
+    )
+    .expect("hping3");
+    // Let two intervals close: their batches go to the spool (no collector).
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    lab.kill_sensor().expect("kill -9 the agent");
+    let spooled = std::fs::read_dir(&spool)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".batch"))
+        .count();
+    assert!(spooled >= 2, "batches spooled before the kill: {spooled}");
+    let ns = lab.sensor_ns.clone();
+    let mut collector = transport::CollectorProc::start_with_prefix(
+        &["ip", "netns", "exec", &ns],
+        &format!("127.0.0.1:{port}"),
+        &lake,
+        &["--flush-secs", "1"],
+    )
+    .expect("start collector");
+    lab.start_sensor(&standard_config(), 0.5)
+        .expect("restart sensor");
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    lab.stop_sensor().expect("stop sensor");
+    collector.stop().expect("stop collector");
+    let left = std::fs::read_dir(&spool)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".batch"))
+        .count();
+    assert_eq!(left, 0, "spool replayed and emptied");
+    let keys = transport::flow_keys(&lake).expect("read the lake");
+    let syn443: u64 = keys
+        .iter()
+        .filter(|((s, src, port), _)| s == "lab-sensor" && src == SRC_MIRAI && *port == 443)
+        .map(|(_, (_, p))| p)
+        .sum();
+    assert_eq!(
+        syn443, 7,
+        "the 7 SYNs counted before the kill reach the lake once: {keys:?}"
     );
 }
