@@ -20,7 +20,9 @@ fn lab_or_skip(name: &str) -> Option<Lab> {
 
 #[test]
 fn real_scanners_are_counted_exactly_and_recognised() {
-    let Some(mut lab) = lab_or_skip("scanners") else { return };
+    let Some(mut lab) = lab_or_skip("scanners") else {
+        return;
+    };
     // The collector runs in the sensor namespace on its loopback; the agent streams to it
     // (and writes JSON lines too, so the two outputs can be compared).
     let lake = lab.dir.join("lake");
@@ -236,7 +238,9 @@ fn real_scanners_are_counted_exactly_and_recognised() {
 /// spooled reaches the lake, once.
 #[test]
 fn killed_agent_replays_its_spool_after_restart() {
-    let Some(mut lab) = lab_or_skip("kill") else { return };
+    let Some(mut lab) = lab_or_skip("kill") else {
+        return;
+    };
     let lake = lab.dir.join("lake-kill");
     let spool = lab.dir.join("spool-kill");
     // A port nothing listens on yet, inside the sensor namespace.
