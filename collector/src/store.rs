@@ -255,14 +255,19 @@ impl Store {
         if removed > 0 {
             info!(files = removed, "removed temporary files left by a crash");
         }
-        let mut cp = Checkpoint::load(root)?;
+        let cp = Checkpoint::load(root)?;
         let wdir = wal_dir(root);
         let segs = wal::segments(&wdir)?;
-        let mut tables: BTreeMap<&'static str, TableInfo> = BTreeMap::new();
+        // Segments after the checkpoint are queued as sealed and written by the ordinary
+        // flush below, with the watermarks as of their end.
+        let mut sealed = VecDeque::new();
+        let mut sealed_wal_bytes = 0;
+        let mut marks = cp.sensors.clone();
         for &seg in &segs {
+            let path = wdir.join(format!("{seg:012}.wal"));
             if seg <= cp.flushed_through {
                 // Already in Parquet; the crash came before the segment was deleted.
-                let _ = fs::remove_file(wdir.join(format!("{seg:012}.wal")));
+                let _ = fs::remove_file(path);
                 continue;
             }
             let r = wal::replay(&wdir, seg)?;
@@ -273,47 +278,36 @@ impl Store {
                     "cut a torn record off the write-ahead log (never acknowledged)"
                 );
             }
-            let mut rows = Rows::default();
-            for b in &r.batches {
-                rows.push(b);
-                if b.seq > 0 {
-                    let w = cp.sensors.entry(b.sensor_id.clone()).or_insert(0);
-                    *w = (*w).max(b.seq);
-                }
-            }
-            let n = rows.len();
-            let written = lake::write_segment(root, seg, rows)?;
-            cp.flushed_through = seg;
-            cp.store(root)?;
-            let _ = fs::remove_file(wdir.join(format!("{seg:012}.wal")));
-            for w in &written {
-                let t = tables.entry(w.table).or_default();
-                t.rows += w.rows as u64;
-                t.files += 1;
+            for b in r.batches.iter().filter(|b| b.seq > 0) {
+                let w = marks.entry(b.sensor_id.clone()).or_insert(0);
+                *w = (*w).max(b.seq);
             }
             info!(
                 segment = seg,
                 batches = r.batches.len(),
-                rows = n,
                 "replayed write-ahead log into the lake"
             );
+            sealed_wal_bytes += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            sealed.push_back((seg, r.batches, marks.clone()));
         }
         let next = segs.last().copied().unwrap_or(0).max(cp.flushed_through) + 1;
         let wal = Wal::open(&wdir, next)?;
-        Ok(Store {
-            watermarks: cp.sensors.clone(),
+        let mut store = Store {
+            watermarks: marks,
             cfg,
             wal,
             current: Vec::new(),
             current_rows: 0,
-            sealed: VecDeque::new(),
+            sealed,
             sensors: BTreeMap::new(),
-            tables,
+            tables: BTreeMap::new(),
             rejected: BTreeMap::new(),
             duplicates: 0,
             disk_full: false,
-            sealed_wal_bytes: 0,
-        })
+            sealed_wal_bytes,
+        };
+        store.flush()?;
+        Ok(store)
     }
 
     /// Starts the store thread; it runs until every handle is dropped, then flushes.

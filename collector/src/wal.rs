@@ -144,11 +144,13 @@ impl Wal {
                 source,
             })?;
         let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-        crate::lake::sync_dir(dir).map_err(|_| WalError::Io {
-            op: "syncing",
-            path: dir.to_path_buf(),
-            source: io::Error::other("directory fsync failed"),
-        })?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| WalError::Io {
+                op: "syncing directory",
+                path: dir.to_path_buf(),
+                source,
+            })?;
         Ok(Wal {
             dir: dir.to_path_buf(),
             segment,
