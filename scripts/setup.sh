@@ -9,14 +9,15 @@
 #     tcpreplay, tcpdump), iproute2, bpftool, pkg-config/libelf for tooling.
 #   * rust-src for the nightly toolchain (the eBPF crate is built with -Z build-std=core).
 #   * bpf-linker, built against the nightly's own libLLVM (see shared notes/toolchain.md).
-#   * Python packages used by tests and examples to read the lake: duckdb, pandas, pyarrow.
+#   * Python packages used by tests and examples to read the lake: duckdb, pandas, pyarrow, chdb;
+#     mmdb-writer (a test writes its MMDB with it). dnsmasq answers the test's reverse DNS.
 set -euo pipefail
 
 log() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- Debian packages
-APT_PKGS=(nmap masscan zmap hping3 netsniff-ng tcpreplay tcpdump iproute2 bpftool ethtool)
+APT_PKGS=(nmap masscan zmap hping3 netsniff-ng tcpreplay tcpdump iproute2 bpftool ethtool dnsmasq-base)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -62,11 +63,14 @@ else
 fi
 
 # ---------------------------------------------------------------- Python readers
-if ! python3 -c 'import duckdb, pandas, pyarrow' 2>/dev/null; then
-  log "installing duckdb, pandas, pyarrow"
-  python3 -m pip install -q --disable-pip-version-check duckdb pandas pyarrow || die "pip install failed"
+# duckdb, pandas, pyarrow, chdb (embedded ClickHouse) read the lake in tests and examples/;
+# mmdb-writer writes the test's GeoIP/ASN database.
+if ! python3 -c 'import duckdb, pandas, pyarrow, chdb, mmdb_writer' 2>/dev/null; then
+  log "installing duckdb, pandas, pyarrow, chdb, mmdb-writer"
+  python3 -m pip install -q --disable-pip-version-check duckdb pandas pyarrow chdb mmdb-writer \
+    || die "pip install failed"
 else
-  log "duckdb/pandas/pyarrow present"
+  log "duckdb/pandas/pyarrow/chdb/mmdb-writer present"
 fi
 
 # ---------------------------------------------------------------- kernel facts (warn only)

@@ -629,6 +629,23 @@ fn write_file(
     batch: RecordBatch,
 ) -> Result<Written, LakeError> {
     let path = part_path(root, table, day, segment);
+    let bytes = write_parquet_atomic(&path, table, &batch)?;
+    Ok(Written {
+        table,
+        path,
+        rows: batch.num_rows(),
+        bytes,
+    })
+}
+
+/// Writes `batch` to `path` with the lake's writer properties: a hidden temporary file in the
+/// same directory, fsync, rename, directory fsync. Returns the file size. On error the
+/// temporary file is removed and `path` is untouched.
+pub fn write_parquet_atomic(
+    path: &Path,
+    table: &'static str,
+    batch: &RecordBatch,
+) -> Result<u64, LakeError> {
     let dir = path.parent().expect("part path has a parent").to_path_buf();
     let io_err = |op, path: &Path| {
         let path = path.to_path_buf();
@@ -649,7 +666,7 @@ fn write_file(
                 path: tmp.clone(),
                 source,
             })?;
-        w.write(&batch).map_err(|source| LakeError::Parquet {
+        w.write(batch).map_err(|source| LakeError::Parquet {
             table,
             path: tmp.clone(),
             source,
@@ -661,22 +678,14 @@ fn write_file(
         })?;
         file.sync_all().map_err(io_err("syncing", &tmp))?;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
-        fs::rename(&tmp, &path).map_err(io_err("renaming", &tmp))?;
+        fs::rename(&tmp, path).map_err(io_err("renaming", &tmp))?;
         sync_dir(&dir)?;
         Ok(bytes)
     })();
-    match result {
-        Ok(bytes) => Ok(Written {
-            table,
-            path,
-            rows: batch.num_rows(),
-            bytes,
-        }),
-        Err(e) => {
-            let _ = fs::remove_file(&tmp);
-            Err(e)
-        }
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
+    result
 }
 
 /// fsyncs a directory so a rename in it is durable.

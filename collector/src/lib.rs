@@ -16,9 +16,13 @@
 //! # }
 //! ```
 pub mod auth;
+pub mod enrich;
 pub mod error;
 pub mod ingest;
 pub mod lake;
+pub mod report;
+pub mod rollup;
+pub mod rules;
 pub mod server;
 pub mod store;
 pub mod validate;

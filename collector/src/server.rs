@@ -17,6 +17,7 @@ use tonic::{
 use tracing::{error, info};
 
 use crate::{
+    rollup::{self, config::RollupConfig},
     auth::{TlsFiles, TokenAuth},
     error::CollectorError,
     ingest::IngestService,
@@ -37,6 +38,19 @@ pub struct ServeOptions {
     /// Accepted bearer tokens (empty: no token needed).
     pub tokens: Vec<String>,
     pub limits: Limits,
+    /// Automatic daily rollups (none: only `scanscope-collector rollup` runs them).
+    pub rollup: Option<AutoRollup>,
+}
+
+/// When the collector rolls up days by itself: a day is due once it closed (UTC) at least
+/// `grace_secs` ago and its input files differ from those its last rollup read (late data
+/// makes a closed day due again).
+#[derive(Debug, Clone)]
+pub struct AutoRollup {
+    pub config: RollupConfig,
+    pub grace_secs: u64,
+    /// Seconds between checks for due days.
+    pub check_secs: f64,
 }
 
 impl ServeOptions {
@@ -50,6 +64,7 @@ impl ServeOptions {
             tls: None,
             tokens: Vec::new(),
             limits: Limits::default(),
+            rollup: None,
         }
     }
 }
@@ -109,6 +124,20 @@ pub async fn serve(
         })
     };
 
+    let roller = opts.rollup.clone().map(|auto| {
+        let root = opts.data.clone();
+        tokio::spawn(async move {
+            let every = Duration::from_secs_f64(auto.check_secs.max(0.05));
+            let mut t = tokio::time::interval(every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                t.tick().await;
+                let (root, auto) = (root.clone(), auto.clone());
+                let _ = tokio::task::spawn_blocking(move || auto_rollup(&root, &auto)).await;
+            }
+        })
+    });
+
     let auth = TokenAuth::new(opts.tokens.clone());
     let svc = IngestServer::new(IngestService::new(
         handle.clone(),
@@ -147,6 +176,9 @@ pub async fn serve(
     // wait for them; what was acknowledged is in the WAL, what was not the sensors resend.
     drop(server);
     flusher.abort();
+    if let Some(r) = roller {
+        r.abort();
+    }
     info!("shutting down: flushing to Parquet");
     if let Err(e) = handle.flush().await {
         error!(error = %e, "final flush failed; the WAL keeps the data for the next start");
@@ -154,4 +186,27 @@ pub async fn serve(
     drop(handle);
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
     result
+}
+
+/// Rolls up every due day; failures are logged and retried at the next check.
+fn auto_rollup(root: &Path, auto: &AutoRollup) {
+    let due = match rollup::due_dates(root, auto.grace_secs) {
+        Ok(d) => d,
+        Err(e) => {
+            error!(error = %e, "looking for days to roll up");
+            return;
+        }
+    };
+    for date in due {
+        let opts = rollup::RollupOptions {
+            data: root.to_path_buf(),
+            date,
+            config: auto.config.clone(),
+            progress: false,
+        };
+        match rollup::run(&opts) {
+            Ok(s) => info!(%date, sources = s.sources, scanners = s.scanners, warnings = s.warnings.len(), "automatic rollup done"),
+            Err(e) => error!(%date, error = %e, "automatic rollup failed; retried at the next check"),
+        }
+    }
 }

@@ -15,6 +15,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
+pub mod multilab;
 pub mod transport;
 use serde_json::Value;
 

@@ -555,3 +555,84 @@ async fn disk_full_stops_acks_then_recovers_without_corrupt_files() -> Result<()
     check_synthetic(&data, "s-full", n, 1000)?;
     Ok(())
 }
+
+/// `(packets, port_count, is_scanner)` of `src` in the lake's `ip_daily` (one file per day).
+fn ip_daily_row(data: &Path, src: &str) -> Result<Option<(u64, u32, bool)>> {
+    use arrow::array::{Array, BooleanArray, StringArray, UInt32Array, UInt64Array};
+    let batches = read_table(data, "ip_daily")?;
+    for b in &batches {
+        let col = |n: &str| b.column_by_name(n).context("column").cloned();
+        let ips = col("src_ip")?;
+        let ips = ips.as_any().downcast_ref::<StringArray>().context("src_ip")?;
+        let pk = col("packets")?;
+        let pk = pk.as_any().downcast_ref::<UInt64Array>().context("packets")?;
+        let pc = col("port_count")?;
+        let pc = pc.as_any().downcast_ref::<UInt32Array>().context("port_count")?;
+        let sc = col("is_scanner")?;
+        let sc = sc.as_any().downcast_ref::<BooleanArray>().context("is_scanner")?;
+        for i in 0..ips.len() {
+            if ips.value(i) == src {
+                return Ok(Some((pk.value(i), pc.value(i), sc.value(i))));
+            }
+        }
+    }
+    Ok(None)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn collector_rolls_up_a_closed_day_by_itself_and_again_after_late_data() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    let mut c = CollectorProc::start(
+        "127.0.0.1:0",
+        &data,
+        &["--flush-secs", "0.2", "--rollup-grace-secs", "0", "--rollup-check-secs", "0.3"],
+    )?;
+    // Yesterday noon: a closed day.
+    let yesterday = chrono::Utc::now().date_naive().pred_opt().unwrap();
+    let noon = yesterday.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
+    let batch = |seq: u64, ports: std::ops::RangeInclusive<u32>| {
+        let mut b = with_ids(synthetic_batch(7, 0), "s-roll", seq);
+        b.flows = ports
+            .map(|p| scanscope_proto::v1::Flow {
+                interval_start_us: noon,
+                interval_secs: 1.0,
+                src_ip: vec![10, 9, 0, 1],
+                dst_ip: vec![198, 18, 1, 1],
+                proto: 6,
+                kind: scanscope_proto::v1::Kind::TcpSyn as i32,
+                dst_port: p,
+                packets: 2,
+                bytes: 80,
+                first_seen_us: noon,
+                last_seen_us: noon,
+                ..Default::default()
+            })
+            .collect();
+        b
+    };
+    raw_stream(&c.url(), None, None, vec![batch(1, 1..=12)]).await?;
+    let wait_for = |want: (u64, u32, bool)| {
+        let data = data.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let row = ip_daily_row(&data, "10.9.0.1").ok().flatten();
+                if row == Some(want) {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                anyhow::ensure!(Instant::now() < deadline, "ip_daily has {row:?}, want {want:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    wait_for((24, 12, true)).await?;
+    // Late data for the closed day: the collector rolls it up again, without duplicates.
+    raw_stream(&c.url(), None, None, vec![batch(2, 13..=20)]).await?;
+    wait_for((40, 20, true)).await?;
+    let day_dir = data.join(format!("ip_daily/date={yesterday}"));
+    let files: Vec<_> = std::fs::read_dir(&day_dir)?.flatten().map(|e| e.file_name()).collect();
+    assert_eq!(files, vec![std::ffi::OsString::from("rollup.parquet")]);
+    c.stop()?;
+    Ok(())
+}

@@ -1,0 +1,507 @@
+//! Aggregate stage of the rollup: one pass over the day's `flows`, `events` and `sensor_stats`
+//! rows into per-source state, per-port counters, the 30-minute series and backscatter victims.
+//! Memory stays proportional to distinct sources and distinct (source, target, port) probes:
+//! probes are packed into one `u64` each and de-duplicated in place as they grow.
+use std::{collections::HashMap, path::Path};
+
+use arrow::array::{
+    Array, AsArray, BinaryArray, ListArray, StringArray, TimestampMicrosecondArray, UInt8Array,
+    UInt16Array, UInt32Array, UInt64Array,
+};
+use chrono::NaiveDate;
+
+use super::{
+    RollupError,
+    classify::{self, DOS_BUCKET_SECS, Role},
+    payload,
+    read::{Interner, column, for_each_batch, typed},
+};
+
+/// The flow kinds, in bit order of `IpState::kinds`.
+pub const KINDS: [&str; 13] = [
+    "tcp_syn",
+    "tcp_synack",
+    "tcp_rst",
+    "tcp_fin",
+    "tcp_null",
+    "tcp_xmas",
+    "tcp_ack",
+    "tcp_other",
+    "udp",
+    "icmp_echo",
+    "icmp_other",
+    "fragment",
+    "other_proto",
+];
+
+/// Tools the sensor's fingerprints name, in bit order of `EventState::tools`.
+pub const TOOLS: [&str; 5] = ["zmap", "masscan", "mirai", "nmap", "unicornscan"];
+
+/// Spoofing reasons, in bit order of `IpState::spoof`.
+pub const SPOOF_REASONS: [&str; 6] = [
+    "src_eq_dst",
+    "fragment",
+    "port0",
+    "udp80",
+    "src_x.0_or_x.255",
+    "ttl>=200",
+];
+
+/// Protocol classes of a packed probe.
+pub const CLASS_ICMP: u64 = 0;
+pub const CLASS_TCP: u64 = 1;
+pub const CLASS_UDP: u64 = 2;
+
+/// Buckets of the 30-minute series in a day.
+pub const SERIES_BUCKETS: usize = 48;
+
+/// Most payload strings kept per source and field.
+pub const MAX_PAYLOAD_VALUES: usize = 10;
+
+/// What the sampled events of one source told.
+#[derive(Debug, Default)]
+pub struct EventState {
+    pub tools: u8,
+    pub os_hints: Vec<(String, u64)>,
+    pub high_ttl: bool,
+    pub samples: u64,
+    /// Samples that carried a payload.
+    pub payloads: u64,
+    pub http_url: Vec<String>,
+    pub http_user_agent: Vec<String>,
+    pub rdp_cookie: Vec<String>,
+    pub mysql_login_attempts: u64,
+    pub mysql_user: Vec<String>,
+    pub payload_tags: Vec<&'static str>,
+}
+
+/// Per-source state for the day.
+#[derive(Debug)]
+pub struct IpState {
+    pub addr: u32,
+    pub first: i64,
+    pub last: i64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub backscatter_packets: u64,
+    pub icmp_ping: u64,
+    pub kinds: u16,
+    pub spoof: u8,
+    /// 30-minute buckets with probes.
+    pub buckets: u64,
+    /// Sensor ids that saw the source.
+    pub sensors: Vec<u32>,
+    /// Packed probes `(target << 18) | (class << 16) | port`.
+    pub probes: Vec<u64>,
+    compacted: usize,
+    /// Largest ICMP / DNS flow (tunnelling hints).
+    pub max_icmp_flow_bytes: u64,
+    pub max_dns_flow_bytes: u64,
+    pub events: Option<Box<EventState>>,
+}
+
+impl IpState {
+    fn new(addr: u32, spoof: u8) -> IpState {
+        IpState {
+            addr,
+            first: i64::MAX,
+            last: i64::MIN,
+            packets: 0,
+            bytes: 0,
+            backscatter_packets: 0,
+            icmp_ping: 0,
+            kinds: 0,
+            spoof,
+            buckets: 0,
+            sensors: Vec::new(),
+            probes: Vec::new(),
+            compacted: 0,
+            max_icmp_flow_bytes: 0,
+            max_dns_flow_bytes: 0,
+            events: None,
+        }
+    }
+
+    fn add_probe(&mut self, p: u64) {
+        self.probes.push(p);
+        if self.probes.len() >= 2 * self.compacted + 64 {
+            self.compact();
+        }
+    }
+
+    /// Sorts and de-duplicates the probes.
+    pub fn compact(&mut self) {
+        self.probes.sort_unstable();
+        self.probes.dedup();
+        self.probes.shrink_to(self.probes.len() * 2);
+        self.compacted = self.probes.len();
+    }
+}
+
+/// A backscatter victim (source of SYN-ACK / RST / ICMP errors).
+#[derive(Debug, Default)]
+pub struct DosState {
+    pub packets: u64,
+    pub bytes: u64,
+    pub first: i64,
+    pub last: i64,
+    pub targets: Vec<u32>,
+    pub sensors: Vec<u32>,
+    pub kinds: u16,
+    /// 10-second buckets since the start of the day.
+    pub buckets: HashMap<i64, u64>,
+}
+
+/// The whole day.
+#[derive(Debug)]
+pub struct DayAgg {
+    pub day: NaiveDate,
+    pub day_start_us: i64,
+    pub addrs: Interner,
+    pub sensors: Interner,
+    /// addr id → index into `ips` (u32::MAX: no state).
+    state_of: Vec<u32>,
+    pub ips: Vec<IpState>,
+    /// Sensors with any row that day (flows or sensor_stats).
+    pub active_sensors: Vec<bool>,
+    /// Probe packets per (class, port): index `class * 65536 + port` (TCP and UDP).
+    pub port_packets: Vec<u64>,
+    /// Series: probe packets per bucket, and per port the buckets it was probed in.
+    pub series_packets: [u64; SERIES_BUCKETS],
+    pub port_buckets: Vec<u64>,
+    pub dos: HashMap<u32, DosState>,
+    pub flow_rows: u64,
+    pub event_rows: u64,
+    pub stats_rows: u64,
+}
+
+fn bit_of(list: &[&str], s: &str) -> Option<u32> {
+    list.iter().position(|k| *k == s).map(|i| i as u32)
+}
+
+fn push_unique(v: &mut Vec<u32>, x: u32) {
+    if !v.contains(&x) {
+        v.push(x);
+    }
+}
+
+const FLOW_COLUMNS: [&str; 11] = [
+    "sensor",
+    "src_ip",
+    "dst_ip",
+    "proto",
+    "kind",
+    "dst_port",
+    "icmp_type",
+    "packets",
+    "bytes",
+    "first_seen",
+    "last_seen",
+];
+
+const EVENT_COLUMNS: [&str; 9] = [
+    "src_ip", "dst_port", "kind", "ttl", "weight", "payload", "tools", "os_hint", "proto",
+];
+
+impl DayAgg {
+    pub fn new(day: NaiveDate) -> DayAgg {
+        DayAgg {
+            day,
+            day_start_us: day
+                .and_hms_opt(0, 0, 0)
+                .expect("midnight exists")
+                .and_utc()
+                .timestamp_micros(),
+            addrs: Interner::default(),
+            sensors: Interner::default(),
+            state_of: Vec::new(),
+            ips: Vec::new(),
+            active_sensors: Vec::new(),
+            port_packets: vec![0; 2 * 65536],
+            series_packets: [0; SERIES_BUCKETS],
+            port_buckets: vec![0; 2 * 65536],
+            dos: HashMap::new(),
+            flow_rows: 0,
+            event_rows: 0,
+            stats_rows: 0,
+        }
+    }
+
+    fn mark_sensor(&mut self, id: u32) {
+        let i = id as usize;
+        if self.active_sensors.len() <= i {
+            self.active_sensors.resize(i + 1, false);
+        }
+        self.active_sensors[i] = true;
+    }
+
+    /// The state of an address, created on first use.
+    fn state(&mut self, addr: u32) -> usize {
+        let i = addr as usize;
+        if self.state_of.len() <= i {
+            self.state_of.resize(i + 1, u32::MAX);
+        }
+        if self.state_of[i] == u32::MAX {
+            let spoof = match classify::spoof_reason_addr(self.addrs.name(addr)) {
+                Some(r) => 1 << bit_of(&SPOOF_REASONS, r).unwrap_or(0),
+                None => 0,
+            };
+            self.state_of[i] = self.ips.len() as u32;
+            self.ips.push(IpState::new(addr, spoof));
+        }
+        self.state_of[i] as usize
+    }
+
+    /// The state of an address if it has one.
+    pub fn state_index(&self, addr: u32) -> Option<usize> {
+        self.state_of
+            .get(addr as usize)
+            .filter(|&&s| s != u32::MAX)
+            .map(|&s| s as usize)
+    }
+
+    fn bucket(&self, ts: i64) -> usize {
+        ((ts - self.day_start_us) / 1_800_000_000).clamp(0, SERIES_BUCKETS as i64 - 1) as usize
+    }
+
+    /// Adds one `flows` file.
+    pub fn add_flows(&mut self, path: &Path) -> Result<(), RollupError> {
+        let mut sensor_ids = Vec::new();
+        let mut src_ids = Vec::new();
+        let mut dst_ids = Vec::new();
+        let mut kinds = Interner::default();
+        let mut kind_ids = Vec::new();
+        let mut protos = Interner::default();
+        let mut proto_ids = Vec::new();
+        for_each_batch(path, &FLOW_COLUMNS, |b| {
+            self.sensors.ids(column(b, "sensor", path)?, &mut sensor_ids);
+            self.addrs.ids(column(b, "src_ip", path)?, &mut src_ids);
+            self.addrs.ids(column(b, "dst_ip", path)?, &mut dst_ids);
+            kinds.ids(column(b, "kind", path)?, &mut kind_ids);
+            protos.ids(column(b, "proto", path)?, &mut proto_ids);
+            let port = typed::<UInt16Array>(column(b, "dst_port", path)?, "dst_port", path)?;
+            let icmp = typed::<UInt8Array>(column(b, "icmp_type", path)?, "icmp_type", path)?;
+            let packets = typed::<UInt64Array>(column(b, "packets", path)?, "packets", path)?;
+            let bytes = typed::<UInt64Array>(column(b, "bytes", path)?, "bytes", path)?;
+            let first = typed::<TimestampMicrosecondArray>(
+                column(b, "first_seen", path)?,
+                "first_seen",
+                path,
+            )?;
+            let last = typed::<TimestampMicrosecondArray>(
+                column(b, "last_seen", path)?,
+                "last_seen",
+                path,
+            )?;
+            for r in 0..b.num_rows() {
+                if src_ids[r] == u32::MAX || dst_ids[r] == u32::MAX || sensor_ids[r] == u32::MAX
+                {
+                    continue;
+                }
+                self.flow_row(FlowRow {
+                    sensor: sensor_ids[r],
+                    src: src_ids[r],
+                    dst: dst_ids[r],
+                    kind: kinds.name(kind_ids[r]),
+                    proto: protos.name(proto_ids[r]),
+                    port: port.value(r),
+                    icmp_type: icmp.is_valid(r).then(|| icmp.value(r)),
+                    packets: packets.value(r),
+                    bytes: bytes.value(r),
+                    first: first.value(r),
+                    last: last.value(r),
+                });
+            }
+            Ok(())
+        })
+    }
+
+    fn flow_row(&mut self, f: FlowRow<'_>) {
+        self.flow_rows += 1;
+        self.mark_sensor(f.sensor);
+        let role = classify::role(f.kind, f.proto, f.icmp_type);
+        let kind_bit = bit_of(&KINDS, f.kind).unwrap_or(12);
+        if role == Role::Backscatter {
+            let d = self.dos.entry(f.src).or_insert_with(|| DosState {
+                first: i64::MAX,
+                last: i64::MIN,
+                ..DosState::default()
+            });
+            d.packets += f.packets;
+            d.bytes += f.bytes;
+            d.first = d.first.min(f.first);
+            d.last = d.last.max(f.last);
+            d.kinds |= 1 << kind_bit;
+            push_unique(&mut d.sensors, f.sensor);
+            if d.targets.len() < 1_000_000 {
+                push_unique(&mut d.targets, f.dst);
+            }
+            *d.buckets
+                .entry((f.first - self.day_start_us).div_euclid(DOS_BUCKET_SECS * 1_000_000))
+                .or_default() += f.packets;
+        }
+        let bucket = self.bucket(f.first);
+        let spoof_reason = (f.src == f.dst)
+            .then_some("src_eq_dst")
+            .or_else(|| classify::spoof_reason_probe(f.kind, f.port));
+        let si = self.state(f.src);
+        let s = &mut self.ips[si];
+        s.first = s.first.min(f.first);
+        s.last = s.last.max(f.last);
+        s.packets += f.packets;
+        s.bytes += f.bytes;
+        s.kinds |= 1 << kind_bit;
+        if let Some(r) = spoof_reason {
+            s.spoof |= 1 << bit_of(&SPOOF_REASONS, r).unwrap_or(0);
+        }
+        push_unique(&mut s.sensors, f.sensor);
+        match role {
+            Role::Backscatter => s.backscatter_packets += f.packets,
+            Role::Probe => {
+                let class = match f.kind {
+                    "udp" => CLASS_UDP,
+                    "icmp_echo" => CLASS_ICMP,
+                    _ => CLASS_TCP,
+                };
+                let port = if class == CLASS_ICMP { 0 } else { f.port };
+                s.add_probe((u64::from(f.dst) << 18) | (class << 16) | u64::from(port));
+                s.buckets |= 1 << bucket;
+                if class == CLASS_ICMP {
+                    s.icmp_ping += f.packets;
+                    s.max_icmp_flow_bytes = s.max_icmp_flow_bytes.max(f.bytes);
+                } else {
+                    if class == CLASS_UDP && f.port == 53 {
+                        s.max_dns_flow_bytes = s.max_dns_flow_bytes.max(f.bytes);
+                    }
+                    let i = ((class - 1) as usize) * 65536 + usize::from(f.port);
+                    self.port_packets[i] += f.packets;
+                    self.port_buckets[i] |= 1 << bucket;
+                }
+                self.series_packets[bucket] += f.packets;
+            }
+            Role::Other => {
+                if f.kind == "icmp_other" {
+                    s.max_icmp_flow_bytes = s.max_icmp_flow_bytes.max(f.bytes);
+                }
+            }
+        }
+    }
+
+    /// Adds one `events` file: tools, OS hints, TTL, payload facts per source.
+    pub fn add_events(&mut self, path: &Path) -> Result<(), RollupError> {
+        let mut src_ids = Vec::new();
+        let mut hints = Interner::default();
+        let mut hint_ids = Vec::new();
+        let mut kinds = Interner::default();
+        let mut kind_ids = Vec::new();
+        for_each_batch(path, &EVENT_COLUMNS, |b| {
+            self.addrs.ids(column(b, "src_ip", path)?, &mut src_ids);
+            hints.ids(column(b, "os_hint", path)?, &mut hint_ids);
+            kinds.ids(column(b, "kind", path)?, &mut kind_ids);
+            let port = typed::<UInt16Array>(column(b, "dst_port", path)?, "dst_port", path)?;
+            let ttl = typed::<UInt8Array>(column(b, "ttl", path)?, "ttl", path)?;
+            let weight = typed::<UInt32Array>(column(b, "weight", path)?, "weight", path)?;
+            let payload = typed::<BinaryArray>(column(b, "payload", path)?, "payload", path)?;
+            let tools = typed::<ListArray>(column(b, "tools", path)?, "tools", path)?;
+            for r in 0..b.num_rows() {
+                if src_ids[r] == u32::MAX {
+                    continue;
+                }
+                self.event_rows += 1;
+                let kind = kinds.name(kind_ids[r]);
+                let probe = classify::role(kind, "", None) == Role::Probe;
+                let si = self.state(src_ids[r]);
+                let e = self.ips[si].events.get_or_insert_with(Box::default);
+                e.samples += 1;
+                if tools.is_valid(r) {
+                    let t = tools.value(r);
+                    let names = t
+                        .as_any()
+                        .downcast_ref::<StringArray>()
+                        .map(|a| a.iter().flatten().collect::<Vec<_>>())
+                        .or_else(|| {
+                            t.as_dictionary_opt::<arrow::datatypes::Int32Type>().map(|d| {
+                                let v = d.values().as_string::<i32>();
+                                d.keys().iter().flatten().map(|k| v.value(k as usize)).collect()
+                            })
+                        })
+                        .unwrap_or_default();
+                    for n in names {
+                        if let Some(bit) = bit_of(&TOOLS, n) {
+                            e.tools |= 1 << bit;
+                        }
+                    }
+                }
+                if hint_ids[r] != u32::MAX {
+                    let h = hints.name(hint_ids[r]);
+                    match e.os_hints.iter_mut().find(|(n, _)| n == h) {
+                        Some((_, c)) => *c += 1,
+                        None => e.os_hints.push((h.to_string(), 1)),
+                    }
+                }
+                if probe && ttl.value(r) >= 200 {
+                    e.high_ttl = true;
+                }
+                if payload.is_valid(r) && !payload.value(r).is_empty() {
+                    e.payloads += 1;
+                    let facts = payload::parse(payload.value(r), port.value(r));
+                    let keep = |v: &mut Vec<String>, x: Option<String>| {
+                        if let Some(x) = x
+                            && v.len() < MAX_PAYLOAD_VALUES
+                            && !v.contains(&x)
+                        {
+                            v.push(x);
+                        }
+                    };
+                    keep(&mut e.http_url, facts.http_url);
+                    keep(&mut e.http_user_agent, facts.http_user_agent);
+                    keep(&mut e.rdp_cookie, facts.rdp_cookie);
+                    keep(&mut e.mysql_user, facts.mysql_user);
+                    if facts.mysql_login {
+                        e.mysql_login_attempts += u64::from(weight.value(r).max(1));
+                    }
+                    for t in facts.tags {
+                        if !e.payload_tags.contains(&t) {
+                            e.payload_tags.push(t);
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Adds one `sensor_stats` file: the sensors active that day.
+    pub fn add_stats(&mut self, path: &Path) -> Result<(), RollupError> {
+        let mut ids = Vec::new();
+        for_each_batch(path, &["sensor"], |b| {
+            self.sensors.ids(column(b, "sensor", path)?, &mut ids);
+            self.stats_rows += b.num_rows() as u64;
+            for &i in &ids {
+                if i != u32::MAX {
+                    self.mark_sensor(i);
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Number of sensors active that day.
+    pub fn active_sensor_count(&self) -> u64 {
+        self.active_sensors.iter().filter(|a| **a).count() as u64
+    }
+}
+
+struct FlowRow<'a> {
+    sensor: u32,
+    src: u32,
+    dst: u32,
+    kind: &'a str,
+    proto: &'a str,
+    port: u16,
+    icmp_type: Option<u8>,
+    packets: u64,
+    bytes: u64,
+    first: i64,
+    last: i64,
+}

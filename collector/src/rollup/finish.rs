@@ -1,0 +1,353 @@
+//! Finish stage of the rollup: per-source state → classified, enriched `ip_daily` rows; the
+//! `port_daily`, `dos_daily` and `series_daily` rows.
+use std::{collections::HashMap, net::IpAddr};
+
+use super::{
+    aggregate::{
+        CLASS_ICMP, CLASS_TCP, CLASS_UDP, DayAgg, IpState, KINDS, SERIES_BUCKETS, SPOOF_REASONS,
+        TOOLS,
+    },
+    classify,
+    config::RollupConfig,
+};
+use crate::{enrich::Enricher, rules::UserValue};
+
+/// One row of `ip_daily` (see `docs/rollup.md`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IpRow {
+    pub src_ip: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub sensor_count: u32,
+    pub sensors: Vec<String>,
+    pub scan_breadth: u8,
+    pub dst_hosts: u64,
+    pub ports: Vec<u16>,
+    pub tcp_ports: Vec<u16>,
+    pub udp_ports: Vec<u16>,
+    pub port_count: u32,
+    pub probe_pairs: u64,
+    pub icmp_ping: u64,
+    pub kinds: Vec<&'static str>,
+    pub scan_type: &'static str,
+    pub is_scanner: bool,
+    pub tools: Vec<&'static str>,
+    pub os_hint: Option<String>,
+    pub org: Option<String>,
+    pub org_source: Option<&'static str>,
+    pub rdns: Option<String>,
+    pub tor_exit: Option<bool>,
+    pub country: Option<String>,
+    pub asn: Option<u32>,
+    pub as_org: Option<String>,
+    pub spoofed_suspect: bool,
+    pub spoof_reasons: Vec<&'static str>,
+    pub backscatter_packets: u64,
+    pub tags: Vec<String>,
+    pub http_url: Option<Vec<String>>,
+    pub http_user_agent: Option<Vec<String>>,
+    pub rdp_cookie: Option<Vec<String>>,
+    pub mysql_login_attempts: Option<u64>,
+    pub mysql_user: Option<Vec<String>>,
+    pub payload_samples: u64,
+    /// User fields, in the order of the configuration.
+    pub user: Vec<UserValue>,
+}
+
+/// One row of `port_daily`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortRow {
+    pub proto: &'static str,
+    pub port: u16,
+    pub packets: u64,
+    pub sources: u64,
+    pub scanners: u64,
+    pub top_orgs: Vec<String>,
+}
+
+/// One row of `dos_daily`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DosRow {
+    pub victim: String,
+    pub first_seen: i64,
+    pub last_seen: i64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub peak_ppm: u64,
+    pub dst_hosts: u64,
+    pub sensor_count: u32,
+    pub kinds: Vec<&'static str>,
+    pub attacks: u32,
+    pub is_attack: bool,
+}
+
+/// One row of `series_daily` (30-minute buckets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesRow {
+    pub bucket_start: i64,
+    pub packets: u64,
+    pub sources: u64,
+    pub ports: u64,
+    pub scanners: u64,
+}
+
+fn bits<T: Copy>(mask: u64, names: &[T]) -> Vec<T> {
+    names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| mask & (1 << i) != 0)
+        .map(|(_, n)| *n)
+        .collect()
+}
+
+/// Classifies one source (everything but enrichment and user rules).
+pub fn classify_ip(agg: &DayAgg, s: &mut IpState, cfg: &RollupConfig, active: u64) -> IpRow {
+    s.compact();
+    let mut targets: Vec<u64> = s.probes.iter().map(|p| p >> 18).collect();
+    targets.dedup(); // probes are sorted by target first
+    let (mut tcp, mut udp) = (Vec::new(), Vec::new());
+    for p in &s.probes {
+        let port = (*p & 0xffff) as u16;
+        match (*p >> 16) & 3 {
+            CLASS_TCP => tcp.push(port),
+            CLASS_UDP => udp.push(port),
+            CLASS_ICMP => {}
+            _ => {}
+        }
+    }
+    tcp.sort_unstable();
+    tcp.dedup();
+    udp.sort_unstable();
+    udp.dedup();
+    let mut ports: Vec<u16> = tcp.iter().chain(udp.iter()).copied().collect();
+    ports.sort_unstable();
+    ports.dedup();
+    let ev = s.events.as_deref();
+    let tools = bits(u64::from(ev.map_or(0, |e| e.tools)), &TOOLS);
+    let mut spoof = s.spoof;
+    if ev.is_some_and(|e| e.high_ttl)
+        && let Some(r) = classify::spoof_reason_ttl(255, &tools)
+    {
+        spoof |= 1 << SPOOF_REASONS.iter().position(|x| *x == r).unwrap_or(0);
+    }
+    let spoof_reasons = bits(u64::from(spoof), &SPOOF_REASONS);
+    let probe_pairs = s.probes.len() as u64;
+    let scanner = classify::is_scanner(
+        &cfg.scanner,
+        probe_pairs,
+        targets.len() as u64,
+        spoof != 0,
+    );
+    let sensor_count = s.sensors.len() as u64;
+    let breadth = classify::scan_breadth(sensor_count, active);
+    let mut sensors: Vec<String> = s
+        .sensors
+        .iter()
+        .map(|i| agg.sensors.name(*i).to_string())
+        .collect();
+    sensors.sort();
+    let mut tags = Vec::new();
+    if scanner {
+        tags.push("scanner".to_string());
+        if breadth >= cfg.scanner.wide_breadth {
+            tags.push("wide_scanner".to_string());
+        }
+    }
+    if s.backscatter_packets > 0 {
+        tags.push("backscatter".to_string());
+    }
+    for r in &spoof_reasons {
+        tags.push(format!("spoofed:{r}"));
+    }
+    if s.max_icmp_flow_bytes > 2048 {
+        tags.push("icmp_tunnel_hint".to_string());
+    }
+    if s.max_dns_flow_bytes > 1024 {
+        tags.push("dns_tunnel_hint".to_string());
+    }
+    let none_if_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+    let has_payloads = ev.is_some_and(|e| e.payloads > 0);
+    if let Some(e) = ev {
+        tags.extend(e.payload_tags.iter().map(|t| t.to_string()));
+    }
+    IpRow {
+        src_ip: agg.addrs.name(s.addr).to_string(),
+        first_seen: s.first,
+        last_seen: s.last,
+        packets: s.packets,
+        bytes: s.bytes,
+        sensor_count: sensor_count as u32,
+        sensors,
+        scan_breadth: breadth,
+        dst_hosts: targets.len() as u64,
+        port_count: ports.len() as u32,
+        ports,
+        tcp_ports: tcp,
+        udp_ports: udp,
+        probe_pairs,
+        icmp_ping: s.icmp_ping,
+        kinds: bits(u64::from(s.kinds), &KINDS),
+        scan_type: classify::scan_type(
+            targets.len() as u64,
+            (s.probes.iter().filter(|p| (*p >> 16) & 3 != CLASS_ICMP))
+                .map(|p| *p & 0x3_ffff)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len() as u64,
+            cfg.scanner.few,
+        )
+        .as_str(),
+        is_scanner: scanner,
+        tools,
+        os_hint: ev.and_then(|e| {
+            e.os_hints
+                .iter()
+                .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+                .map(|h| h.0.clone())
+        }),
+        spoofed_suspect: spoof != 0,
+        spoof_reasons,
+        backscatter_packets: s.backscatter_packets,
+        tags,
+        http_url: ev.and_then(|e| none_if_empty(&e.http_url)),
+        http_user_agent: ev.and_then(|e| none_if_empty(&e.http_user_agent)),
+        rdp_cookie: ev.and_then(|e| none_if_empty(&e.rdp_cookie)),
+        mysql_login_attempts: ev
+            .filter(|_| has_payloads)
+            .map(|e| e.mysql_login_attempts),
+        mysql_user: ev.and_then(|e| none_if_empty(&e.mysql_user)),
+        payload_samples: ev.map_or(0, |e| e.payloads),
+        ..IpRow::default()
+    }
+}
+
+/// Fills org, rDNS, Tor, country and ASN.
+pub fn enrich(row: &mut IpRow, en: &Enricher, rdns: &HashMap<IpAddr, String>) {
+    let Ok(ip) = row.src_ip.parse::<IpAddr>() else {
+        return;
+    };
+    row.rdns = rdns.get(&ip).cloned();
+    if let Some((org, src)) = en.orgs.attribute(ip, row.rdns.as_deref()) {
+        row.org = Some(org.to_string());
+        row.org_source = Some(match src {
+            crate::enrich::orgs::OrgSource::Cidr => "cidr",
+            crate::enrich::orgs::OrgSource::Rdns => "rdns",
+        });
+        row.tags.push("known_org".to_string());
+    }
+    if let Some(t) = &en.tor {
+        let exit = t.is_exit(ip);
+        row.tor_exit = Some(exit);
+        if exit {
+            row.tags.push("tor_exit".to_string());
+        }
+    }
+    if let Some(g) = &en.geo {
+        let info = g.lookup(ip);
+        row.country = info.country;
+        row.asn = info.asn;
+        row.as_org = info.as_org;
+    }
+}
+
+/// `port_daily` rows from the finished `ip_daily` rows and the per-port packet counters.
+pub fn port_rows(agg: &DayAgg, rows: &[IpRow]) -> Vec<PortRow> {
+    // (class, port) → (sources, scanners, org → sources)
+    let mut per: HashMap<(u8, u16), (u64, u64, HashMap<&str, u64>)> = HashMap::new();
+    for r in rows {
+        for (class, list) in [(1u8, &r.tcp_ports), (2u8, &r.udp_ports)] {
+            for p in list {
+                let e = per.entry((class, *p)).or_default();
+                e.0 += 1;
+                if r.is_scanner {
+                    e.1 += 1;
+                }
+                if let Some(o) = &r.org {
+                    *e.2.entry(o.as_str()).or_default() += 1;
+                }
+            }
+        }
+    }
+    let mut out: Vec<PortRow> = per
+        .into_iter()
+        .map(|((class, port), (sources, scanners, orgs))| {
+            let mut orgs: Vec<(&str, u64)> = orgs.into_iter().collect();
+            orgs.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            PortRow {
+                proto: if class == 1 { "tcp" } else { "udp" },
+                port,
+                packets: agg.port_packets[usize::from(class - 1) * 65536 + usize::from(port)],
+                sources,
+                scanners,
+                top_orgs: orgs.into_iter().take(5).map(|o| o.0.to_string()).collect(),
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.proto.cmp(b.proto).then(a.port.cmp(&b.port)));
+    out
+}
+
+/// `dos_daily` rows: every backscatter source, with the attack rule applied.
+pub fn dos_rows(agg: &DayAgg, cfg: &RollupConfig) -> Vec<DosRow> {
+    let mut out: Vec<DosRow> = agg
+        .dos
+        .iter()
+        .map(|(addr, d)| {
+            let mut buckets: Vec<(i64, u64)> = d.buckets.iter().map(|(k, v)| (*k, *v)).collect();
+            buckets.sort_unstable();
+            let attacks = classify::attacks(&cfg.dos, &buckets);
+            DosRow {
+                victim: agg.addrs.name(*addr).to_string(),
+                first_seen: d.first,
+                last_seen: d.last,
+                packets: d.packets,
+                bytes: d.bytes,
+                peak_ppm: classify::peak_per_minute(&buckets),
+                dst_hosts: d.targets.len() as u64,
+                sensor_count: d.sensors.len() as u32,
+                kinds: bits(u64::from(d.kinds), &KINDS),
+                attacks,
+                is_attack: attacks > 0,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.victim.cmp(&b.victim)));
+    out
+}
+
+/// `series_daily`: 48 rows, one per 30 minutes, of probe packets, distinct sources, distinct
+/// ports and distinct scanners.
+pub fn series_rows(agg: &DayAgg, rows: &[IpRow]) -> Vec<SeriesRow> {
+    let mut sources = [0u64; SERIES_BUCKETS];
+    let mut scanners = [0u64; SERIES_BUCKETS];
+    for (s, r) in agg.ips.iter().zip(rows) {
+        for (b, n) in sources.iter_mut().enumerate() {
+            if s.buckets & (1 << b) != 0 {
+                *n += 1;
+                if r.is_scanner {
+                    scanners[b] += 1;
+                }
+            }
+        }
+    }
+    let mut ports = [0u64; SERIES_BUCKETS];
+    for m in &agg.port_buckets {
+        if *m != 0 {
+            for (b, n) in ports.iter_mut().enumerate() {
+                if m & (1 << b) != 0 {
+                    *n += 1;
+                }
+            }
+        }
+    }
+    (0..SERIES_BUCKETS)
+        .map(|b| SeriesRow {
+            bucket_start: agg.day_start_us + b as i64 * 1_800_000_000,
+            packets: agg.series_packets[b],
+            sources: sources[b],
+            ports: ports[b],
+            scanners: scanners[b],
+        })
+        .collect()
+}

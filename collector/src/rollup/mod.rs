@@ -1,0 +1,361 @@
+//! The daily rollup: one UTC day of `flows`, `events` and `sensor_stats` → `ip_daily`,
+//! `port_daily`, `dos_daily` and `series_daily` in the same hive layout.
+//!
+//! Stages (one module each): `read` (the day's Parquet files, dictionary strings) → `aggregate`
+//! (per-source state, per-port counters, backscatter victims) → `finish` (`classify` rules,
+//! payload facts, enrichment from `crate::enrich`, user rules from `crate::rules`) → `write`
+//! (one `rollup.parquet` per table and day, replaced atomically). The rules are documented in
+//! `docs/rollup.md`.
+//!
+//! A rollup is idempotent: it reads everything the day holds and replaces the day's files, so a
+//! re-run after late data gives the new figures and never duplicates. A marker
+//! (`_state/rollup/<date>.json`) records which input files it read; the collector re-runs a
+//! closed day by itself when they change (`due_dates`).
+pub mod aggregate;
+pub mod classify;
+pub mod config;
+pub mod finish;
+pub mod payload;
+pub mod read;
+pub mod write;
+
+use std::{
+    collections::HashMap,
+    fs::File,
+    net::IpAddr,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use chrono::{NaiveDate, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    enrich::{EnrichError, Enricher, rdns},
+    lake::LakeError,
+    rules::{RuleError, Rules},
+};
+use config::{RdnsScope, RollupConfig};
+
+/// Errors of a rollup run.
+#[derive(Debug, thiserror::Error)]
+pub enum RollupError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading {path}: {source}")]
+    Parquet {
+        path: PathBuf,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("decoding {path}: {source}")]
+    Arrow {
+        path: PathBuf,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error("{path}: unexpected schema: {reason}")]
+    Schema { path: PathBuf, reason: String },
+    #[error("building {table}: {source}")]
+    Build {
+        table: &'static str,
+        #[source]
+        source: arrow::error::ArrowError,
+    },
+    #[error("writing: {0}")]
+    Lake(#[from] LakeError),
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    #[error(transparent)]
+    Enrich(#[from] EnrichError),
+    #[error("no data for {0}: no flows, events or sensor_stats files")]
+    NoData(NaiveDate),
+}
+
+/// What one run did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RollupSummary {
+    pub date: String,
+    pub input_files: usize,
+    pub input_bytes: u64,
+    pub flow_rows: u64,
+    pub event_rows: u64,
+    pub stats_rows: u64,
+    pub sources: usize,
+    pub scanners: usize,
+    pub active_sensors: u64,
+    pub ports: usize,
+    pub dos_victims: usize,
+    pub rdns_answered: usize,
+    pub seconds: f64,
+    pub warnings: Vec<String>,
+}
+
+/// The inputs a rollup read (the marker's content).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inputs {
+    /// `table/file` → size in bytes.
+    pub files: Vec<(String, u64)>,
+}
+
+/// The input tables of a rollup.
+pub const INPUT_TABLES: [&str; 3] = ["flows", "events", "sensor_stats"];
+
+/// What the day's input files are now.
+pub fn current_inputs(root: &Path, day: NaiveDate) -> Result<Inputs, RollupError> {
+    let mut files = Vec::new();
+    for t in INPUT_TABLES {
+        for p in read::day_files(root, t, day)? {
+            let size = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            files.push((format!("{t}/{name}"), size));
+        }
+    }
+    Ok(Inputs { files })
+}
+
+fn marker_path(root: &Path, day: NaiveDate) -> PathBuf {
+    root.join("_state")
+        .join("rollup")
+        .join(format!("{}.json", day.format("%Y-%m-%d")))
+}
+
+/// The inputs the last rollup of `day` read, if any.
+pub fn last_inputs(root: &Path, day: NaiveDate) -> Option<Inputs> {
+    let bytes = std::fs::read(marker_path(root, day)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Days with input data that closed at least `grace_secs` ago and whose inputs changed since
+/// their last rollup (or never had one), oldest first.
+pub fn due_dates(root: &Path, grace_secs: u64) -> Result<Vec<NaiveDate>, RollupError> {
+    let now = Utc::now().timestamp();
+    let mut days = std::collections::BTreeSet::new();
+    for t in INPUT_TABLES {
+        let dir = root.join(t);
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            if let Some(d) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("date="))
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+            {
+                days.insert(d);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for d in days {
+        let end = d
+            .succ_opt()
+            .and_then(|n| n.and_hms_opt(0, 0, 0))
+            .map_or(i64::MAX, |t| t.and_utc().timestamp());
+        if end.saturating_add(grace_secs as i64) > now {
+            continue;
+        }
+        let cur = current_inputs(root, d)?;
+        if !cur.files.is_empty() && last_inputs(root, d).as_ref() != Some(&cur) {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
+/// Holds `_state/rollup.lock` (one rollup at a time per lake, CLI and collector alike).
+#[derive(Debug)]
+struct RollupLock {
+    _file: File,
+}
+
+fn lock(root: &Path) -> Result<RollupLock, RollupError> {
+    let dir = root.join("_state");
+    let io = |source, path: &Path| RollupError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| io(e, &dir))?;
+    let path = dir.join("rollup.lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io(e, &path))?;
+    // SAFETY: flock on a valid, owned descriptor; blocks until the other rollup ends.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+    if rc != 0 {
+        return Err(io(std::io::Error::last_os_error(), &path));
+    }
+    Ok(RollupLock { _file: file })
+}
+
+/// Options of one run.
+#[derive(Debug, Clone)]
+pub struct RollupOptions {
+    pub data: PathBuf,
+    pub date: NaiveDate,
+    pub config: RollupConfig,
+    /// Show a progress bar on stderr (when it is a terminal).
+    pub progress: bool,
+}
+
+/// Runs the rollup of one day.
+pub fn run(opts: &RollupOptions) -> Result<RollupSummary, RollupError> {
+    let started = Instant::now();
+    let root = &opts.data;
+    let cfg = &opts.config;
+    let mut rules = Rules::compile(&cfg.tag, &cfg.field)?;
+    let _lock = lock(root)?;
+    let inputs = current_inputs(root, opts.date)?;
+    if inputs.files.is_empty() {
+        return Err(RollupError::NoData(opts.date));
+    }
+    let enricher = Enricher::load(&cfg.enrich);
+    let mut summary = RollupSummary {
+        date: opts.date.to_string(),
+        input_files: inputs.files.len(),
+        input_bytes: inputs.files.iter().map(|f| f.1).sum(),
+        warnings: enricher.warnings.clone(),
+        ..RollupSummary::default()
+    };
+    let bar = if opts.progress {
+        let b = indicatif::ProgressBar::new(summary.input_bytes);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "rollup {msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {elapsed} (eta {eta})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b.set_message(opts.date.to_string());
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+
+    // Read + aggregate.
+    let mut agg = aggregate::DayAgg::new(opts.date);
+    for (name, size) in &inputs.files {
+        let (table, file) = name.split_once('/').unwrap_or(("", name));
+        let path = root
+            .join(table)
+            .join(format!("date={}", opts.date.format("%Y-%m-%d")))
+            .join(file);
+        match table {
+            "flows" => agg.add_flows(&path)?,
+            "events" => agg.add_events(&path)?,
+            _ => agg.add_stats(&path)?,
+        }
+        bar.inc(*size);
+    }
+    bar.finish_and_clear();
+    summary.flow_rows = agg.flow_rows;
+    summary.event_rows = agg.event_rows;
+    summary.stats_rows = agg.stats_rows;
+
+    // Finish: classify every source.
+    let active = agg.active_sensor_count();
+    let mut states = std::mem::take(&mut agg.ips);
+    let mut rows: Vec<finish::IpRow> = states
+        .iter_mut()
+        .map(|s| finish::classify_ip(&agg, s, cfg, active))
+        .collect();
+
+    // Reverse DNS (optional), then enrichment and user rules.
+    let mut names = HashMap::new();
+    if cfg.rdns.enabled {
+        let mut ips: Vec<(u64, IpAddr)> = rows
+            .iter()
+            .filter(|r| cfg.rdns.scope == RdnsScope::All || r.is_scanner)
+            .filter_map(|r| r.src_ip.parse().ok().map(|ip| (r.packets, ip)))
+            .collect();
+        ips.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        let ips: Vec<IpAddr> = ips.into_iter().map(|x| x.1).collect();
+        match rdns::lookup_all(&cfg.rdns, &root.join("_state/rdns_cache.json"), &ips) {
+            Ok((n, st)) => {
+                summary.rdns_answered = n.len();
+                if st.failed > 0 || st.skipped_limit > 0 {
+                    summary.warnings.push(format!(
+                        "reverse DNS: {} queries failed or timed out, {} sources over rdns.max_lookups",
+                        st.failed, st.skipped_limit
+                    ));
+                }
+                names = n;
+            }
+            Err(e) => summary
+                .warnings
+                .push(format!("{e}; rdns is null for this run")),
+        }
+    }
+    for r in &mut rows {
+        finish::enrich(r, &enricher, &names);
+        rules.apply(r);
+    }
+    for (name, n, first) in &rules.failures {
+        summary.warnings.push(format!(
+            "rule {name:?} failed on {n} rows (value null / tag not set); first: {first}"
+        ));
+    }
+    agg.ips = states;
+    let series = finish::series_rows(&agg, &rows);
+    let ports = finish::port_rows(&agg, &rows);
+    let dos = finish::dos_rows(&agg, cfg);
+    rows.sort_by(|a, b| {
+        let pa = a.src_ip.parse::<IpAddr>().ok();
+        let pb = b.src_ip.parse::<IpAddr>().ok();
+        pa.cmp(&pb).then(a.src_ip.cmp(&b.src_ip))
+    });
+    summary.sources = rows.len();
+    summary.scanners = rows.iter().filter(|r| r.is_scanner).count();
+    summary.active_sensors = active;
+    summary.ports = ports.len();
+    summary.dos_victims = dos.len();
+
+    // Write, then the marker.
+    let user: Vec<config::FieldRule> = rules.fields().cloned().collect();
+    write::write_table(
+        root,
+        "ip_daily",
+        opts.date,
+        &write::ip_daily_batch(&rows, &user)?,
+    )?;
+    write::write_table(
+        root,
+        "port_daily",
+        opts.date,
+        &write::port_daily_batch(&ports)?,
+    )?;
+    write::write_table(root, "dos_daily", opts.date, &write::dos_daily_batch(&dos)?)?;
+    write::write_table(
+        root,
+        "series_daily",
+        opts.date,
+        &write::series_daily_batch(&series)?,
+    )?;
+    let marker = marker_path(root, opts.date);
+    let io = |source| RollupError::Io {
+        path: marker.clone(),
+        source,
+    };
+    std::fs::create_dir_all(marker.parent().expect("marker has a parent")).map_err(io)?;
+    let tmp = marker.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec(&inputs).unwrap_or_default()).map_err(io)?;
+    std::fs::rename(&tmp, &marker).map_err(io)?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    tracing::info!(
+        date = %opts.date,
+        sources = summary.sources,
+        scanners = summary.scanners,
+        flow_rows = summary.flow_rows,
+        seconds = summary.seconds,
+        "rollup written"
+    );
+    Ok(summary)
+}

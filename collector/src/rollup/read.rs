@@ -1,0 +1,182 @@
+//! Read stage of the rollup: the day's Parquet files of a table, as Arrow batches, string columns
+//! as dictionaries so each distinct value is interned once per batch rather than once per row.
+use std::{
+    collections::HashMap,
+    fs::File,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use arrow::{
+    array::{Array, ArrayRef, AsArray, RecordBatch},
+    datatypes::{DataType, Field, Int32Type, Schema},
+};
+use chrono::NaiveDate;
+use parquet::arrow::{
+    ProjectionMask,
+    arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder},
+};
+
+use super::RollupError;
+
+/// The visible Parquet files of `table` for `day`, sorted by name.
+pub fn day_files(root: &Path, table: &str, day: NaiveDate) -> Result<Vec<PathBuf>, RollupError> {
+    let dir = root
+        .join(table)
+        .join(format!("date={}", day.format("%Y-%m-%d")));
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(RollupError::Io { path: dir, source }),
+    };
+    let mut out: Vec<PathBuf> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| !n.starts_with('.') && n.ends_with(".parquet"))
+        })
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Reads `columns` of one file, string columns as `Dictionary(Int32, Utf8)`, and calls `f` per
+/// batch.
+pub fn for_each_batch(
+    path: &Path,
+    columns: &[&str],
+    mut f: impl FnMut(&RecordBatch) -> Result<(), RollupError>,
+) -> Result<(), RollupError> {
+    let pq = |source| RollupError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(|source| RollupError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file.try_clone().map_err(|source| {
+        RollupError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?)
+    .map_err(pq)?;
+    // Ask for dictionaries in place of plain strings (the file's own schema otherwise).
+    let fields: Vec<Field> = builder
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Dictionary(
+                Box::new(DataType::Int32),
+                Box::new(DataType::Utf8),
+            )),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    let opts = ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(fields)));
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, opts).map_err(pq)?;
+    let mut idx = Vec::new();
+    for c in columns {
+        match builder.schema().index_of(c) {
+            Ok(i) => idx.push(i),
+            Err(_) => {
+                return Err(RollupError::Schema {
+                    path: path.to_path_buf(),
+                    reason: format!("no column {c:?}"),
+                });
+            }
+        }
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), idx);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(pq)?;
+    for batch in reader {
+        let batch = batch.map_err(|source| RollupError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        f(&batch)?;
+    }
+    Ok(())
+}
+
+/// Interns strings to dense ids.
+#[derive(Debug, Default)]
+pub struct Interner {
+    map: HashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Interner {
+    pub fn id(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.map.get(s) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.names.push(s.into());
+        self.map.insert(s.into(), i);
+        i
+    }
+
+    pub fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Ids of every row of a string or dictionary-of-string column (nulls: `u32::MAX`).
+    pub fn ids(&mut self, col: &ArrayRef, out: &mut Vec<u32>) {
+        out.clear();
+        if let Some(d) = col.as_dictionary_opt::<Int32Type>() {
+            let values = d.values().as_string::<i32>();
+            let ids: Vec<u32> = (0..values.len()).map(|i| self.id(values.value(i))).collect();
+            out.extend(d.keys().iter().map(|k| match k {
+                Some(k) => ids[k as usize],
+                None => u32::MAX,
+            }));
+        } else if let Some(s) = col.as_string_opt::<i32>() {
+            out.extend(s.iter().map(|v| v.map_or(u32::MAX, |v| self.id(v))));
+        }
+    }
+}
+
+/// A column by name, or a schema error naming the file.
+pub fn column<'a>(
+    batch: &'a RecordBatch,
+    name: &str,
+    path: &Path,
+) -> Result<&'a ArrayRef, RollupError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| RollupError::Schema {
+            path: path.to_path_buf(),
+            reason: format!("no column {name:?}"),
+        })
+}
+
+/// Downcasts or gives a schema error.
+pub fn typed<'a, T: Array + 'static>(
+    col: &'a ArrayRef,
+    name: &str,
+    path: &Path,
+) -> Result<&'a T, RollupError> {
+    col.as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| RollupError::Schema {
+            path: path.to_path_buf(),
+            reason: format!("column {name:?} has type {}", col.data_type()),
+        })
+}

@@ -1,0 +1,350 @@
+//! The multi-sensor lab: three sensor namespaces behind a router namespace, one scanner
+//! namespace with a source address per tool, and the collector in the router namespace.
+//!
+//! ```text
+//!  scanner ns (a0: 10.200.0.2 + sources) ── core ns (router, collector, dnsmasq) ── s1 ns 198.18.1.0/24
+//!                                                                              ├─ s2 ns 198.18.2.0/24
+//!                                                                              └─ s3 ns 198.18.3.0/24
+//! ```
+//! Network safety: every address lives in namespaces this module creates and deletes (RAII, also
+//! on panic); no namespace has a default route or a link to the host. Scanners target only the
+//! sensors' dark ranges, name their interface and run with bounded count and rate.
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{NEXT, sensor_binary, sh, transport::CollectorProc};
+
+/// Scanner sources (one per tool).
+pub const M_NMAP: &str = "203.0.113.11";
+/// Inside Censys' shipped range 162.142.125.0/24.
+pub const M_MASSCAN: &str = "162.142.125.77";
+pub const M_ZMAP: &str = "203.0.113.13";
+pub const M_MIRAI: &str = "203.0.113.14";
+/// The victim whose spoofed traffic comes back as SYN-ACK backscatter.
+pub const M_VICTIM: &str = "192.0.2.50";
+/// SYNs from random spoofed sources in the flood.
+pub const FLOOD_PACKETS: u32 = 100;
+/// SYN-ACKs of the backscatter run.
+pub const BACKSCATTER_PACKETS: u32 = 40;
+/// The PTR name dnsmasq gives the zmap source (Shadowserver's rDNS suffix).
+pub const ZMAP_PTR: &str = "scanner-13.scan.shadowserver.org";
+/// dnsmasq's port on the core namespace's loopback.
+pub const DNS_PORT: u16 = 5353;
+
+/// The lab; deleted on drop.
+#[derive(Debug)]
+pub struct MultiLab {
+    pub core: String,
+    pub scanner: String,
+    pub sensors: Vec<String>,
+    pub dir: PathBuf,
+    /// MAC of the router's scanner-side interface (masscan/zmap send to it).
+    pub router_mac: String,
+    pub collector: Option<CollectorProc>,
+    agents: Vec<Child>,
+    dns: Option<Child>,
+}
+
+impl MultiLab {
+    /// Builds the namespaces and links.
+    pub fn new(dir: &Path, sensors: usize) -> Result<MultiLab> {
+        let id = format!(
+            "{}m{}",
+            std::process::id() % 100_000,
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        );
+        std::fs::create_dir_all(dir)?;
+        let mut lab = MultiLab {
+            core: format!("ssc{id}"),
+            scanner: format!("ssa{id}"),
+            sensors: (1..=sensors).map(|k| format!("ss{k}{id}")).collect(),
+            dir: dir.to_path_buf(),
+            router_mac: String::new(),
+            collector: None,
+            agents: Vec::new(),
+            dns: None,
+        };
+        sh(&["ip", "netns", "add", &lab.core])?;
+        // From here on, Drop removes whatever exists.
+        sh(&["ip", "netns", "add", &lab.scanner])?;
+        for s in &lab.sensors {
+            sh(&["ip", "netns", "add", s])?;
+        }
+        let (c, a) = (lab.core.clone(), lab.scanner.clone());
+        let ip = |ns: &str, args: &[&str]| -> Result<String> {
+            let mut v = vec!["ip", "-n", ns];
+            v.extend(args);
+            sh(&v)
+        };
+        sh(&[
+            "ip", "link", "add", "a0", "netns", &a, "type", "veth", "peer", "name", "c0", "netns",
+            &c,
+        ])?;
+        for ns in [&c, &a] {
+            ip(ns, &["link", "set", "lo", "up"])?;
+        }
+        ip(&c, &["addr", "add", "10.200.0.1/24", "dev", "c0"])?;
+        ip(&c, &["link", "set", "c0", "up"])?;
+        ip(&a, &["addr", "add", "10.200.0.2/24", "dev", "a0"])?;
+        for src in [M_NMAP, M_MASSCAN, M_ZMAP, M_MIRAI, M_VICTIM] {
+            ip(&a, &["addr", "add", &format!("{src}/32"), "dev", "a0"])?;
+        }
+        ip(&a, &["link", "set", "a0", "up"])?;
+        ip(&a, &["route", "add", "198.18.0.0/16", "via", "10.200.0.1", "dev", "a0"])?;
+        for args in [
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.all.rp_filter=0",
+            "net.ipv4.conf.default.rp_filter=0",
+        ] {
+            sh(&["ip", "netns", "exec", &c, "sysctl", "-qw", args])?;
+        }
+        for (k, s) in lab.sensors.iter().enumerate() {
+            let k = k + 1;
+            let (sif, cif) = (format!("s{k}"), format!("c{k}"));
+            sh(&[
+                "ip", "link", "add", &sif, "netns", s, "type", "veth", "peer", "name", &cif,
+                "netns", &c,
+            ])?;
+            ip(s, &["link", "set", "lo", "up"])?;
+            ip(s, &["addr", "add", &format!("10.20.{k}.1/24"), "dev", &sif])?;
+            ip(s, &["link", "set", &sif, "up"])?;
+            ip(s, &["route", "add", "local", &format!("198.18.{k}.0/24"), "dev", "lo"])?;
+            ip(&c, &["addr", "add", &format!("10.20.{k}.254/24"), "dev", &cif])?;
+            ip(&c, &["link", "set", &cif, "up"])?;
+            ip(
+                &c,
+                &["route", "add", &format!("198.18.{k}.0/24"), "via", &format!("10.20.{k}.1")],
+            )?;
+        }
+        let link = ip(&c, &["-o", "link", "show", "c0"])?;
+        lab.router_mac = link
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .context("router interface has no MAC")?
+            .to_string();
+        Ok(lab)
+    }
+
+    /// Starts the collector in the core namespace (no automatic rollup: the test runs it).
+    pub fn start_collector(&mut self, lake: &Path) -> Result<()> {
+        let c = CollectorProc::start_with_prefix(
+            &["ip", "netns", "exec", &self.core],
+            "0.0.0.0:0",
+            lake,
+            &["--flush-secs", "0.5", "--no-auto-rollup"],
+        )?;
+        self.collector = Some(c);
+        Ok(())
+    }
+
+    /// Starts one agent per sensor namespace, streaming to the collector.
+    pub fn start_agents(&mut self, interval_secs: f64) -> Result<()> {
+        let bin = sensor_binary().context("scanscope-sensor binary not found")?;
+        let port = self.collector.as_ref().context("collector not started")?.addr.port();
+        let cfg = self.dir.join("sensor.toml");
+        std::fs::write(
+            &cfg,
+            "exclude = [\"10.20.0.0/16\"]\npayload_len = 64\n[sample_every]\ndefault = 1\n[action]\ndefault = \"drop\"\nicmp_other = \"pass\"\n",
+        )?;
+        for (k, ns) in self.sensors.clone().iter().enumerate() {
+            let k = k + 1;
+            let log = self.dir.join(format!("sensor{k}.log"));
+            let child = Command::new("ip")
+                .args(["netns", "exec", ns])
+                .arg(&bin)
+                .args(["--iface", &format!("s{k}"), "--sensor-id", &format!("s{k}")])
+                .arg("--interval-secs")
+                .arg(interval_secs.to_string())
+                .arg("--config")
+                .arg(&cfg)
+                .arg("--collector")
+                .arg(format!("http://10.20.{k}.254:{port}"))
+                .arg("--spool-dir")
+                .arg(self.dir.join(format!("spool{k}")))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log)?)
+                .spawn()?;
+            self.agents.push(child);
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let text = std::fs::read_to_string(&log).unwrap_or_default();
+                if text.contains("sensor running") {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("sensor s{k} did not start within 30 s:\n{text}");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// Stops every agent with SIGTERM (final drain and upload) and checks they exited well.
+    pub fn stop_agents(&mut self) -> Result<()> {
+        for c in &self.agents {
+            sh(&["kill", "-TERM", &c.id().to_string()])?;
+        }
+        for (k, mut c) in std::mem::take(&mut self.agents).into_iter().enumerate() {
+            let status = c.wait()?;
+            if !status.success() {
+                let log = std::fs::read_to_string(self.dir.join(format!("sensor{}.log", k + 1)))
+                    .unwrap_or_default();
+                bail!("sensor s{} exited with {status}:\n{log}", k + 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs dnsmasq on the core namespace's loopback with PTR records.
+    pub fn start_dns(&mut self, ptr: &[(&str, &str)]) -> Result<()> {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.core, "dnsmasq", "--keep-in-foreground", "-C", "/dev/null"])
+            .args(["--no-resolv", "--no-hosts", "--bind-interfaces", "--listen-address", "127.0.0.1"])
+            .arg(format!("--port={DNS_PORT}"))
+            // Authoritative for reverse names: unknown ones get NXDOMAIN, not REFUSED.
+            .arg("--local=/in-addr.arpa/")
+            .arg("--pid-file")
+            .arg("--user=root");
+        for (ip, name) in ptr {
+            let v4: std::net::Ipv4Addr = ip.parse()?;
+            let o = v4.octets();
+            cmd.arg(format!("--ptr-record={}.{}.{}.{}.in-addr.arpa,{name}", o[3], o[2], o[1], o[0]));
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.join("dnsmasq.log"))?)
+            .spawn()?;
+        self.dns = Some(child);
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(())
+    }
+
+    /// Runs a bounded command in the scanner namespace (see `Lab::scan`).
+    pub fn scan(&self, args: &[&str], limit_secs: u32) -> Result<()> {
+        let limit = limit_secs.to_string();
+        let mut full = vec!["timeout", "-k", "2", "-s", "INT", limit.as_str()];
+        full.extend(["ip", "netns", "exec", self.scanner.as_str()]);
+        full.extend(args);
+        let out = Command::new(full[0]).args(&full[1..]).output()?;
+        let quiet_hping = args.first() == Some(&"hping3") && out.status.code() == Some(1);
+        // masscan may still be "waiting to exit" when the grace after SIGINT ends: by then it
+        // has sent everything (it sends at a fixed rate and reports 100 % done).
+        let masscan_killed = args.first() == Some(&"masscan")
+            && std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9);
+        if !out.status.success() && out.status.code() != Some(124) && !quiet_hping && !masscan_killed
+        {
+            bail!(
+                "{args:?} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(())
+    }
+
+    /// A command run in the core namespace (e.g. the collector's rollup and report).
+    pub fn in_core(&self, program: &Path, args: &[&str]) -> Result<std::process::Output> {
+        Ok(Command::new("ip")
+            .args(["netns", "exec", &self.core])
+            .arg(program)
+            .args(args)
+            .output()?)
+    }
+
+    /// The scenario: nmap, masscan, zmap, Mirai-style hping3, a spoofed random-source SYN flood
+    /// and SYN-ACK backscatter, each from its own source.
+    pub fn run_scenario(&self) -> Result<()> {
+        let blocklist = self.dir.join("empty-blocklist.conf");
+        std::fs::write(&blocklist, "")?;
+        let bl = blocklist.display().to_string();
+        // nmap: 11 ports on one host of sensor 1.
+        self.scan(
+            &[
+                "nmap", "-sS", "-n", "-Pn", "--max-retries", "0", "-e", "a0", "-S", M_NMAP, "-p",
+                "20-30", "198.18.1.130",
+            ],
+            60,
+        )?;
+        // masscan: 2 ports on 16 hosts of sensors 1 and 2.
+        self.scan(
+            &[
+                "masscan", "--interface", "a0", "--source-ip", M_MASSCAN, "--router-mac",
+                &self.router_mac, "--rate", "1000", "--wait", "0", "-p", "80,443",
+                "198.18.1.128/28", "198.18.2.128/28",
+            ],
+            6,
+        )?;
+        // zmap: port 8080 on 16 hosts of each of the three sensors.
+        self.scan(
+            &[
+                "zmap", "-i", "a0", "-S", M_ZMAP, "-G", &self.router_mac, "-p", "8080", "-r",
+                "1000", "-c", "0", "-b", &bl, "-q", "198.18.1.128/28", "198.18.2.128/28",
+                "198.18.3.128/28",
+            ],
+            30,
+        )?;
+        // Mirai-style: sequence number = destination address, port 23, three hosts of sensor 3.
+        for h in [130u8, 131, 132] {
+            let seq = u32::from(std::net::Ipv4Addr::new(198, 18, 3, h)).to_string();
+            let dst = format!("198.18.3.{h}");
+            self.scan(
+                &[
+                    "hping3", "-S", "-p", "23", "-c", "1", "-a", M_MIRAI, "--setseq", &seq, "-I",
+                    "a0", &dst,
+                ],
+                10,
+            )?;
+        }
+        // Spoofed random-source SYN flood against one host of sensor 2.
+        let flood = FLOOD_PACKETS.to_string();
+        self.scan(
+            &[
+                "hping3", "-S", "-p", "80", "--rand-source", "-c", &flood, "-i", "u2000", "-I",
+                "a0", "198.18.2.130",
+            ],
+            20,
+        )?;
+        // Backscatter: SYN-ACKs from the victim's address to sensor 3.
+        let bs = BACKSCATTER_PACKETS.to_string();
+        self.scan(
+            &[
+                "hping3", "-S", "-A", "-s", "80", "-k", "-p", "40000", "-c", &bs, "-i", "u5000",
+                "-a", M_VICTIM, "-I", "a0", "198.18.3.140",
+            ],
+            20,
+        )?;
+        Ok(())
+    }
+}
+
+impl Drop for MultiLab {
+    fn drop(&mut self) {
+        for mut c in self.agents.drain(..).chain(self.dns.take()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        if let Some(mut c) = self.collector.take() {
+            let _ = c.stop();
+        }
+        let mut all = vec![self.scanner.clone(), self.core.clone()];
+        all.extend(self.sensors.iter().cloned());
+        for ns in &all {
+            if let Ok(pids) = sh(&["ip", "netns", "pids", ns]) {
+                for pid in pids.split_whitespace() {
+                    let _ = sh(&["kill", "-KILL", pid]);
+                }
+            }
+            let _ = sh(&["ip", "netns", "del", ns]);
+        }
+    }
+}
