@@ -10,7 +10,9 @@ fn main() -> anyhow::Result<()> {
         .filter(|n| n.ends_with(".txt"))
         .collect();
     names.sort();
-    let mut out = String::from("/// The shipped lists: (file name, contents).\npub static SHIPPED_ORGS: &[(&str, &str)] = &[\n");
+    let mut out = String::from(
+        "/// The shipped lists: (file name, contents).\npub static SHIPPED_ORGS: &[(&str, &str)] = &[\n",
+    );
     for n in &names {
         println!("cargo:rerun-if-changed={}", dir.join(n).display());
         out.push_str(&format!(
@@ -19,6 +21,9 @@ fn main() -> anyhow::Result<()> {
         ));
     }
     out.push_str("];\n");
-    fs::write(PathBuf::from(env::var("OUT_DIR")?).join("shipped_orgs.rs"), out)?;
+    fs::write(
+        PathBuf::from(env::var("OUT_DIR")?).join("shipped_orgs.rs"),
+        out,
+    )?;
     Ok(())
 }

@@ -4,8 +4,8 @@
 use std::{collections::BTreeMap, fmt::Write as _, path::Path};
 
 use arrow::{
-    array::{RecordBatchReader, 
-        Array, AsArray, BooleanArray, ListArray, RecordBatch, StringArray,
+    array::{
+        Array, AsArray, BooleanArray, ListArray, RecordBatch, RecordBatchReader, StringArray,
         TimestampMicrosecondArray, UInt8Array, UInt16Array, UInt32Array, UInt64Array,
     },
     compute::filter_record_batch,
@@ -21,7 +21,10 @@ use crate::rollup::write::rollup_path;
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error("no rollup for {date} in {table} (run `scanscope-collector rollup --date {date}`)")]
-    NoRollup { date: NaiveDate, table: &'static str },
+    NoRollup {
+        date: NaiveDate,
+        table: &'static str,
+    },
     #[error("reading {path}: {reason}")]
     Read { path: String, reason: String },
     #[error("{0} not seen on that day")]
@@ -52,7 +55,11 @@ impl Default for ReportOptions {
     }
 }
 
-fn read_table(root: &Path, table: &'static str, date: NaiveDate) -> Result<RecordBatch, ReportError> {
+fn read_table(
+    root: &Path,
+    table: &'static str,
+    date: NaiveDate,
+) -> Result<RecordBatch, ReportError> {
     let path = rollup_path(root, table, date);
     let err = |reason: String| ReportError::Read {
         path: path.display().to_string(),
@@ -100,7 +107,12 @@ fn u16_list(l: &ListArray, i: usize) -> Vec<u16> {
 }
 
 /// Builds the report as JSON (the text form is rendered from it).
-pub fn build(root: &Path, date: NaiveDate, q: &Query, opts: &ReportOptions) -> Result<Value, ReportError> {
+pub fn build(
+    root: &Path,
+    date: NaiveDate,
+    q: &Query,
+    opts: &ReportOptions,
+) -> Result<Value, ReportError> {
     let ip = read_table(root, "ip_daily", date)?;
     match q {
         Query::Day => day(root, date, &ip, opts),
@@ -109,7 +121,12 @@ pub fn build(root: &Path, date: NaiveDate, q: &Query, opts: &ReportOptions) -> R
     }
 }
 
-fn day(root: &Path, date: NaiveDate, ip: &RecordBatch, opts: &ReportOptions) -> Result<Value, ReportError> {
+fn day(
+    root: &Path,
+    date: NaiveDate,
+    ip: &RecordBatch,
+    opts: &ReportOptions,
+) -> Result<Value, ReportError> {
     let scanner = col::<BooleanArray>(ip, "is_scanner")?;
     let breadth = col::<UInt8Array>(ip, "scan_breadth")?;
     let port_count = col::<UInt32Array>(ip, "port_count")?;
@@ -208,7 +225,9 @@ fn day(root: &Path, date: NaiveDate, ip: &RecordBatch, opts: &ReportOptions) -> 
 
 fn one_ip(date: NaiveDate, ip: &RecordBatch, addr: &str) -> Result<Value, ReportError> {
     let src = col::<StringArray>(ip, "src_ip")?;
-    let mask: BooleanArray = (0..ip.num_rows()).map(|i| Some(src.value(i) == addr)).collect();
+    let mask: BooleanArray = (0..ip.num_rows())
+        .map(|i| Some(src.value(i) == addr))
+        .collect();
     let row = filter_record_batch(ip, &mask).map_err(|e| ReportError::Read {
         path: "ip_daily".into(),
         reason: e.to_string(),
@@ -223,7 +242,11 @@ fn one_ip(date: NaiveDate, ip: &RecordBatch, addr: &str) -> Result<Value, Report
         match c.as_any().downcast_ref::<TimestampMicrosecondArray>() {
             Some(t) => {
                 let text: StringArray = t.iter().map(|v| v.map(ts_text)).collect();
-                fields.push(arrow::datatypes::Field::new(f.name(), arrow::datatypes::DataType::Utf8, true));
+                fields.push(arrow::datatypes::Field::new(
+                    f.name(),
+                    arrow::datatypes::DataType::Utf8,
+                    true,
+                ));
                 cols.push(std::sync::Arc::new(text) as arrow::array::ArrayRef);
             }
             None => {
@@ -232,11 +255,14 @@ fn one_ip(date: NaiveDate, ip: &RecordBatch, addr: &str) -> Result<Value, Report
             }
         }
     }
-    let row = RecordBatch::try_new(std::sync::Arc::new(arrow::datatypes::Schema::new(fields)), cols)
-        .map_err(|e| ReportError::Read {
-            path: "ip_daily".into(),
-            reason: e.to_string(),
-        })?;
+    let row = RecordBatch::try_new(
+        std::sync::Arc::new(arrow::datatypes::Schema::new(fields)),
+        cols,
+    )
+    .map_err(|e| ReportError::Read {
+        path: "ip_daily".into(),
+        reason: e.to_string(),
+    })?;
     let mut buf = Vec::new();
     {
         let mut w = arrow::json::WriterBuilder::new()
@@ -258,7 +284,13 @@ fn one_ip(date: NaiveDate, ip: &RecordBatch, addr: &str) -> Result<Value, Report
     Ok(obj)
 }
 
-fn one_port(root: &Path, date: NaiveDate, ip: &RecordBatch, port: u16, opts: &ReportOptions) -> Result<Value, ReportError> {
+fn one_port(
+    root: &Path,
+    date: NaiveDate,
+    ip: &RecordBatch,
+    port: u16,
+    opts: &ReportOptions,
+) -> Result<Value, ReportError> {
     let tcp = col::<ListArray>(ip, "tcp_ports")?;
     let udp = col::<ListArray>(ip, "udp_ports")?;
     let scanner = col::<BooleanArray>(ip, "is_scanner")?;
@@ -270,7 +302,9 @@ fn one_port(root: &Path, date: NaiveDate, ip: &RecordBatch, port: u16, opts: &Re
     let pport = col::<UInt16Array>(&ports, "port")?;
     let mut seen = false;
     for (name, list) in [("tcp", tcp), ("udp", udp)] {
-        let Some(pi) = (0..ports.num_rows()).find(|i| proto.value(*i) == name && pport.value(*i) == port) else {
+        let Some(pi) =
+            (0..ports.num_rows()).find(|i| proto.value(*i) == name && pport.value(*i) == port)
+        else {
             continue;
         };
         seen = true;
@@ -324,35 +358,94 @@ pub fn render_text(q: &Query, v: &Value) -> String {
             let _ = writeln!(
                 s,
                 "  distinct sources {}   scanners {}   wide scanners (breadth >= {}) {}   backscatter sources {}",
-                num(&v["sources"]), num(&v["scanners"]), num(&v["wide_breadth"]), num(&v["wide_scanners"]), num(&v["backscatter_sources"])
+                num(&v["sources"]),
+                num(&v["scanners"]),
+                num(&v["wide_breadth"]),
+                num(&v["wide_scanners"]),
+                num(&v["backscatter_sources"])
             );
             let _ = writeln!(s, "\nper organisation (ips / scanners / wide / packets)");
             for o in v["organisations"].as_array().into_iter().flatten() {
-                let _ = writeln!(s, "  {:<28} {:>8} {:>8} {:>8} {:>12}", o["org"].as_str().unwrap_or(""), num(&o["ips"]), num(&o["scanners"]), num(&o["wide_scanners"]), num(&o["packets"]));
+                let _ = writeln!(
+                    s,
+                    "  {:<28} {:>8} {:>8} {:>8} {:>12}",
+                    o["org"].as_str().unwrap_or(""),
+                    num(&o["ips"]),
+                    num(&o["scanners"]),
+                    num(&o["wide_scanners"]),
+                    num(&o["packets"])
+                );
             }
-            for (title, key) in [("top ports by packets", "top_ports_by_packets"), ("top ports by distinct sources", "top_ports_by_sources")] {
+            for (title, key) in [
+                ("top ports by packets", "top_ports_by_packets"),
+                ("top ports by distinct sources", "top_ports_by_sources"),
+            ] {
                 let _ = writeln!(s, "\n{title} (packets / sources / scanners)");
                 for p in v[key].as_array().into_iter().flatten() {
-                    let _ = writeln!(s, "  {:>5}/{:<4} {:>12} {:>8} {:>8}", num(&p["port"]), p["proto"].as_str().unwrap_or(""), num(&p["packets"]), num(&p["sources"]), num(&p["scanners"]));
+                    let _ = writeln!(
+                        s,
+                        "  {:>5}/{:<4} {:>12} {:>8} {:>8}",
+                        num(&p["port"]),
+                        p["proto"].as_str().unwrap_or(""),
+                        num(&p["packets"]),
+                        num(&p["sources"]),
+                        num(&p["scanners"])
+                    );
                 }
             }
             let _ = writeln!(s, "\nscan breadth (sources)");
-            for b in v["scan_breadth_distribution"].as_array().into_iter().flatten() {
+            for b in v["scan_breadth_distribution"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 let _ = writeln!(s, "  {:>2} {:>10}", num(&b["breadth"]), num(&b["sources"]));
             }
             let _ = writeln!(s, "\nports per source (sources)");
-            for b in v["ports_per_ip_distribution"].as_array().into_iter().flatten() {
-                let _ = writeln!(s, "  {:>6} {:>10}", b["ports"].as_str().unwrap_or(""), num(&b["sources"]));
+            for b in v["ports_per_ip_distribution"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let _ = writeln!(
+                    s,
+                    "  {:>6} {:>10}",
+                    b["ports"].as_str().unwrap_or(""),
+                    num(&b["sources"])
+                );
             }
-            let _ = writeln!(s, "\n30-minute series (packets / sources / ports), non-empty buckets");
-            for b in v["series_30m"].as_array().into_iter().flatten().filter(|b| num(&b["packets"]) > 0) {
-                let _ = writeln!(s, "  {} {:>12} {:>8} {:>8}", b["start"].as_str().unwrap_or(""), num(&b["packets"]), num(&b["sources"]), num(&b["ports"]));
+            let _ = writeln!(
+                s,
+                "\n30-minute series (packets / sources / ports), non-empty buckets"
+            );
+            for b in v["series_30m"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|b| num(&b["packets"]) > 0)
+            {
+                let _ = writeln!(
+                    s,
+                    "  {} {:>12} {:>8} {:>8}",
+                    b["start"].as_str().unwrap_or(""),
+                    num(&b["packets"]),
+                    num(&b["sources"]),
+                    num(&b["ports"])
+                );
             }
             let victims = v["dos_victims"].as_array().map_or(0, Vec::len);
             if victims > 0 {
-                let _ = writeln!(s, "\nDoS victims (backscatter, kept out of the figures above)");
+                let _ = writeln!(
+                    s,
+                    "\nDoS victims (backscatter, kept out of the figures above)"
+                );
                 for d in v["dos_victims"].as_array().into_iter().flatten() {
-                    let _ = writeln!(s, "  {:<40} {:>10} packets", d["victim"].as_str().unwrap_or(""), num(&d["packets"]));
+                    let _ = writeln!(
+                        s,
+                        "  {:<40} {:>10} packets",
+                        d["victim"].as_str().unwrap_or(""),
+                        num(&d["packets"])
+                    );
                 }
             }
         }

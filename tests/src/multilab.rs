@@ -76,6 +76,17 @@ impl MultiLab {
         for s in &lab.sensors {
             sh(&["ip", "netns", "add", s])?;
         }
+        // IPv4 only: no IPv6 neighbour discovery chatter in the sensors' counts.
+        let mut all = vec![lab.core.clone(), lab.scanner.clone()];
+        all.extend(lab.sensors.iter().cloned());
+        for ns in &all {
+            for key in [
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ] {
+                sh(&["ip", "netns", "exec", ns, "sysctl", "-qw", key])?;
+            }
+        }
         let (c, a) = (lab.core.clone(), lab.scanner.clone());
         let ip = |ns: &str, args: &[&str]| -> Result<String> {
             let mut v = vec!["ip", "-n", ns];
@@ -96,7 +107,18 @@ impl MultiLab {
             ip(&a, &["addr", "add", &format!("{src}/32"), "dev", "a0"])?;
         }
         ip(&a, &["link", "set", "a0", "up"])?;
-        ip(&a, &["route", "add", "198.18.0.0/16", "via", "10.200.0.1", "dev", "a0"])?;
+        ip(
+            &a,
+            &[
+                "route",
+                "add",
+                "198.18.0.0/16",
+                "via",
+                "10.200.0.1",
+                "dev",
+                "a0",
+            ],
+        )?;
         for args in [
             "net.ipv4.ip_forward=1",
             "net.ipv4.conf.all.rp_filter=0",
@@ -114,12 +136,31 @@ impl MultiLab {
             ip(s, &["link", "set", "lo", "up"])?;
             ip(s, &["addr", "add", &format!("10.20.{k}.1/24"), "dev", &sif])?;
             ip(s, &["link", "set", &sif, "up"])?;
-            ip(s, &["route", "add", "local", &format!("198.18.{k}.0/24"), "dev", "lo"])?;
-            ip(&c, &["addr", "add", &format!("10.20.{k}.254/24"), "dev", &cif])?;
+            ip(
+                s,
+                &[
+                    "route",
+                    "add",
+                    "local",
+                    &format!("198.18.{k}.0/24"),
+                    "dev",
+                    "lo",
+                ],
+            )?;
+            ip(
+                &c,
+                &["addr", "add", &format!("10.20.{k}.254/24"), "dev", &cif],
+            )?;
             ip(&c, &["link", "set", &cif, "up"])?;
             ip(
                 &c,
-                &["route", "add", &format!("198.18.{k}.0/24"), "via", &format!("10.20.{k}.1")],
+                &[
+                    "route",
+                    "add",
+                    &format!("198.18.{k}.0/24"),
+                    "via",
+                    &format!("10.20.{k}.1"),
+                ],
             )?;
         }
         let link = ip(&c, &["-o", "link", "show", "c0"])?;
@@ -147,7 +188,12 @@ impl MultiLab {
     /// Starts one agent per sensor namespace, streaming to the collector.
     pub fn start_agents(&mut self, interval_secs: f64) -> Result<()> {
         let bin = sensor_binary().context("scanscope-sensor binary not found")?;
-        let port = self.collector.as_ref().context("collector not started")?.addr.port();
+        let port = self
+            .collector
+            .as_ref()
+            .context("collector not started")?
+            .addr
+            .port();
         let cfg = self.dir.join("sensor.toml");
         std::fs::write(
             &cfg,
@@ -207,17 +253,34 @@ impl MultiLab {
     /// Runs dnsmasq on the core namespace's loopback with PTR records.
     pub fn start_dns(&mut self, ptr: &[(&str, &str)]) -> Result<()> {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.core, "dnsmasq", "--keep-in-foreground", "-C", "/dev/null"])
-            .args(["--no-resolv", "--no-hosts", "--bind-interfaces", "--listen-address", "127.0.0.1"])
-            .arg(format!("--port={DNS_PORT}"))
-            // Authoritative for reverse names: unknown ones get NXDOMAIN, not REFUSED.
-            .arg("--local=/in-addr.arpa/")
-            .arg("--pid-file")
-            .arg("--user=root");
+        cmd.args([
+            "netns",
+            "exec",
+            &self.core,
+            "dnsmasq",
+            "--keep-in-foreground",
+            "-C",
+            "/dev/null",
+        ])
+        .args([
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address",
+            "127.0.0.1",
+        ])
+        .arg(format!("--port={DNS_PORT}"))
+        // Authoritative for reverse names: unknown ones get NXDOMAIN, not REFUSED.
+        .arg("--local=/in-addr.arpa/")
+        .arg("--pid-file")
+        .arg("--user=root");
         for (ip, name) in ptr {
             let v4: std::net::Ipv4Addr = ip.parse()?;
             let o = v4.octets();
-            cmd.arg(format!("--ptr-record={}.{}.{}.{}.in-addr.arpa,{name}", o[3], o[2], o[1], o[0]));
+            cmd.arg(format!(
+                "--ptr-record={}.{}.{}.{}.in-addr.arpa,{name}",
+                o[3], o[2], o[1], o[0]
+            ));
         }
         let child = cmd
             .stdin(Stdio::null())
@@ -241,7 +304,10 @@ impl MultiLab {
         // has sent everything (it sends at a fixed rate and reports 100 % done).
         let masscan_killed = args.first() == Some(&"masscan")
             && std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9);
-        if !out.status.success() && out.status.code() != Some(124) && !quiet_hping && !masscan_killed
+        if !out.status.success()
+            && out.status.code() != Some(124)
+            && !quiet_hping
+            && !masscan_killed
         {
             bail!(
                 "{args:?} failed ({}): {}",
@@ -270,25 +336,64 @@ impl MultiLab {
         // nmap: 11 ports on one host of sensor 1.
         self.scan(
             &[
-                "nmap", "-sS", "-n", "-Pn", "--max-retries", "0", "-e", "a0", "-S", M_NMAP, "-p",
-                "20-30", "198.18.1.130",
+                "nmap",
+                "-sS",
+                "-n",
+                "-Pn",
+                "--max-retries",
+                "0",
+                "-e",
+                "a0",
+                "-S",
+                M_NMAP,
+                "-p",
+                "20-30",
+                "198.18.1.130",
             ],
             60,
         )?;
         // masscan: 2 ports on 16 hosts of sensors 1 and 2.
         self.scan(
             &[
-                "masscan", "--interface", "a0", "--source-ip", M_MASSCAN, "--router-mac",
-                &self.router_mac, "--rate", "1000", "--wait", "0", "-p", "80,443",
-                "198.18.1.128/28", "198.18.2.128/28",
+                "masscan",
+                "--interface",
+                "a0",
+                "--source-ip",
+                M_MASSCAN,
+                "--router-mac",
+                &self.router_mac,
+                "--rate",
+                "1000",
+                "--wait",
+                "0",
+                "-p",
+                "80,443",
+                "198.18.1.128/28",
+                "198.18.2.128/28",
             ],
             6,
         )?;
         // zmap: port 8080 on 16 hosts of each of the three sensors.
         self.scan(
             &[
-                "zmap", "-i", "a0", "-S", M_ZMAP, "-G", &self.router_mac, "-p", "8080", "-r",
-                "1000", "-c", "0", "-b", &bl, "-q", "198.18.1.128/28", "198.18.2.128/28",
+                "zmap",
+                "-i",
+                "a0",
+                "-S",
+                M_ZMAP,
+                "-G",
+                &self.router_mac,
+                "-p",
+                "8080",
+                "-r",
+                "1000",
+                "-c",
+                "0",
+                "-b",
+                &bl,
+                "-q",
+                "198.18.1.128/28",
+                "198.18.2.128/28",
                 "198.18.3.128/28",
             ],
             30,
@@ -309,8 +414,18 @@ impl MultiLab {
         let flood = FLOOD_PACKETS.to_string();
         self.scan(
             &[
-                "hping3", "-S", "-p", "80", "--rand-source", "-c", &flood, "-i", "u2000", "-I",
-                "a0", "198.18.2.130",
+                "hping3",
+                "-S",
+                "-p",
+                "80",
+                "--rand-source",
+                "-c",
+                &flood,
+                "-i",
+                "u2000",
+                "-I",
+                "a0",
+                "198.18.2.130",
             ],
             20,
         )?;
@@ -318,8 +433,23 @@ impl MultiLab {
         let bs = BACKSCATTER_PACKETS.to_string();
         self.scan(
             &[
-                "hping3", "-S", "-A", "-s", "80", "-k", "-p", "40000", "-c", &bs, "-i", "u5000",
-                "-a", M_VICTIM, "-I", "a0", "198.18.3.140",
+                "hping3",
+                "-S",
+                "-A",
+                "-s",
+                "80",
+                "-k",
+                "-p",
+                "40000",
+                "-c",
+                &bs,
+                "-i",
+                "u5000",
+                "-a",
+                M_VICTIM,
+                "-I",
+                "a0",
+                "198.18.3.140",
             ],
             20,
         )?;

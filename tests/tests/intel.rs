@@ -40,22 +40,39 @@ fn multi_sensor_rollup_names_tools_breadth_orgs_and_keeps_floods_out() {
     lab.run_scenario().expect("scans");
     std::thread::sleep(std::time::Duration::from_millis(1500));
     lab.stop_agents().expect("agents stop cleanly");
-    lab.collector.take().unwrap().stop().expect("collector stops");
+    lab.collector
+        .take()
+        .unwrap()
+        .stop()
+        .expect("collector stops");
 
     // One UTC day of data (the test would straddle midnight only by bad luck: say so).
     let days: Vec<String> = std::fs::read_dir(lake.join("flows"))
         .unwrap()
         .flatten()
-        .map(|e| e.file_name().to_string_lossy().trim_start_matches("date=").to_string())
+        .map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .trim_start_matches("date=")
+                .to_string()
+        })
         .collect();
     assert_eq!(days.len(), 1, "the run crossed UTC midnight: {days:?}");
     let date = days[0].clone();
 
     let tor = lab.dir.join("exit-addresses");
-    std::fs::write(&tor, format!("ExitNode 0011BD\nExitAddress {M_NMAP} {date} 10:00:00\n")).unwrap();
+    std::fs::write(
+        &tor,
+        format!("ExitNode 0011BD\nExitAddress {M_NMAP} {date} 10:00:00\n"),
+    )
+    .unwrap();
     let mmdb = lab.dir.join("lab.mmdb");
     let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/write_mmdb.py");
-    let st = std::process::Command::new("python3").arg(py).arg(&mmdb).status().unwrap();
+    let st = std::process::Command::new("python3")
+        .arg(py)
+        .arg(&mmdb)
+        .status()
+        .unwrap();
     assert!(st.success(), "writing the MMDB failed");
 
     let bin = transport::collector_binary().expect("collector binary");
@@ -65,26 +82,51 @@ fn multi_sensor_rollup_names_tools_breadth_orgs_and_keeps_floods_out() {
         lab.in_core(
             &bin,
             &[
-                "rollup", "--data", &lake_s, "--date", &date, "--json", "--tor-exit-list",
-                tor.to_str().unwrap(), "--mmdb", mmdb.to_str().unwrap(), "--rdns-server", &dns,
+                "rollup",
+                "--data",
+                &lake_s,
+                "--date",
+                &date,
+                "--json",
+                "--tor-exit-list",
+                tor.to_str().unwrap(),
+                "--mmdb",
+                mmdb.to_str().unwrap(),
+                "--rdns-server",
+                &dns,
             ],
         )
         .unwrap(),
         "rollup",
     );
     assert_eq!(summary["active_sensors"], 3, "{summary}");
-    assert_eq!(summary["scanners"], 4, "only the four real scanners: {summary}");
+    assert_eq!(
+        summary["scanners"], 4,
+        "only the four real scanners: {summary}"
+    );
     assert_eq!(summary["dos_victims"], 1, "{summary}");
     assert_eq!(summary["warnings"], json!([]), "{summary}");
 
     let ip = |addr: &str| {
         run_json(
-            lab.in_core(&bin, &["report", "--data", &lake_s, "--date", &date, "--ip", addr, "--json"])
-                .unwrap(),
+            lab.in_core(
+                &bin,
+                &[
+                    "report", "--data", &lake_s, "--date", &date, "--ip", addr, "--json",
+                ],
+            )
+            .unwrap(),
             "report --ip",
         )
     };
-    let ports = |v: &Value| -> Vec<u64> { v["ports"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap()).collect() };
+    let ports = |v: &Value| -> Vec<u64> {
+        v["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_u64().unwrap())
+            .collect()
+    };
     let sel = |v: &Value| {
         json!({
             "tools": v["tools"], "scan_type": v["scan_type"], "sensor_count": v["sensor_count"],
@@ -119,7 +161,10 @@ fn multi_sensor_rollup_names_tools_breadth_orgs_and_keeps_floods_out() {
                "dst_hosts": 48, "is_scanner": true, "org": "shadowserver", "tor_exit": false,
                "country": "NL", "asn": 64500})
     );
-    assert_eq!((zmap["rdns"].as_str(), zmap["org_source"].as_str()), (Some(ZMAP_PTR), Some("rdns")));
+    assert_eq!(
+        (zmap["rdns"].as_str(), zmap["org_source"].as_str()),
+        (Some(ZMAP_PTR), Some("rdns"))
+    );
     let mirai = ip(M_MIRAI);
     assert_eq!(ports(&mirai), vec![23]);
     assert_eq!(
@@ -130,17 +175,32 @@ fn multi_sensor_rollup_names_tools_breadth_orgs_and_keeps_floods_out() {
     );
     let victim = ip(M_VICTIM);
     assert_eq!(victim["backscatter_packets"], BACKSCATTER_PACKETS);
-    assert_eq!((victim["is_scanner"].as_bool(), victim["scan_type"].as_str()), (Some(false), Some("none")));
+    assert_eq!(
+        (victim["is_scanner"].as_bool(), victim["scan_type"].as_str()),
+        (Some(false), Some("none"))
+    );
 
     // The day: the flood's random sources are sources, never scanners.
     let day = run_json(
-        lab.in_core(&bin, &["report", "--data", &lake_s, "--date", &date, "--json"]).unwrap(),
+        lab.in_core(
+            &bin,
+            &["report", "--data", &lake_s, "--date", &date, "--json"],
+        )
+        .unwrap(),
         "report",
     );
+    // Port 80's sources are masscan and the flood's random sources that made it through the
+    // router (it drops martians such as multicast sources): every other source is known.
     let sources = day["sources"].as_u64().unwrap();
+    let flood_seen = day["top_ports_by_sources"][0]["sources"].as_u64().unwrap() - 1;
     assert!(
-        (5 + u64::from(FLOOD_PACKETS) - 3..=5 + u64::from(FLOOD_PACKETS)).contains(&sources),
-        "4 scanners + victim + ~{FLOOD_PACKETS} spoofed sources, got {sources}"
+        flood_seen >= u64::from(FLOOD_PACKETS) * 8 / 10,
+        "only {flood_seen} flood sources"
+    );
+    assert_eq!(
+        sources,
+        5 + flood_seen,
+        "4 scanners + victim + the flood's sources"
     );
     assert_eq!(day["scanners"], 4);
     assert_eq!(day["wide_scanners"], 2, "masscan (7) and zmap (10)");
@@ -149,17 +209,36 @@ fn multi_sensor_rollup_names_tools_breadth_orgs_and_keeps_floods_out() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|o| (o["org"].as_str().unwrap().to_string(), o["scanners"].as_u64().unwrap()))
+        .map(|o| {
+            (
+                o["org"].as_str().unwrap().to_string(),
+                o["scanners"].as_u64().unwrap(),
+            )
+        })
         .filter(|(_, n)| *n > 0)
         .collect();
-    assert_eq!(org_scanners, BTreeMap::from([("censys".into(), 1), ("shadowserver".into(), 1)]));
+    assert_eq!(
+        org_scanners,
+        BTreeMap::from([("censys".into(), 1), ("shadowserver".into(), 1)])
+    );
     let port = run_json(
-        lab.in_core(&bin, &["report", "--data", &lake_s, "--date", &date, "--port", "443", "--json"]).unwrap(),
+        lab.in_core(
+            &bin,
+            &[
+                "report", "--data", &lake_s, "--date", &date, "--port", "443", "--json",
+            ],
+        )
+        .unwrap(),
         "report --port",
     );
     assert_eq!(port["tcp"]["sources"], 1);
-    assert_eq!(port["tcp"]["also_tried"], json!([{"port": 80, "sources": 1, "scanners": 1}]));
-    let text = lab.in_core(&bin, &["report", "--data", &lake_s, "--date", &date]).unwrap();
+    assert_eq!(
+        port["tcp"]["also_tried"],
+        json!([{"port": 80, "sources": 1, "scanners": 1}])
+    );
+    let text = lab
+        .in_core(&bin, &["report", "--data", &lake_s, "--date", &date])
+        .unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("scanners 4"));
 
     // The examples answer the same questions straight from the lake, and agree.
@@ -179,5 +258,8 @@ fn multi_sensor_rollup_names_tools_breadth_orgs_and_keeps_floods_out() {
     assert_eq!(answers[0]["scanners"], 4);
     assert_eq!(answers[0]["sources"], sources);
     assert_eq!(answers[0]["orgs"], json!({"censys": 1, "shadowserver": 1}));
-    assert_eq!(answers[0]["top_ports"][0], json!(["tcp", 80, day["top_ports_by_sources"][0]["sources"]]));
+    assert_eq!(
+        answers[0]["top_ports"][0],
+        json!(["tcp", 80, day["top_ports_by_sources"][0]["sources"]])
+    );
 }

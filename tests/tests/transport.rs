@@ -563,13 +563,25 @@ fn ip_daily_row(data: &Path, src: &str) -> Result<Option<(u64, u32, bool)>> {
     for b in &batches {
         let col = |n: &str| b.column_by_name(n).context("column").cloned();
         let ips = col("src_ip")?;
-        let ips = ips.as_any().downcast_ref::<StringArray>().context("src_ip")?;
+        let ips = ips
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .context("src_ip")?;
         let pk = col("packets")?;
-        let pk = pk.as_any().downcast_ref::<UInt64Array>().context("packets")?;
+        let pk = pk
+            .as_any()
+            .downcast_ref::<UInt64Array>()
+            .context("packets")?;
         let pc = col("port_count")?;
-        let pc = pc.as_any().downcast_ref::<UInt32Array>().context("port_count")?;
+        let pc = pc
+            .as_any()
+            .downcast_ref::<UInt32Array>()
+            .context("port_count")?;
         let sc = col("is_scanner")?;
-        let sc = sc.as_any().downcast_ref::<BooleanArray>().context("is_scanner")?;
+        let sc = sc
+            .as_any()
+            .downcast_ref::<BooleanArray>()
+            .context("is_scanner")?;
         for i in 0..ips.len() {
             if ips.value(i) == src {
                 return Ok(Some((pk.value(i), pc.value(i), sc.value(i))));
@@ -586,11 +598,22 @@ async fn collector_rolls_up_a_closed_day_by_itself_and_again_after_late_data() -
     let mut c = CollectorProc::start(
         "127.0.0.1:0",
         &data,
-        &["--flush-secs", "0.2", "--rollup-grace-secs", "0", "--rollup-check-secs", "0.3"],
+        &[
+            "--flush-secs",
+            "0.2",
+            "--rollup-grace-secs",
+            "0",
+            "--rollup-check-secs",
+            "0.3",
+        ],
     )?;
     // Yesterday noon: a closed day.
     let yesterday = chrono::Utc::now().date_naive().pred_opt().unwrap();
-    let noon = yesterday.and_hms_opt(12, 0, 0).unwrap().and_utc().timestamp_micros();
+    let noon = yesterday
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros();
     let batch = |seq: u64, ports: std::ops::RangeInclusive<u32>| {
         let mut b = with_ids(synthetic_batch(7, 0), "s-roll", seq);
         b.flows = ports
@@ -621,7 +644,10 @@ async fn collector_rolls_up_a_closed_day_by_itself_and_again_after_late_data() -
                 if row == Some(want) {
                     return Ok::<_, anyhow::Error>(());
                 }
-                anyhow::ensure!(Instant::now() < deadline, "ip_daily has {row:?}, want {want:?}");
+                anyhow::ensure!(
+                    Instant::now() < deadline,
+                    "ip_daily has {row:?}, want {want:?}"
+                );
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
@@ -631,7 +657,10 @@ async fn collector_rolls_up_a_closed_day_by_itself_and_again_after_late_data() -
     raw_stream(&c.url(), None, None, vec![batch(2, 13..=20)]).await?;
     wait_for((40, 20, true)).await?;
     let day_dir = data.join(format!("ip_daily/date={yesterday}"));
-    let files: Vec<_> = std::fs::read_dir(&day_dir)?.flatten().map(|e| e.file_name()).collect();
+    let files: Vec<_> = std::fs::read_dir(&day_dir)?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(files, vec![std::ffi::OsString::from("rollup.parquet")]);
     c.stop()?;
     Ok(())

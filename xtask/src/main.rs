@@ -7,6 +7,7 @@
 //!   must run here: a skip is an error (`SCANSCOPE_REQUIRE_PRIVILEGED=1`).
 //! * `demo` — build-ebpf, then the namespace lab with real scanners (root).
 //! * `bench xdp` — per-packet cost of the XDP program through BPF_PROG_TEST_RUN.
+//! * `bench ingest` / `bench rollup` — collector ingest rate; daily rollup time and memory.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -43,7 +44,7 @@ enum Cmd {
     },
     /// Run a benchmark and print its figures.
     Bench {
-        /// Which benchmark: `xdp`.
+        /// Which benchmark: `xdp`, `ingest`, `rollup`.
         which: String,
     },
 }
@@ -179,7 +180,18 @@ fn main() -> Result<()> {
             "ingest" => {
                 run(cargo().args(["bench", "-p", "scanscope-collector", "--bench", "ingest"]))
             }
-            other => bail!("unknown benchmark {other:?} (known: xdp, ingest)"),
+            "rollup" => {
+                run(cargo().args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "scanscope-collector",
+                    "--bin",
+                    "scanscope-collector",
+                ]))?;
+                run(cargo().args(["bench", "-p", "scanscope-collector", "--bench", "rollup"]))
+            }
+            other => bail!("unknown benchmark {other:?} (known: xdp, ingest, rollup)"),
         },
     }
 }

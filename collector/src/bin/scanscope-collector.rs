@@ -2,8 +2,8 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
 use chrono::NaiveDate;
+use clap::{Parser, Subcommand};
 use scanscope_collector::{
     auth::TlsFiles,
     report::{self, Query, ReportOptions},
@@ -115,7 +115,10 @@ struct ReportArgs {
 }
 
 fn yesterday() -> NaiveDate {
-    chrono::Utc::now().date_naive().pred_opt().expect("a day before today")
+    chrono::Utc::now()
+        .date_naive()
+        .pred_opt()
+        .expect("a day before today")
 }
 
 #[derive(clap::Args, Debug)]
@@ -247,7 +250,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 println!(
                     "rollup {}: {} sources ({} scanners), {} ports, {} backscatter sources, {} active sensors; {} flow rows, {} event rows in {:.2} s",
-                    s.date, s.sources, s.scanners, s.ports, s.dos_victims, s.active_sensors, s.flow_rows, s.event_rows, s.seconds
+                    s.date,
+                    s.sources,
+                    s.scanners,
+                    s.ports,
+                    s.dos_victims,
+                    s.active_sensors,
+                    s.flow_rows,
+                    s.event_rows,
+                    s.seconds
                 );
             }
             Ok(())

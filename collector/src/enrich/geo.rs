@@ -23,7 +23,10 @@ pub struct Geo {
 
 const COUNTRY_PATHS: [&[PathElement<'static>]; 3] = [
     &[PathElement::Key("country"), PathElement::Key("iso_code")],
-    &[PathElement::Key("registered_country"), PathElement::Key("iso_code")],
+    &[
+        PathElement::Key("registered_country"),
+        PathElement::Key("iso_code"),
+    ],
     &[PathElement::Key("country_code")],
 ];
 
@@ -78,8 +81,8 @@ impl Geo {
                     });
             }
             if g.as_org.is_none()
-                && let Ok(Some(o)) = res
-                    .decode_path::<String>(&[PathElement::Key("autonomous_system_organization")])
+                && let Ok(Some(o)) =
+                    res.decode_path::<String>(&[PathElement::Key("autonomous_system_organization")])
             {
                 g.as_org = Some(o);
             }

@@ -58,7 +58,9 @@ impl Enricher {
         }
         let tor = match &files.tor_exit_list {
             None => {
-                warnings.push("no Tor exit list configured (enrich.tor_exit_list): tor_exit is null".into());
+                warnings.push(
+                    "no Tor exit list configured (enrich.tor_exit_list): tor_exit is null".into(),
+                );
                 None
             }
             Some(p) => match tor::TorExits::load(p) {
@@ -70,7 +72,9 @@ impl Enricher {
             },
         };
         let geo = if files.mmdb.is_empty() {
-            warnings.push("no MMDB file configured (enrich.mmdb): country, asn and as_org are null".into());
+            warnings.push(
+                "no MMDB file configured (enrich.mmdb): country, asn and as_org are null".into(),
+            );
             None
         } else {
             match geo::Geo::open(&files.mmdb) {

@@ -45,7 +45,10 @@ impl OrgDb {
             .iter()
             .map(|(n, t)| ((*n).to_string(), (*t).to_string()))
             .collect();
-        Self::from_files(&files, "shipped internet-scanners lists (commit 4780a18, 2026-06-22)")
+        Self::from_files(
+            &files,
+            "shipped internet-scanners lists (commit 4780a18, 2026-06-22)",
+        )
     }
 
     /// The lists in `dir` (replacing the shipped ones).
@@ -119,7 +122,8 @@ impl OrgDb {
                 db.rdns.push((suffix, idx));
             }
         }
-        db.rdns.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
+        db.rdns
+            .sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
         db.rdns.dedup_by(|a, b| a.0 == b.0);
         db
     }
@@ -169,9 +173,10 @@ impl OrgDb {
 
     /// Attribution: ranges first, then the rDNS name.
     pub fn attribute(&self, ip: IpAddr, rdns: Option<&str>) -> Option<(&str, OrgSource)> {
-        self.by_ip(ip)
-            .map(|o| (o, OrgSource::Cidr))
-            .or_else(|| rdns.and_then(|r| self.by_rdns(r)).map(|o| (o, OrgSource::Rdns)))
+        self.by_ip(ip).map(|o| (o, OrgSource::Cidr)).or_else(|| {
+            rdns.and_then(|r| self.by_rdns(r))
+                .map(|o| (o, OrgSource::Rdns))
+        })
     }
 }
 
@@ -237,10 +242,12 @@ pub fn parse_orgs_txt(text: &str, keys: &[String]) -> Vec<(String, String)> {
 fn one_deletion(long: &str, short: &str) -> bool {
     long.len() == short.len() + 1
         && short.len() >= 5
-        && (0..long.len()).any(|i| long.is_char_boundary(i) && {
-            let mut s = long[..i].to_string();
-            s.push_str(long[i..].get(1..).unwrap_or(""));
-            s == short
+        && (0..long.len()).any(|i| {
+            long.is_char_boundary(i) && {
+                let mut s = long[..i].to_string();
+                s.push_str(long[i..].get(1..).unwrap_or(""));
+                s == short
+            }
         })
 }
 
@@ -285,8 +292,14 @@ mod tests {
             ptr_suffix("scanner[1-6].labs.rapid7.com").as_deref(),
             Some("labs.rapid7.com")
         );
-        assert_eq!(ptr_suffix("scan-X.skipa.cyberok.ru").as_deref(), Some("skipa.cyberok.ru"));
-        assert_eq!(ptr_suffix("survey##.hackertarget.io").as_deref(), Some("hackertarget.io"));
+        assert_eq!(
+            ptr_suffix("scan-X.skipa.cyberok.ru").as_deref(),
+            Some("skipa.cyberok.ru")
+        );
+        assert_eq!(
+            ptr_suffix("survey##.hackertarget.io").as_deref(),
+            Some("hackertarget.io")
+        );
         assert_eq!(ptr_suffix("shodan.io").as_deref(), Some("shodan.io"));
         assert_eq!(ptr_suffix("TLDs"), None);
         assert_eq!(ptr_suffix("with"), None);
@@ -300,10 +313,16 @@ mod tests {
         assert!(v4 > 1000 && v6 > 100 && rdns > 30, "{v4} {v6} {rdns}");
         assert_eq!(db.bad_lines, 0, "{:?}", db.first_bad);
         assert_eq!(db.by_ip("162.142.125.77".parse().unwrap()), Some("censys"));
-        assert_eq!(db.by_ip("2602:80d:1000::5".parse().unwrap()), Some("censys"));
+        assert_eq!(
+            db.by_ip("2602:80d:1000::5".parse().unwrap()),
+            Some("censys")
+        );
         assert_eq!(db.by_ip("192.0.2.1".parse().unwrap()), None);
         assert_eq!(db.by_rdns("scanner-7.census.shodan.io."), Some("shodan"));
-        assert_eq!(db.by_rdns("xyz.scan.shadowserver.org"), Some("shadowserver"));
+        assert_eq!(
+            db.by_rdns("xyz.scan.shadowserver.org"),
+            Some("shadowserver")
+        );
         assert_eq!(db.by_rdns("scanner3.labs.rapid7.com"), Some("rapid7"));
         assert_eq!(db.by_rdns("a.probe.onyphe.net"), Some("onyphe"));
         assert_eq!(db.by_rdns("notshodan.io"), None);
@@ -336,8 +355,14 @@ mod tests {
     #[test]
     fn replacement_lists_and_bad_lines() {
         let files = vec![
-            ("acme_v4.txt".to_string(), "# c\n198.51.100.0/24\n203.0.113.7\nnot-a-net\n".to_string()),
-            ("ORGS.txt".to_string(), "# ACME Corp (acme.example)\n# PTR: ends with scan.acme.example\n".to_string()),
+            (
+                "acme_v4.txt".to_string(),
+                "# c\n198.51.100.0/24\n203.0.113.7\nnot-a-net\n".to_string(),
+            ),
+            (
+                "ORGS.txt".to_string(),
+                "# ACME Corp (acme.example)\n# PTR: ends with scan.acme.example\n".to_string(),
+            ),
         ];
         let db = OrgDb::from_files(&files, "test");
         assert_eq!(db.by_ip("198.51.100.9".parse().unwrap()), Some("acme"));

@@ -56,7 +56,12 @@ pub fn lookup_all(
         .unwrap_or_default();
     let t = now();
     cache.entries.retain(|_, (name, at)| {
-        t.saturating_sub(*at) < if name.is_empty() { KEEP_NEGATIVE_SECS } else { KEEP_SECS }
+        t.saturating_sub(*at)
+            < if name.is_empty() {
+                KEEP_NEGATIVE_SECS
+            } else {
+                KEEP_SECS
+            }
     });
     let mut out = HashMap::new();
     let mut stats = RdnsStats::default();
@@ -123,7 +128,8 @@ type Answer = Option<Result<String, ()>>;
 
 async fn query(cfg: &RdnsConfig, ips: Vec<IpAddr>) -> Result<Vec<(IpAddr, Answer)>, EnrichError> {
     let mut builder = if cfg.servers.is_empty() {
-        Resolver::builder_tokio().map_err(|e| EnrichError::Resolver(format!("system config: {e}")))?
+        Resolver::builder_tokio()
+            .map_err(|e| EnrichError::Resolver(format!("system config: {e}")))?
     } else {
         let mut rc = ResolverConfig::default();
         for s in &cfg.servers {
@@ -145,7 +151,8 @@ async fn query(cfg: &RdnsConfig, ips: Vec<IpAddr>) -> Result<Vec<(IpAddr, Answer
             .map_err(|e| EnrichError::Resolver(format!("building the resolver: {e}")))?,
     );
     let limit = Arc::new(tokio::sync::Semaphore::new(cfg.concurrency));
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(cfg.rate_per_sec)));
+    let mut tick =
+        tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(cfg.rate_per_sec)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let per_query = Duration::from_millis(cfg.timeout_ms * 2);
     let mut set = tokio::task::JoinSet::new();

@@ -274,7 +274,8 @@ impl DayAgg {
         let mut protos = Interner::default();
         let mut proto_ids = Vec::new();
         for_each_batch(path, &FLOW_COLUMNS, |b| {
-            self.sensors.ids(column(b, "sensor", path)?, &mut sensor_ids);
+            self.sensors
+                .ids(column(b, "sensor", path)?, &mut sensor_ids);
             self.addrs.ids(column(b, "src_ip", path)?, &mut src_ids);
             self.addrs.ids(column(b, "dst_ip", path)?, &mut dst_ids);
             kinds.ids(column(b, "kind", path)?, &mut kind_ids);
@@ -294,8 +295,7 @@ impl DayAgg {
                 path,
             )?;
             for r in 0..b.num_rows() {
-                if src_ids[r] == u32::MAX || dst_ids[r] == u32::MAX || sensor_ids[r] == u32::MAX
-                {
+                if src_ids[r] == u32::MAX || dst_ids[r] == u32::MAX || sensor_ids[r] == u32::MAX {
                     continue;
                 }
                 self.flow_row(FlowRow {
@@ -420,10 +420,15 @@ impl DayAgg {
                         .downcast_ref::<StringArray>()
                         .map(|a| a.iter().flatten().collect::<Vec<_>>())
                         .or_else(|| {
-                            t.as_dictionary_opt::<arrow::datatypes::Int32Type>().map(|d| {
-                                let v = d.values().as_string::<i32>();
-                                d.keys().iter().flatten().map(|k| v.value(k as usize)).collect()
-                            })
+                            t.as_dictionary_opt::<arrow::datatypes::Int32Type>()
+                                .map(|d| {
+                                    let v = d.values().as_string::<i32>();
+                                    d.keys()
+                                        .iter()
+                                        .flatten()
+                                        .map(|k| v.value(k as usize))
+                                        .collect()
+                                })
                         })
                         .unwrap_or_default();
                     for n in names {

@@ -128,8 +128,11 @@ pub fn spoof_reason_addr(src: &str) -> Option<&'static str> {
 
 /// TTL ≥ 200 is a forgery hint unless a raw-packet scanner that sends 255 (masscan, zmap) made it.
 pub fn spoof_reason_ttl(ttl: u8, tools: &[&str]) -> Option<&'static str> {
-    (ttl >= 200 && !tools.iter().any(|t| matches!(*t, "masscan" | "zmap" | "unicornscan")))
-        .then_some("ttl>=200")
+    (ttl >= 200
+        && !tools
+            .iter()
+            .any(|t| matches!(*t, "masscan" | "zmap" | "unicornscan")))
+    .then_some("ttl>=200")
 }
 
 /// Width of the DoS rate buckets, seconds.
@@ -244,7 +247,10 @@ mod tests {
             spoof_reasons_flow("1.2.3.4", "5.6.7.8", "tcp_syn", 0),
             Some("port0")
         );
-        assert_eq!(spoof_reasons_flow("1.2.3.4", "5.6.7.8", "tcp_syn", 22), None);
+        assert_eq!(
+            spoof_reasons_flow("1.2.3.4", "5.6.7.8", "tcp_syn", 22),
+            None
+        );
         assert_eq!(spoof_reasons_flow("::", "::1", "tcp_syn", 22), None);
         assert_eq!(spoof_reason_ttl(250, &[]), Some("ttl>=200"));
         assert_eq!(spoof_reason_ttl(254, &["masscan"]), None);

@@ -134,12 +134,7 @@ pub fn classify_ip(agg: &DayAgg, s: &mut IpState, cfg: &RollupConfig, active: u6
     }
     let spoof_reasons = bits(u64::from(spoof), &SPOOF_REASONS);
     let probe_pairs = s.probes.len() as u64;
-    let scanner = classify::is_scanner(
-        &cfg.scanner,
-        probe_pairs,
-        targets.len() as u64,
-        spoof != 0,
-    );
+    let scanner = classify::is_scanner(&cfg.scanner, probe_pairs, targets.len() as u64, spoof != 0);
     let sensor_count = s.sensors.len() as u64;
     let breadth = classify::scan_breadth(sensor_count, active);
     let mut sensors: Vec<String> = s
@@ -213,9 +208,7 @@ pub fn classify_ip(agg: &DayAgg, s: &mut IpState, cfg: &RollupConfig, active: u6
         http_url: ev.and_then(|e| none_if_empty(&e.http_url)),
         http_user_agent: ev.and_then(|e| none_if_empty(&e.http_user_agent)),
         rdp_cookie: ev.and_then(|e| none_if_empty(&e.rdp_cookie)),
-        mysql_login_attempts: ev
-            .filter(|_| has_payloads)
-            .map(|e| e.mysql_login_attempts),
+        mysql_login_attempts: ev.filter(|_| has_payloads).map(|e| e.mysql_login_attempts),
         mysql_user: ev.and_then(|e| none_if_empty(&e.mysql_user)),
         payload_samples: ev.map_or(0, |e| e.payloads),
         ..IpRow::default()
@@ -254,7 +247,8 @@ pub fn enrich(row: &mut IpRow, en: &Enricher, rdns: &HashMap<IpAddr, String>) {
 /// `port_daily` rows from the finished `ip_daily` rows and the per-port packet counters.
 pub fn port_rows(agg: &DayAgg, rows: &[IpRow]) -> Vec<PortRow> {
     // (class, port) → (sources, scanners, org → sources)
-    let mut per: HashMap<(u8, u16), (u64, u64, HashMap<&str, u64>)> = HashMap::new();
+    type PortAgg<'a> = (u64, u64, HashMap<&'a str, u64>);
+    let mut per: HashMap<(u8, u16), PortAgg<'_>> = HashMap::new();
     for r in rows {
         for (class, list) in [(1u8, &r.tcp_ports), (2u8, &r.udp_ports)] {
             for p in list {

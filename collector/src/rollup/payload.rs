@@ -127,7 +127,10 @@ mod tests {
         assert!(f.tags.contains(&"payload:shell"));
         // Truncated before the headers: the request line alone.
         let f = parse(b"POST /GponForm/diag_Form?images/ HTTP/1.1", 8080);
-        assert_eq!(f.http_url.as_deref(), Some("POST /GponForm/diag_Form?images/"));
+        assert_eq!(
+            f.http_url.as_deref(),
+            Some("POST /GponForm/diag_Form?images/")
+        );
         assert_eq!(f.http_user_agent, None);
         assert_eq!(f.tags, vec!["exploit:gpon"]);
         assert_eq!(parse(b"GETX / HTTP/1.1", 80).http_url, None);

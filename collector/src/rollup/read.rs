@@ -142,7 +142,9 @@ impl Interner {
         out.clear();
         if let Some(d) = col.as_dictionary_opt::<Int32Type>() {
             let values = d.values().as_string::<i32>();
-            let ids: Vec<u32> = (0..values.len()).map(|i| self.id(values.value(i))).collect();
+            let ids: Vec<u32> = (0..values.len())
+                .map(|i| self.id(values.value(i)))
+                .collect();
             out.extend(d.keys().iter().map(|k| match k {
                 Some(k) => ids[k as usize],
                 None => u32::MAX,

@@ -1,14 +1,16 @@
-//! `cargo xtask demo`: a throwaway namespace lab, the real sensor, real scanners, and a
-//! summary of what the sensor saw. Cleans up after itself, also on failure.
-use std::{collections::BTreeMap, path::PathBuf};
+//! `cargo xtask demo`: a throwaway multi-sensor lab (three sensor namespaces behind a router),
+//! real scanners from distinct sources (one inside Censys' shipped range), the collector's
+//! lake, its daily rollup with organisation lists, reverse DNS, a Tor list and an MMDB, and the
+//! report. Cleans up after itself, also on failure.
+use std::{path::PathBuf, process::Command};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Parser;
-use scanscope_tests::{transport, *};
+use scanscope_tests::{multilab::*, transport, unavailable_reason};
 
 #[derive(Parser)]
 struct Cli {
-    /// Keep the sensor's output (JSON lines, log) in this directory.
+    /// Keep the lab's output (lake, logs) in this directory.
     #[arg(long)]
     out: Option<PathBuf>,
 }
@@ -22,94 +24,90 @@ fn main() -> Result<()> {
         std::env::temp_dir().join(format!("scanscope-demo-{}", std::process::id()))
     });
     println!("== scanscope demo: lab output in {}", dir.display());
-    let mut lab = Lab::new(&dir)?;
+    let mut lab = MultiLab::new(&dir, 3)?;
     println!(
-        "   sensor namespace {} ({}), scanner namespace {}",
-        lab.sensor_ns, lab.sensor_if, lab.scanner_ns
+        "   router namespace {} (collector, dnsmasq), scanner namespace {}, sensors {}",
+        lab.core,
+        lab.scanner,
+        lab.sensors.join(", ")
     );
     let lake = dir.join("lake");
-    let ns = lab.sensor_ns.clone();
-    let mut collector = transport::CollectorProc::start_with_prefix(
-        &["ip", "netns", "exec", &ns],
-        "127.0.0.1:0",
-        &lake,
-        &["--flush-secs", "2"],
-    )?;
+    lab.start_collector(&lake)?;
+    lab.start_agents(1.0)?;
+    lab.start_dns(&[(M_ZMAP, ZMAP_PTR)])?;
+    println!("   three sensors attached and streaming to the collector");
     println!(
-        "   collector listening on {} (lake: {})",
-        collector.addr,
-        lake.display()
+        "   scanning: nmap from {M_NMAP}, masscan from {M_MASSCAN} (Censys range), zmap from {M_ZMAP},\n   Mirai-style hping3 from {M_MIRAI}, a spoofed SYN flood, SYN-ACK backscatter for {M_VICTIM}…"
     );
-    lab.sensor_args = vec![
-        "--collector".into(),
-        collector.url(),
-        "--spool-dir".into(),
-        dir.join("spool").display().to_string(),
-    ];
-    lab.start_sensor(&standard_config(), 2.0)?;
-    println!(
-        "   sensor attached; firing nmap (SYN, UDP, IPv6), masscan, zmap, hping3 (Mirai-style, ICMP)…"
-    );
-    run_standard_scans(&lab)?;
-    own_connection(&lab)?;
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let records = lab.stop_sensor()?;
+    lab.run_scenario()?;
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    lab.stop_agents()?;
+    lab.collector.take().context("collector")?.stop()?;
 
-    let flows = flows_by_source(&records);
-    let tools = tools_by_source(&records);
-    type PortCounts = BTreeMap<u16, u64>;
-    let mut by_src: BTreeMap<String, Vec<(String, PortCounts)>> = BTreeMap::new();
-    for ((src, kind), ports) in flows {
-        by_src.entry(src).or_default().push((kind, ports));
+    let date = std::fs::read_dir(lake.join("flows"))?
+        .flatten()
+        .map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .trim_start_matches("date=")
+                .to_string()
+        })
+        .max()
+        .context("no flows in the lake")?;
+    let tor = dir.join("exit-addresses");
+    std::fs::write(&tor, format!("ExitAddress {M_NMAP} {date} 10:00:00\n"))?;
+    let mmdb = dir.join("lab.mmdb");
+    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/write_mmdb.py");
+    let have_mmdb = Command::new("python3")
+        .arg(py)
+        .arg(&mmdb)
+        .status()?
+        .success();
+    let bin = transport::collector_binary().context("collector binary")?;
+    let lake_s = lake.display().to_string();
+    let mut args = vec![
+        "rollup".to_string(),
+        "--data".into(),
+        lake_s.clone(),
+        "--date".into(),
+        date.clone(),
+        "--tor-exit-list".into(),
+        tor.display().to_string(),
+        "--rdns-server".into(),
+        format!("127.0.0.1:{DNS_PORT}"),
+    ];
+    if have_mmdb {
+        args.extend(["--mmdb".into(), mmdb.display().to_string()]);
     }
-    println!(
-        "\n{:<16} {:<11} {:>8} {:>6}  {:<24} tools",
-        "source", "kind", "packets", "ports", "port list"
-    );
-    for (src, kinds) in &by_src {
-        for (kind, ports) in kinds {
-            let packets: u64 = ports.values().sum();
-            let mut list: Vec<String> = ports.keys().take(8).map(|p| p.to_string()).collect();
-            if ports.len() > 8 {
-                list.push("…".into());
-            }
-            let t = tools
-                .get(src)
-                .map(|t| t.iter().cloned().collect::<Vec<_>>().join(","))
-                .unwrap_or_default();
-            println!(
-                "{src:<16} {kind:<11} {packets:>8} {:>6}  {:<24} {t}",
-                ports.len(),
-                list.join(",")
-            );
+    println!("\n== scanscope-collector {}", args.join(" "));
+    let a: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = lab.in_core(&bin, &a)?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        bail!("rollup failed");
+    }
+    for extra in [vec![], vec!["--ip", M_MASSCAN], vec!["--ip", M_ZMAP]] {
+        let mut a = vec!["report", "--data", &lake_s, "--date", &date];
+        a.extend(extra.iter());
+        println!("\n== scanscope-collector {}", a.join(" "));
+        let out = lab.in_core(&bin, &a)?;
+        print!("{}", String::from_utf8_lossy(&out.stdout));
+        if !out.status.success() {
+            bail!("report failed: {}", String::from_utf8_lossy(&out.stderr));
         }
     }
-    println!(
-        "\nkernel counters: tcp_syn={} udp={} icmp_echo={} dropped={} excluded_cidr={} own_socket={} events={}",
-        kind_total(&records, "tcp_syn"),
-        kind_total(&records, "udp"),
-        kind_total(&records, "icmp_echo"),
-        counter_total(&records, "dropped"),
-        counter_total(&records, "excluded_cidr"),
-        counter_total(&records, "own_socket"),
-        records.iter().filter(|r| r["type"] == "event").count(),
-    );
-    println!(
-        "records: {} lines in {}",
-        records.len(),
-        dir.join("sensor.jsonl").display()
-    );
-    collector.stop()?;
-    println!("\n== the lake, queried with DuckDB (tests/py/demo_report.py)");
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/demo_report.py");
-    let status = std::process::Command::new("python3")
-        .arg(script)
+    println!("\n== the same questions straight from the lake with DuckDB (examples/run_duckdb.py)");
+    let ex = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/run_duckdb.py");
+    let status = Command::new("python3")
+        .arg(ex)
         .arg(&lake)
+        .arg(&date)
         .status()?;
     if !status.success() {
         bail!("querying the lake failed");
     }
     drop(lab);
-    println!("lab removed.");
+    println!("lab removed; lake kept in {}", lake.display());
     Ok(())
 }
