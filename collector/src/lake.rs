@@ -646,6 +646,17 @@ pub fn write_parquet_atomic(
     table: &'static str,
     batch: &RecordBatch,
 ) -> Result<u64, LakeError> {
+    write_parquet_atomic_chunks(path, table, batch.schema(), [Ok(batch.clone())])
+}
+
+/// As [`write_parquet_atomic`], for batches built one at a time (so a large table never has
+/// to exist as Arrow arrays all at once).
+pub fn write_parquet_atomic_chunks(
+    path: &Path,
+    table: &'static str,
+    schema: SchemaRef,
+    batches: impl IntoIterator<Item = Result<RecordBatch, arrow::error::ArrowError>>,
+) -> Result<u64, LakeError> {
     let dir = path.parent().expect("part path has a parent").to_path_buf();
     let io_err = |op, path: &Path| {
         let path = path.to_path_buf();
@@ -658,24 +669,19 @@ pub fn write_parquet_atomic(
             .and_then(|n| n.to_str())
             .unwrap_or("part.parquet")
     ));
+    let pq = |source| LakeError::Parquet {
+        table,
+        path: tmp.clone(),
+        source,
+    };
     let result = (|| {
         let file = File::create(&tmp).map_err(io_err("creating", &tmp))?;
-        let mut w = ArrowWriter::try_new(file, batch.schema(), Some(WRITER_PROPS.clone()))
-            .map_err(|source| LakeError::Parquet {
-                table,
-                path: tmp.clone(),
-                source,
-            })?;
-        w.write(batch).map_err(|source| LakeError::Parquet {
-            table,
-            path: tmp.clone(),
-            source,
-        })?;
-        let file = w.into_inner().map_err(|source| LakeError::Parquet {
-            table,
-            path: tmp.clone(),
-            source,
-        })?;
+        let mut w = ArrowWriter::try_new(file, schema, Some(WRITER_PROPS.clone())).map_err(pq)?;
+        for b in batches {
+            let b = b.map_err(|source| LakeError::Arrow { table, source })?;
+            w.write(&b).map_err(pq)?;
+        }
+        let file = w.into_inner().map_err(pq)?;
         file.sync_all().map_err(io_err("syncing", &tmp))?;
         let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
         fs::rename(&tmp, path).map_err(io_err("renaming", &tmp))?;

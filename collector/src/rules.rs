@@ -161,7 +161,7 @@ fn bind(ctx: &mut Context<'_, '_>, r: &IpRow) {
         ("packets", int(r.packets)),
         ("bytes", int(r.bytes)),
         ("sensor_count", int(u64::from(r.sensor_count))),
-        ("sensors", list(&r.sensors, text)),
+        ("sensors", list(&r.sensors, |x| s(x))),
         ("scan_breadth", int(u64::from(r.scan_breadth))),
         ("dst_hosts", int(r.dst_hosts)),
         ("ports", list(&r.ports, port)),

@@ -5,8 +5,8 @@
 use std::{collections::HashMap, path::Path};
 
 use arrow::array::{
-    Array, AsArray, BinaryArray, ListArray, StringArray, TimestampMicrosecondArray, UInt8Array,
-    UInt16Array, UInt32Array, UInt64Array,
+    Array, AsArray, BinaryArray, ListArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+    UInt8Array, UInt16Array, UInt32Array, UInt64Array,
 };
 use chrono::NaiveDate;
 
@@ -90,7 +90,7 @@ pub struct IpState {
     /// 30-minute buckets with probes.
     pub buckets: u64,
     /// Sensor ids that saw the source.
-    pub sensors: Vec<u32>,
+    pub sensors: SensorSet,
     /// Packed probes `(target << 18) | (class << 16) | port`.
     pub probes: Vec<u64>,
     compacted: usize,
@@ -113,7 +113,7 @@ impl IpState {
             kinds: 0,
             spoof,
             buckets: 0,
-            sensors: Vec::new(),
+            sensors: SensorSet::default(),
             probes: Vec::new(),
             compacted: 0,
             max_icmp_flow_bytes: 0,
@@ -124,7 +124,7 @@ impl IpState {
 
     fn add_probe(&mut self, p: u64) {
         self.probes.push(p);
-        if self.probes.len() >= 2 * self.compacted + 64 {
+        if self.probes.len() >= self.compacted + self.compacted / 2 + 64 {
             self.compact();
         }
     }
@@ -133,7 +133,8 @@ impl IpState {
     pub fn compact(&mut self) {
         self.probes.sort_unstable();
         self.probes.dedup();
-        self.probes.shrink_to(self.probes.len() * 2);
+        self.probes
+            .shrink_to(self.probes.len() + self.probes.len() / 2 + 64);
         self.compacted = self.probes.len();
     }
 }
@@ -145,11 +146,22 @@ pub struct DosState {
     pub bytes: u64,
     pub first: i64,
     pub last: i64,
+    /// Targets (de-duplicated by `compact`).
     pub targets: Vec<u32>,
-    pub sensors: Vec<u32>,
+    compacted: usize,
+    pub sensors: SensorSet,
     pub kinds: u16,
     /// 10-second buckets since the start of the day.
-    pub buckets: HashMap<i64, u64>,
+    pub buckets: HashMap<i64, u64, foldhash::fast::RandomState>,
+}
+
+impl DosState {
+    /// Sorts and de-duplicates the targets.
+    pub fn compact(&mut self) {
+        self.targets.sort_unstable();
+        self.targets.dedup();
+        self.compacted = self.targets.len();
+    }
 }
 
 /// The whole day.
@@ -159,6 +171,8 @@ pub struct DayAgg {
     pub day_start_us: i64,
     pub addrs: Interner,
     pub sensors: Interner,
+    /// Sensor names as shared strings (filled by `share_sensor_names`).
+    pub sensor_names: Vec<std::sync::Arc<str>>,
     /// addr id → index into `ips` (u32::MAX: no state).
     state_of: Vec<u32>,
     pub ips: Vec<IpState>,
@@ -169,7 +183,7 @@ pub struct DayAgg {
     /// Series: probe packets per bucket, and per port the buckets it was probed in.
     pub series_packets: [u64; SERIES_BUCKETS],
     pub port_buckets: Vec<u64>,
-    pub dos: HashMap<u32, DosState>,
+    pub dos: HashMap<u32, DosState, foldhash::fast::RandomState>,
     pub flow_rows: u64,
     pub event_rows: u64,
     pub stats_rows: u64,
@@ -179,13 +193,59 @@ fn bit_of(list: &[&str], s: &str) -> Option<u32> {
     list.iter().position(|k| *k == s).map(|i| i as u32)
 }
 
-fn push_unique(v: &mut Vec<u32>, x: u32) {
-    if !v.contains(&x) {
-        v.push(x);
+/// A set of sensor ids: a bit mask for the first 64, a list beyond.
+#[derive(Debug, Default, Clone)]
+pub struct SensorSet {
+    mask: u64,
+    extra: Vec<u32>,
+}
+
+impl SensorSet {
+    pub fn insert(&mut self, id: u32) {
+        if id < 64 {
+            self.mask |= 1 << id;
+        } else if !self.extra.contains(&id) {
+            self.extra.push(id);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.mask.count_ones() as usize + self.extra.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        (0..64u32)
+            .filter(|i| self.mask & (1 << i) != 0)
+            .chain(self.extra.iter().copied())
     }
 }
 
-const FLOW_COLUMNS: [&str; 11] = [
+/// What a kind (interned per file) means, computed once per kind.
+#[derive(Debug, Clone, Copy)]
+struct KindInfo {
+    bit: u32,
+    /// The role, unless it depends on the ICMP type (`icmp_other`).
+    role: Option<Role>,
+    class: u64,
+}
+
+fn kind_info(kind: &str) -> KindInfo {
+    KindInfo {
+        bit: bit_of(&KINDS, kind).unwrap_or(12),
+        role: (kind != "icmp_other").then(|| classify::role(kind, "", None)),
+        class: match kind {
+            "udp" => CLASS_UDP,
+            "icmp_echo" => CLASS_ICMP,
+            _ => CLASS_TCP,
+        },
+    }
+}
+
+pub const FLOW_COLUMNS: [&str; 11] = [
     "sensor",
     "src_ip",
     "dst_ip",
@@ -199,7 +259,7 @@ const FLOW_COLUMNS: [&str; 11] = [
     "last_seen",
 ];
 
-const EVENT_COLUMNS: [&str; 9] = [
+pub const EVENT_COLUMNS: [&str; 9] = [
     "src_ip", "dst_port", "kind", "ttl", "weight", "payload", "tools", "os_hint", "proto",
 ];
 
@@ -214,13 +274,14 @@ impl DayAgg {
                 .timestamp_micros(),
             addrs: Interner::default(),
             sensors: Interner::default(),
+            sensor_names: Vec::new(),
             state_of: Vec::new(),
             ips: Vec::new(),
             active_sensors: Vec::new(),
             port_packets: vec![0; 2 * 65536],
             series_packets: [0; SERIES_BUCKETS],
             port_buckets: vec![0; 2 * 65536],
-            dos: HashMap::new(),
+            dos: HashMap::default(),
             flow_rows: 0,
             event_rows: 0,
             stats_rows: 0,
@@ -266,61 +327,72 @@ impl DayAgg {
 
     /// Adds one `flows` file.
     pub fn add_flows(&mut self, path: &Path) -> Result<(), RollupError> {
-        let mut sensor_ids = Vec::new();
-        let mut src_ids = Vec::new();
-        let mut dst_ids = Vec::new();
-        let mut kinds = Interner::default();
-        let mut kind_ids = Vec::new();
-        let mut protos = Interner::default();
-        let mut proto_ids = Vec::new();
+        let mut scratch = FlowScratch::default();
         for_each_batch(path, &FLOW_COLUMNS, |b| {
-            self.sensors
-                .ids(column(b, "sensor", path)?, &mut sensor_ids);
-            self.addrs.ids(column(b, "src_ip", path)?, &mut src_ids);
-            self.addrs.ids(column(b, "dst_ip", path)?, &mut dst_ids);
-            kinds.ids(column(b, "kind", path)?, &mut kind_ids);
-            protos.ids(column(b, "proto", path)?, &mut proto_ids);
-            let port = typed::<UInt16Array>(column(b, "dst_port", path)?, "dst_port", path)?;
-            let icmp = typed::<UInt8Array>(column(b, "icmp_type", path)?, "icmp_type", path)?;
-            let packets = typed::<UInt64Array>(column(b, "packets", path)?, "packets", path)?;
-            let bytes = typed::<UInt64Array>(column(b, "bytes", path)?, "bytes", path)?;
-            let first = typed::<TimestampMicrosecondArray>(
-                column(b, "first_seen", path)?,
-                "first_seen",
-                path,
-            )?;
-            let last = typed::<TimestampMicrosecondArray>(
-                column(b, "last_seen", path)?,
-                "last_seen",
-                path,
-            )?;
-            for r in 0..b.num_rows() {
-                if src_ids[r] == u32::MAX || dst_ids[r] == u32::MAX || sensor_ids[r] == u32::MAX {
-                    continue;
-                }
-                self.flow_row(FlowRow {
-                    sensor: sensor_ids[r],
-                    src: src_ids[r],
-                    dst: dst_ids[r],
-                    kind: kinds.name(kind_ids[r]),
-                    proto: protos.name(proto_ids[r]),
-                    port: port.value(r),
-                    icmp_type: icmp.is_valid(r).then(|| icmp.value(r)),
-                    packets: packets.value(r),
-                    bytes: bytes.value(r),
-                    first: first.value(r),
-                    last: last.value(r),
-                });
-            }
-            Ok(())
+            self.add_flows_batch(b, path, &mut scratch)
         })
+    }
+
+    /// Adds one batch of `flows` rows (`path` names the file in errors).
+    pub fn add_flows_batch(
+        &mut self,
+        b: &RecordBatch,
+        path: &Path,
+        x: &mut FlowScratch,
+    ) -> Result<(), RollupError> {
+        self.sensors
+            .ids(column(b, "sensor", path)?, &mut x.sensor_ids);
+        self.addrs.ids(column(b, "src_ip", path)?, &mut x.src_ids);
+        self.addrs.ids(column(b, "dst_ip", path)?, &mut x.dst_ids);
+        x.kinds.ids(column(b, "kind", path)?, &mut x.kind_ids);
+        x.protos.ids(column(b, "proto", path)?, &mut x.proto_ids);
+        let port = typed::<UInt16Array>(column(b, "dst_port", path)?, "dst_port", path)?;
+        let icmp = typed::<UInt8Array>(column(b, "icmp_type", path)?, "icmp_type", path)?;
+        let packets = typed::<UInt64Array>(column(b, "packets", path)?, "packets", path)?;
+        let bytes = typed::<UInt64Array>(column(b, "bytes", path)?, "bytes", path)?;
+        let first =
+            typed::<TimestampMicrosecondArray>(column(b, "first_seen", path)?, "first_seen", path)?;
+        let last =
+            typed::<TimestampMicrosecondArray>(column(b, "last_seen", path)?, "last_seen", path)?;
+        while x.kind_info.len() < x.kinds.len() {
+            let k = x.kinds.name(x.kind_info.len() as u32).to_string();
+            x.kind_info.push(kind_info(&k));
+        }
+        for r in 0..b.num_rows() {
+            if x.src_ids[r] == u32::MAX
+                || x.dst_ids[r] == u32::MAX
+                || x.sensor_ids[r] == u32::MAX
+                || x.kind_ids[r] == u32::MAX
+            {
+                continue;
+            }
+            let kid = x.kind_ids[r];
+            self.flow_row(FlowRow {
+                sensor: x.sensor_ids[r],
+                src: x.src_ids[r],
+                dst: x.dst_ids[r],
+                kind: x.kinds.name(kid),
+                info: x.kind_info[kid as usize],
+                proto: x.protos.name(x.proto_ids[r]),
+                port: port.value(r),
+                icmp_type: icmp.is_valid(r).then(|| icmp.value(r)),
+                packets: packets.value(r),
+                bytes: bytes.value(r),
+                first: first.value(r),
+                last: last.value(r),
+            });
+        }
+        Ok(())
     }
 
     fn flow_row(&mut self, f: FlowRow<'_>) {
         self.flow_rows += 1;
         self.mark_sensor(f.sensor);
-        let role = classify::role(f.kind, f.proto, f.icmp_type);
-        let kind_bit = bit_of(&KINDS, f.kind).unwrap_or(12);
+        let role = match f.info.role {
+            Some(r) => r,
+            None => classify::role(f.kind, f.proto, f.icmp_type),
+        };
+        let kind_bit = f.info.bit;
         if role == Role::Backscatter {
             let d = self.dos.entry(f.src).or_insert_with(|| DosState {
                 first: i64::MAX,
@@ -332,18 +404,23 @@ impl DayAgg {
             d.first = d.first.min(f.first);
             d.last = d.last.max(f.last);
             d.kinds |= 1 << kind_bit;
-            push_unique(&mut d.sensors, f.sensor);
-            if d.targets.len() < 1_000_000 {
-                push_unique(&mut d.targets, f.dst);
+            d.sensors.insert(f.sensor);
+            d.targets.push(f.dst);
+            if d.targets.len() >= 2 * d.compacted + 64 {
+                d.compact();
             }
             *d.buckets
                 .entry((f.first - self.day_start_us).div_euclid(DOS_BUCKET_SECS * 1_000_000))
                 .or_default() += f.packets;
         }
         let bucket = self.bucket(f.first);
-        let spoof_reason = (f.src == f.dst)
-            .then_some("src_eq_dst")
-            .or_else(|| classify::spoof_reason_probe(f.kind, f.port));
+        let spoof_reason = if f.src == f.dst {
+            Some("src_eq_dst")
+        } else if f.port == 0 || f.port == 80 || f.kind == "fragment" {
+            classify::spoof_reason_probe(f.kind, f.port)
+        } else {
+            None
+        };
         let si = self.state(f.src);
         let s = &mut self.ips[si];
         s.first = s.first.min(f.first);
@@ -354,15 +431,11 @@ impl DayAgg {
         if let Some(r) = spoof_reason {
             s.spoof |= 1 << bit_of(&SPOOF_REASONS, r).unwrap_or(0);
         }
-        push_unique(&mut s.sensors, f.sensor);
+        s.sensors.insert(f.sensor);
         match role {
             Role::Backscatter => s.backscatter_packets += f.packets,
             Role::Probe => {
-                let class = match f.kind {
-                    "udp" => CLASS_UDP,
-                    "icmp_echo" => CLASS_ICMP,
-                    _ => CLASS_TCP,
-                };
+                let class = f.info.class;
                 let port = if class == CLASS_ICMP { 0 } else { f.port };
                 s.add_probe((u64::from(f.dst) << 18) | (class << 16) | u64::from(port));
                 s.buckets |= 1 << bucket;
@@ -389,15 +462,30 @@ impl DayAgg {
 
     /// Adds one `events` file: tools, OS hints, TTL, payload facts per source.
     pub fn add_events(&mut self, path: &Path) -> Result<(), RollupError> {
-        let mut src_ids = Vec::new();
-        let mut hints = Interner::default();
-        let mut hint_ids = Vec::new();
-        let mut kinds = Interner::default();
-        let mut kind_ids = Vec::new();
+        let mut scratch = EventScratch::default();
         for_each_batch(path, &EVENT_COLUMNS, |b| {
-            self.addrs.ids(column(b, "src_ip", path)?, &mut src_ids);
-            hints.ids(column(b, "os_hint", path)?, &mut hint_ids);
-            kinds.ids(column(b, "kind", path)?, &mut kind_ids);
+            self.add_events_batch(b, path, &mut scratch)
+        })
+    }
+
+    /// Adds one batch of `events` rows.
+    pub fn add_events_batch(
+        &mut self,
+        b: &RecordBatch,
+        path: &Path,
+        x: &mut EventScratch,
+    ) -> Result<(), RollupError> {
+        let EventScratch {
+            src_ids,
+            hints,
+            hint_ids,
+            kinds,
+            kind_ids,
+        } = x;
+        {
+            self.addrs.ids(column(b, "src_ip", path)?, src_ids);
+            hints.ids(column(b, "os_hint", path)?, hint_ids);
+            kinds.ids(column(b, "kind", path)?, kind_ids);
             let port = typed::<UInt16Array>(column(b, "dst_port", path)?, "dst_port", path)?;
             let ttl = typed::<UInt8Array>(column(b, "ttl", path)?, "ttl", path)?;
             let weight = typed::<UInt32Array>(column(b, "weight", path)?, "weight", path)?;
@@ -473,28 +561,68 @@ impl DayAgg {
                 }
             }
             Ok(())
-        })
+        }
     }
 
     /// Adds one `sensor_stats` file: the sensors active that day.
     pub fn add_stats(&mut self, path: &Path) -> Result<(), RollupError> {
         let mut ids = Vec::new();
         for_each_batch(path, &["sensor"], |b| {
-            self.sensors.ids(column(b, "sensor", path)?, &mut ids);
-            self.stats_rows += b.num_rows() as u64;
-            for &i in &ids {
-                if i != u32::MAX {
-                    self.mark_sensor(i);
-                }
-            }
-            Ok(())
+            self.add_stats_batch(b, path, &mut ids)
         })
     }
 
+    /// Adds one batch of `sensor_stats` rows.
+    pub fn add_stats_batch(
+        &mut self,
+        b: &RecordBatch,
+        path: &Path,
+        ids: &mut Vec<u32>,
+    ) -> Result<(), RollupError> {
+        self.sensors.ids(column(b, "sensor", path)?, ids);
+        self.stats_rows += b.num_rows() as u64;
+        for &i in ids.iter() {
+            if i != u32::MAX {
+                self.mark_sensor(i);
+            }
+        }
+        Ok(())
+    }
+
     /// Number of sensors active that day.
+    /// Shares the sensor names for the finish stage (call once after reading).
+    pub fn share_sensor_names(&mut self) {
+        self.sensor_names = (0..self.sensors.len() as u32)
+            .map(|i| std::sync::Arc::from(self.sensors.name(i)))
+            .collect();
+    }
+
     pub fn active_sensor_count(&self) -> u64 {
         self.active_sensors.iter().filter(|a| **a).count() as u64
     }
+}
+
+/// Per-run scratch buffers of the flows reader.
+#[derive(Debug, Default)]
+pub struct FlowScratch {
+    sensor_ids: Vec<u32>,
+    src_ids: Vec<u32>,
+    dst_ids: Vec<u32>,
+    kinds: Interner,
+    kind_ids: Vec<u32>,
+    kind_info: Vec<KindInfo>,
+    protos: Interner,
+    proto_ids: Vec<u32>,
+}
+
+/// Per-run scratch buffers of the events reader.
+#[derive(Debug, Default)]
+pub struct EventScratch {
+    src_ids: Vec<u32>,
+    hints: Interner,
+    hint_ids: Vec<u32>,
+    kinds: Interner,
+    kind_ids: Vec<u32>,
 }
 
 struct FlowRow<'a> {
@@ -502,6 +630,7 @@ struct FlowRow<'a> {
     src: u32,
     dst: u32,
     kind: &'a str,
+    info: KindInfo,
     proto: &'a str,
     port: u16,
     icmp_type: Option<u8>,

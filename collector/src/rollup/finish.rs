@@ -21,7 +21,8 @@ pub struct IpRow {
     pub packets: u64,
     pub bytes: u64,
     pub sensor_count: u32,
-    pub sensors: Vec<String>,
+    /// Sensor ids (shared strings: one allocation per sensor, not per row).
+    pub sensors: Vec<std::sync::Arc<str>>,
     pub scan_breadth: u8,
     pub dst_hosts: u64,
     pub ports: Vec<u16>,
@@ -137,10 +138,10 @@ pub fn classify_ip(agg: &DayAgg, s: &mut IpState, cfg: &RollupConfig, active: u6
     let scanner = classify::is_scanner(&cfg.scanner, probe_pairs, targets.len() as u64, spoof != 0);
     let sensor_count = s.sensors.len() as u64;
     let breadth = classify::scan_breadth(sensor_count, active);
-    let mut sensors: Vec<String> = s
+    let mut sensors: Vec<std::sync::Arc<str>> = s
         .sensors
         .iter()
-        .map(|i| agg.sensors.name(*i).to_string())
+        .map(|i| agg.sensor_names[i as usize].clone())
         .collect();
     sensors.sort();
     let mut tags = Vec::new();
@@ -167,6 +168,14 @@ pub fn classify_ip(agg: &DayAgg, s: &mut IpState, cfg: &RollupConfig, active: u6
     if let Some(e) = ev {
         tags.extend(e.payload_tags.iter().map(|t| t.to_string()));
     }
+    let scan_type = classify::scan_type(
+        targets.len() as u64,
+        (tcp.len() + udp.len()) as u64,
+        cfg.scanner.few,
+    )
+    .as_str();
+    // The probes are summarised: free them now (the largest part of the day's state).
+    s.probes = Vec::new();
     IpRow {
         src_ip: agg.addrs.name(s.addr).to_string(),
         first_seen: s.first,
@@ -184,15 +193,7 @@ pub fn classify_ip(agg: &DayAgg, s: &mut IpState, cfg: &RollupConfig, active: u6
         probe_pairs,
         icmp_ping: s.icmp_ping,
         kinds: bits(u64::from(s.kinds), &KINDS),
-        scan_type: classify::scan_type(
-            targets.len() as u64,
-            (s.probes.iter().filter(|p| (*p >> 16) & 3 != CLASS_ICMP))
-                .map(|p| *p & 0x3_ffff)
-                .collect::<std::collections::BTreeSet<_>>()
-                .len() as u64,
-            cfg.scanner.few,
-        )
-        .as_str(),
+        scan_type,
         is_scanner: scanner,
         tools,
         os_hint: ev.and_then(|e| {
@@ -289,6 +290,9 @@ pub fn dos_rows(agg: &DayAgg, cfg: &RollupConfig) -> Vec<DosRow> {
         .iter()
         .map(|(addr, d)| {
             let mut buckets: Vec<(i64, u64)> = d.buckets.iter().map(|(k, v)| (*k, *v)).collect();
+            let mut targets = d.targets.clone();
+            targets.sort_unstable();
+            targets.dedup();
             buckets.sort_unstable();
             let attacks = classify::attacks(&cfg.dos, &buckets);
             DosRow {
@@ -298,7 +302,7 @@ pub fn dos_rows(agg: &DayAgg, cfg: &RollupConfig) -> Vec<DosRow> {
                 packets: d.packets,
                 bytes: d.bytes,
                 peak_ppm: classify::peak_per_minute(&buckets),
-                dst_hosts: d.targets.len() as u64,
+                dst_hosts: targets.len() as u64,
                 sensor_count: d.sensors.len() as u32,
                 kinds: bits(u64::from(d.kinds), &KINDS),
                 attacks,

@@ -75,6 +75,8 @@ pub enum RollupError {
     Enrich(#[from] EnrichError),
     #[error("no data for {0}: no flows, events or sensor_stats files")]
     NoData(NaiveDate),
+    #[error("reading stopped: the aggregation ended early")]
+    Cancelled,
 }
 
 /// What one run did.
@@ -242,25 +244,45 @@ pub fn run(opts: &RollupOptions) -> Result<RollupSummary, RollupError> {
 
     // Read + aggregate.
     let mut agg = aggregate::DayAgg::new(opts.date);
-    for (name, size) in &inputs.files {
-        let (table, file) = name.split_once('/').unwrap_or(("", name));
-        let path = root
-            .join(table)
-            .join(format!("date={}", opts.date.format("%Y-%m-%d")))
-            .join(file);
-        match table {
-            "flows" => agg.add_flows(&path)?,
-            "events" => agg.add_events(&path)?,
-            _ => agg.add_stats(&path)?,
-        }
-        bar.inc(*size);
-    }
+    let day_dir = format!("date={}", opts.date.format("%Y-%m-%d"));
+    let files_of = |table: &str| -> Vec<(PathBuf, u64)> {
+        inputs
+            .files
+            .iter()
+            .filter_map(|(name, size)| {
+                let (t, file) = name.split_once('/')?;
+                (t == table).then(|| (root.join(t).join(&day_dir).join(file), *size))
+            })
+            .collect()
+    };
+    let mut flows = aggregate::FlowScratch::default();
+    read::read_pipelined(
+        files_of("flows"),
+        &aggregate::FLOW_COLUMNS,
+        |p, b| agg.add_flows_batch(b, p, &mut flows),
+        |n| bar.inc(n),
+    )?;
+    let mut events = aggregate::EventScratch::default();
+    read::read_pipelined(
+        files_of("events"),
+        &aggregate::EVENT_COLUMNS,
+        |p, b| agg.add_events_batch(b, p, &mut events),
+        |n| bar.inc(n),
+    )?;
+    let mut ids = Vec::new();
+    read::read_pipelined(
+        files_of("sensor_stats"),
+        &["sensor"],
+        |p, b| agg.add_stats_batch(b, p, &mut ids),
+        |n| bar.inc(n),
+    )?;
     bar.finish_and_clear();
     summary.flow_rows = agg.flow_rows;
     summary.event_rows = agg.event_rows;
     summary.stats_rows = agg.stats_rows;
 
     // Finish: classify every source.
+    agg.share_sensor_names();
     let active = agg.active_sensor_count();
     let mut states = std::mem::take(&mut agg.ips);
     let mut rows: Vec<finish::IpRow> = states
@@ -307,11 +329,7 @@ pub fn run(opts: &RollupOptions) -> Result<RollupSummary, RollupError> {
     let series = finish::series_rows(&agg, &rows);
     let ports = finish::port_rows(&agg, &rows);
     let dos = finish::dos_rows(&agg, cfg);
-    rows.sort_by(|a, b| {
-        let pa = a.src_ip.parse::<IpAddr>().ok();
-        let pb = b.src_ip.parse::<IpAddr>().ok();
-        pa.cmp(&pb).then(a.src_ip.cmp(&b.src_ip))
-    });
+    rows.sort_by_cached_key(|r| (r.src_ip.parse::<IpAddr>().ok(), r.src_ip.clone()));
     summary.sources = rows.len();
     summary.scanners = rows.iter().filter(|r| r.is_scanner).count();
     summary.active_sensors = active;
@@ -320,12 +338,7 @@ pub fn run(opts: &RollupOptions) -> Result<RollupSummary, RollupError> {
 
     // Write, then the marker.
     let user: Vec<config::FieldRule> = rules.fields().cloned().collect();
-    write::write_table(
-        root,
-        "ip_daily",
-        opts.date,
-        &write::ip_daily_batch(&rows, &user)?,
-    )?;
+    write::write_ip_daily(root, opts.date, &rows, &user)?;
     write::write_table(
         root,
         "port_daily",

@@ -212,9 +212,34 @@ fn port_lists(rows: &[IpRow], get: impl Fn(&IpRow) -> &[u16]) -> ArrayRef {
     Arc::new(b.finish())
 }
 
-/// `ip_daily` rows → one record batch.
-pub fn ip_daily_batch(rows: &[IpRow], user: &[FieldRule]) -> Result<RecordBatch, RollupError> {
+/// Rows per record batch when writing `ip_daily`.
+pub const IP_DAILY_CHUNK: usize = 65_536;
+
+/// Writes `ip_daily`, building Arrow arrays one chunk of rows at a time.
+pub fn write_ip_daily(
+    root: &Path,
+    day: NaiveDate,
+    rows: &[IpRow],
+    user: &[FieldRule],
+) -> Result<u64, RollupError> {
     let schema = ip_daily_schema(user);
+    let chunks = rows
+        .chunks(IP_DAILY_CHUNK)
+        .map(|c| ip_daily_arrow(schema.clone(), c, user));
+    Ok(lake::write_parquet_atomic_chunks(
+        &rollup_path(root, "ip_daily", day),
+        "ip_daily",
+        schema.clone(),
+        chunks,
+    )?)
+}
+
+/// `ip_daily` rows → one record batch.
+fn ip_daily_arrow(
+    schema: SchemaRef,
+    rows: &[IpRow],
+    user: &[FieldRule],
+) -> Result<RecordBatch, arrow::error::ArrowError> {
     let mut breadth = UInt8Builder::with_capacity(rows.len());
     for r in rows {
         breadth.append_value(r.scan_breadth);
@@ -287,10 +312,7 @@ pub fn ip_daily_batch(rows: &[IpRow], user: &[FieldRule]) -> Result<RecordBatch,
             }
         });
     }
-    RecordBatch::try_new(schema, cols).map_err(|source| RollupError::Build {
-        table: "ip_daily",
-        source,
-    })
+    RecordBatch::try_new(schema, cols)
 }
 
 /// `port_daily` rows → one record batch.
