@@ -155,7 +155,7 @@ fn measure(cmd: &mut Command) -> anyhow::Result<(f64, f64, String)> {
 
 fn duckdb(sql: &str) -> anyhow::Result<(f64, f64, String)> {
     let script = format!(
-        "import duckdb, time, json\ncon = duckdb.connect(config={{'enable_progress_bar': False}})\nt = time.time()\ncon.execute('CREATE TABLE r AS ' + {sql:?})\nsecs = time.time() - t\nn = con.execute('SELECT count(*) FROM r').fetchone()[0]\nprint(json.dumps({{'secs': secs, 'rows': n}}))\n"
+        "import duckdb, time, json\ncon = duckdb.connect()\ncon.execute('SET enable_progress_bar = false')\nt = time.time()\ncon.execute('CREATE TABLE r AS ' + {sql:?})\nsecs = time.time() - t\nn = con.execute('SELECT count(*) FROM r').fetchone()[0]\nprint(json.dumps({{'secs': secs, 'rows': n}}))\n"
     );
     measure(Command::new("python3").arg("-c").arg(script))
 }
