@@ -33,11 +33,13 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("config file {path}: {source}")]
+    /// One line: where in the file, and what is wrong there.
+    #[error("config file {path}, line {line} column {column}: {message}")]
     Parse {
         path: String,
-        #[source]
-        source: Box<toml::de::Error>,
+        line: usize,
+        column: usize,
+        message: String,
     },
     #[error("config: unknown kind {name:?} in [{table}] (known: {known})")]
     UnknownKind {
@@ -148,9 +150,16 @@ impl RuntimeConfig {
             source,
         })?;
         Self::from_toml(&text).map_err(|e| match e {
-            ConfigError::Parse { source, .. } => ConfigError::Parse {
+            ConfigError::Parse {
+                line,
+                column,
+                message,
+                ..
+            } => ConfigError::Parse {
                 path: path.display().to_string(),
-                source,
+                line,
+                column,
+                message,
             },
             other => other,
         })
@@ -158,9 +167,15 @@ impl RuntimeConfig {
 
     /// Parses and validates configuration text.
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        let file: FileConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: "<text>".into(),
-            source: Box::new(e),
+        let file: FileConfig = toml::from_str(text).map_err(|e| {
+            let at = e.span().map_or(0, |s| s.start).min(text.len());
+            let before = &text[..at];
+            ConfigError::Parse {
+                path: "<text>".into(),
+                line: before.matches('\n').count() + 1,
+                column: before.chars().rev().take_while(|c| *c != '\n').count() + 1,
+                message: e.message().trim().replace('\n', " "),
+            }
         })?;
         let mut cfg = RuntimeConfig::default();
         if let Some(n) = file.payload_len {
