@@ -62,6 +62,26 @@ pub fn unavailable_reason() -> Option<String> {
     None
 }
 
+/// The gate of every privileged test: `None` to go on; otherwise the test skips with the printed
+/// reason, or fails under `SCANSCOPE_REQUIRE_PRIVILEGED=1` (as `cargo xtask test` and CI run).
+pub fn privileged_or_skip() -> Option<()> {
+    match unavailable_reason() {
+        None => Some(()),
+        Some(r) if std::env::var("SCANSCOPE_REQUIRE_PRIVILEGED").as_deref() == Ok("1") => {
+            panic!("end-to-end test cannot run: {r}")
+        }
+        Some(r) => {
+            eprintln!("SKIPPED: {r}");
+            None
+        }
+    }
+}
+
+/// A per-test directory under the system temp dir.
+pub fn e2e_dir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("scanscope-e2e-{}-{name}", std::process::id()))
+}
+
 fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|p| {
         std::env::split_paths(&p)
@@ -95,6 +115,30 @@ fn sh(args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a scanner command in namespace `ns` under `timeout` (SIGINT after `limit_secs`, SIGKILL
+/// 2 s later). Accepted endings besides success: `timeout`'s 124 (masscan does not exit by itself
+/// on a quiet link, so its runs end that way after sending everything), hping3's 1 (nothing
+/// answers: what a dark sensor does), and masscan killed while "waiting to exit" (it sends at a
+/// fixed rate and has reported 100 % done by then).
+pub fn scan_in(ns: &str, args: &[&str], limit_secs: u32) -> Result<()> {
+    let limit = limit_secs.to_string();
+    let mut full = vec!["timeout", "-k", "2", "-s", "INT", limit.as_str()];
+    full.extend(["ip", "netns", "exec", ns]);
+    full.extend(args);
+    let out = Command::new(full[0]).args(&full[1..]).output()?;
+    let quiet_hping = args.first() == Some(&"hping3") && out.status.code() == Some(1);
+    let masscan_killed = args.first() == Some(&"masscan")
+        && std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9);
+    if !out.status.success() && out.status.code() != Some(124) && !quiet_hping && !masscan_killed {
+        bail!(
+            "{args:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
 }
 
 /// Two namespaces joined by a veth pair; deleted on drop.
@@ -291,24 +335,7 @@ impl Lab {
 
     /// Runs a command in the scanner namespace, with a time limit.
     pub fn scan(&self, args: &[&str], limit_secs: u32) -> Result<()> {
-        let mut full = vec!["timeout", "-k", "2", "-s", "INT"];
-        let limit = limit_secs.to_string();
-        full.push(&limit);
-        full.extend(["ip", "netns", "exec", self.scanner_ns.as_str()]);
-        full.extend(args);
-        let out = Command::new(full[0]).args(&full[1..]).output()?;
-        // `timeout` exits 124 when it had to stop the command: masscan does not exit by itself
-        // on a quiet link, so its runs are ended that way after sending everything.
-        // hping3 exits 1 when nothing answers, which is what a dark sensor does.
-        let quiet_hping = args.first() == Some(&"hping3") && out.status.code() == Some(1);
-        if !out.status.success() && out.status.code() != Some(124) && !quiet_hping {
-            bail!(
-                "{args:?} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
+        scan_in(&self.scanner_ns, args, limit_secs)
     }
 
     /// Runs a command in the sensor namespace.

@@ -292,30 +292,9 @@ impl MultiLab {
         Ok(())
     }
 
-    /// Runs a bounded command in the scanner namespace (see `Lab::scan`).
+    /// Runs a bounded command in the scanner namespace (see [`crate::scan_in`]).
     pub fn scan(&self, args: &[&str], limit_secs: u32) -> Result<()> {
-        let limit = limit_secs.to_string();
-        let mut full = vec!["timeout", "-k", "2", "-s", "INT", limit.as_str()];
-        full.extend(["ip", "netns", "exec", self.scanner.as_str()]);
-        full.extend(args);
-        let out = Command::new(full[0]).args(&full[1..]).output()?;
-        let quiet_hping = args.first() == Some(&"hping3") && out.status.code() == Some(1);
-        // masscan may still be "waiting to exit" when the grace after SIGINT ends: by then it
-        // has sent everything (it sends at a fixed rate and reports 100 % done).
-        let masscan_killed = args.first() == Some(&"masscan")
-            && std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9);
-        if !out.status.success()
-            && out.status.code() != Some(124)
-            && !quiet_hping
-            && !masscan_killed
-        {
-            bail!(
-                "{args:?} failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
+        crate::scan_in(&self.scanner, args, limit_secs)
     }
 
     /// A command run in the core namespace (e.g. the collector's rollup and report).
@@ -325,6 +304,34 @@ impl MultiLab {
             .arg(program)
             .args(args)
             .output()?)
+    }
+
+    /// The one UTC day the lake's flows fall in (a run that crossed midnight is an error).
+    pub fn lake_date(lake: &Path) -> Result<String> {
+        let days: Vec<String> = std::fs::read_dir(lake.join("flows"))?
+            .flatten()
+            .map(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .trim_start_matches("date=")
+                    .to_string()
+            })
+            .collect();
+        match &days[..] {
+            [d] => Ok(d.clone()),
+            _ => bail!("expected one day of flows, found {days:?} (the run crossed UTC midnight?)"),
+        }
+    }
+
+    /// Writes the lab's MMDB (`tests/py/write_mmdb.py`, mmdb-writer): country and ASN for
+    /// 203.0.113.0/24 (NL, AS64500) and 162.142.125.0/24 (US, AS398324).
+    pub fn write_mmdb(path: &Path) -> Result<()> {
+        let py = Path::new(env!("CARGO_MANIFEST_DIR")).join("py/write_mmdb.py");
+        let st = Command::new("python3").arg(py).arg(path).status()?;
+        if !st.success() {
+            bail!("writing the MMDB failed (is mmdb-writer installed? scripts/setup.sh)");
+        }
+        Ok(())
     }
 
     /// The scenario: nmap, masscan, zmap, Mirai-style hping3, a spoofed random-source SYN flood

@@ -6,17 +6,10 @@ use std::{
     time::Duration,
 };
 
-use scanscope_tests::{flows_by_source, sensor_binary, unavailable_reason};
+use scanscope_tests::{flows_by_source, privileged_or_skip, sensor_binary};
 
 fn skip() -> bool {
-    if let Some(r) = unavailable_reason() {
-        if std::env::var("SCANSCOPE_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-            panic!("end-to-end test cannot run: {r}");
-        }
-        eprintln!("SKIPPED: {r}");
-        return true;
-    }
-    false
+    privileged_or_skip().is_none()
 }
 
 fn sh(args: &[&str]) {

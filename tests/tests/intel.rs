@@ -3,19 +3,12 @@
 //! a Tor exit list and an MMDB, then the report and the DuckDB / pandas / chdb examples.
 use std::collections::BTreeMap;
 
-use scanscope_tests::{multilab::*, transport, unavailable_reason};
+use scanscope_tests::{e2e_dir, multilab::*, privileged_or_skip, transport};
 use serde_json::{Value, json};
 
 fn lab_or_skip(name: &str, sensors: usize) -> Option<MultiLab> {
-    if let Some(r) = unavailable_reason() {
-        if std::env::var("SCANSCOPE_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-            panic!("end-to-end test cannot run: {r}");
-        }
-        eprintln!("SKIPPED: {r}");
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("scanscope-e2e-{}-{name}", std::process::id()));
-    Some(MultiLab::new(&dir, sensors).expect("build the multi-sensor lab"))
+    privileged_or_skip()?;
+    Some(MultiLab::new(&e2e_dir(name), sensors).expect("build the multi-sensor lab"))
 }
 
 fn run_json(out: std::process::Output, what: &str) -> Value {
@@ -46,19 +39,7 @@ fn multi_sensor_rollup_names_tools_breadth_orgs_and_keeps_floods_out() {
         .stop()
         .expect("collector stops");
 
-    // One UTC day of data (the test would straddle midnight only by bad luck: say so).
-    let days: Vec<String> = std::fs::read_dir(lake.join("flows"))
-        .unwrap()
-        .flatten()
-        .map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .trim_start_matches("date=")
-                .to_string()
-        })
-        .collect();
-    assert_eq!(days.len(), 1, "the run crossed UTC midnight: {days:?}");
-    let date = days[0].clone();
+    let date = MultiLab::lake_date(&lake).expect("one day of flows");
 
     let tor = lab.dir.join("exit-addresses");
     std::fs::write(
@@ -67,13 +48,7 @@ fn multi_sensor_rollup_names_tools_breadth_orgs_and_keeps_floods_out() {
     )
     .unwrap();
     let mmdb = lab.dir.join("lab.mmdb");
-    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/write_mmdb.py");
-    let st = std::process::Command::new("python3")
-        .arg(py)
-        .arg(&mmdb)
-        .status()
-        .unwrap();
-    assert!(st.success(), "writing the MMDB failed");
+    MultiLab::write_mmdb(&mmdb).expect("MMDB");
 
     let bin = transport::collector_binary().expect("collector binary");
     let lake_s = lake.display().to_string();

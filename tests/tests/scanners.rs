@@ -7,15 +7,8 @@ use scanscope_tests::transport;
 use scanscope_tests::*;
 
 fn lab_or_skip(name: &str) -> Option<Lab> {
-    if let Some(r) = unavailable_reason() {
-        if std::env::var("SCANSCOPE_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-            panic!("end-to-end test cannot run: {r}");
-        }
-        eprintln!("SKIPPED: {r}");
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("scanscope-e2e-{}-{name}", std::process::id()));
-    Some(Lab::new(&dir).expect("build the lab"))
+    privileged_or_skip()?;
+    Some(Lab::new(&e2e_dir(name)).expect("build the lab"))
 }
 
 #[test]

@@ -44,25 +44,17 @@ fn main() -> Result<()> {
     lab.stop_agents()?;
     lab.collector.take().context("collector")?.stop()?;
 
-    let date = std::fs::read_dir(lake.join("flows"))?
-        .flatten()
-        .map(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .trim_start_matches("date=")
-                .to_string()
-        })
-        .max()
-        .context("no flows in the lake")?;
+    let date = MultiLab::lake_date(&lake)?;
     let tor = dir.join("exit-addresses");
     std::fs::write(&tor, format!("ExitAddress {M_NMAP} {date} 10:00:00\n"))?;
     let mmdb = dir.join("lab.mmdb");
-    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/write_mmdb.py");
-    let have_mmdb = Command::new("python3")
-        .arg(py)
-        .arg(&mmdb)
-        .status()?
-        .success();
+    let have_mmdb = match MultiLab::write_mmdb(&mmdb) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("   (no MMDB: {e})");
+            false
+        }
+    };
     let bin = transport::collector_binary().context("collector binary")?;
     let lake_s = lake.display().to_string();
     let mut args = vec![
