@@ -9,6 +9,8 @@
 //! * Events come from the ring buffer ([`read_event`]).
 use std::time::Duration;
 
+use std::os::fd::AsFd;
+
 use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
@@ -25,6 +27,12 @@ pub enum DrainError {
         name: &'static str,
         #[source]
         source: MapError,
+    },
+    #[error("map {name}: batch lookup: {source}")]
+    Batch {
+        name: &'static str,
+        #[source]
+        source: std::io::Error,
     },
 }
 
@@ -83,7 +91,28 @@ pub fn read_counters(ebpf: &Ebpf) -> Result<CounterSnapshot, DrainError> {
 }
 
 /// Reads the per-CPU `PORTS` array: packets per TCP port (`0..65536`) then per UDP port.
+///
+/// One `BPF_MAP_LOOKUP_BATCH` (kernel ≥ 5.6) reads all 131 072 slots of every CPU; where the
+/// kernel refuses it, one lookup per slot (131 072 syscalls) does the same.
 pub fn read_ports(ebpf: &Ebpf) -> Result<Vec<u64>, DrainError> {
+    read_ports_batch(ebpf).or_else(|_| read_ports_per_key(ebpf))
+}
+
+/// [`read_ports`] through `BPF_MAP_LOOKUP_BATCH` only.
+pub fn read_ports_batch(ebpf: &Ebpf) -> Result<Vec<u64>, DrainError> {
+    let batch = |source| DrainError::Batch {
+        name: maps::PORTS,
+        source,
+    };
+    let aya::maps::Map::PerCpuArray(data) = map(ebpf, maps::PORTS)? else {
+        return Err(batch(std::io::Error::other("not a per-CPU array")));
+    };
+    let cpus = aya::util::nr_cpus().map_err(|(_, e)| batch(e))?;
+    lookup_batch_percpu_u64(data.fd().as_fd(), PORT_SLOTS, cpus).map_err(batch)
+}
+
+/// [`read_ports`] with one lookup per slot.
+pub fn read_ports_per_key(ebpf: &Ebpf) -> Result<Vec<u64>, DrainError> {
     let arr: PerCpuArray<_, u64> =
         PerCpuArray::try_from(map(ebpf, maps::PORTS)?).map_err(map_err(maps::PORTS))?;
     (0..PORT_SLOTS)
@@ -93,6 +122,89 @@ pub fn read_ports(ebpf: &Ebpf) -> Result<Vec<u64>, DrainError> {
                 .map_err(map_err(maps::PORTS))
         })
         .collect()
+}
+
+/// `BPF_MAP_LOOKUP_BATCH` over a per-CPU array of `u64` with `slots` entries: the per-slot sums.
+fn lookup_batch_percpu_u64(
+    fd: std::os::fd::BorrowedFd<'_>,
+    slots: u32,
+    cpus: usize,
+) -> std::io::Result<Vec<u64>> {
+    use std::os::fd::AsRawFd;
+    /// The `batch` member of `union bpf_attr` (include/uapi/linux/bpf.h).
+    #[repr(C)]
+    struct BatchAttr {
+        in_batch: u64,
+        out_batch: u64,
+        keys: u64,
+        values: u64,
+        count: u32,
+        map_fd: u32,
+        elem_flags: u64,
+        flags: u64,
+    }
+    const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+    let n = slots as usize;
+    let mut keys = vec![0u32; n];
+    let mut values = vec![0u64; n * cpus];
+    let mut token = 0u32;
+    let mut sums = vec![0u64; n];
+    let mut filled = 0usize;
+    let mut first = true;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first {
+                0
+            } else {
+                &token as *const u32 as u64
+            },
+            out_batch: &mut token as *mut u32 as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: n as u32,
+            map_fd: fd.as_raw_fd() as u32,
+            elem_flags: 0,
+            flags: 0,
+        };
+        // SAFETY: `attr` points at buffers sized for `n` keys (u32) and `n * cpus` values (u64,
+        // the kernel's per-CPU stride for 8-byte values); the kernel writes at most `count` of
+        // each, and the size passed is the struct's own.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_LOOKUP_BATCH,
+                &mut attr as *mut BatchAttr,
+                size_of::<BatchAttr>() as u32,
+            )
+        };
+        let end = if rc < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                return Err(e);
+            }
+            true // ENOENT: the end of the array (count says how many came with it)
+        } else {
+            false
+        };
+        let got = (attr.count as usize).min(n);
+        for i in 0..got {
+            let key = keys[i] as usize;
+            if key < n {
+                sums[key] = values[i * cpus..(i + 1) * cpus].iter().sum();
+                filled += 1;
+            }
+        }
+        if end || got == 0 || filled >= n {
+            break;
+        }
+        first = false;
+    }
+    if filled != n {
+        return Err(std::io::Error::other(format!(
+            "batch lookup returned {filled} of {n} slots"
+        )));
+    }
+    Ok(sums)
 }
 
 /// The tuple table the kernel currently writes (0 or 1).

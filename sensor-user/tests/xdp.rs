@@ -14,6 +14,7 @@ use sensor_common::{
 };
 use sensor_user::{
     config::RuntimeConfig,
+    drain,
     frame::{Ext, L4, V4, V6, ethernet},
     reference::{self, Outcome, Packet},
     testrun::{Harness, skip_reason},
@@ -346,6 +347,41 @@ fn every_kind_is_classified_counted_and_sampled() {
         18
     );
     assert_eq!(d.get(counter::SAMPLED), 18);
+}
+
+#[test]
+fn per_port_counts_read_in_one_batch_equal_per_key_reads() {
+    let Some(mut h) = harness(&sample_all()) else {
+        return;
+    };
+    let v4 = V4::new(SRC, DST);
+    let before = drain::read_ports_batch(&h.ebpf).expect("batch lookup works on this kernel");
+    for (port, n) in [(22u16, 3), (443, 1), (65535, 2)] {
+        for _ in 0..n {
+            h.run(&v4.frame(&[], &L4::tcp(40000, port, tcp::SYN, &[])))
+                .expect("run");
+        }
+    }
+    for _ in 0..2 {
+        let udp = L4::Udp {
+            sport: 5353,
+            dport: 53,
+            payload: b"\x12\x34".to_vec(),
+        };
+        h.run(&v4.frame(&[], &udp)).expect("run");
+    }
+    let batch = drain::read_ports_batch(&h.ebpf).expect("batch");
+    let per_key = drain::read_ports_per_key(&h.ebpf).expect("per key");
+    assert_eq!(batch.len(), 2 * 65536);
+    assert_eq!(batch, per_key);
+    let delta: Vec<(usize, u64)> = batch
+        .iter()
+        .zip(&before)
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(i, (a, b))| (i, a - b))
+        .collect();
+    assert_eq!(delta, vec![(22, 3), (443, 1), (65535, 2), (65536 + 53, 2)]);
 }
 
 #[test]
