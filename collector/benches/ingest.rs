@@ -126,6 +126,10 @@ fn table_bytes(root: &Path, table: &str) -> u64 {
 }
 
 fn main() -> anyhow::Result<()> {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("ingest benchmark: run it with `cargo xtask bench ingest`");
+        return Ok(());
+    }
     let total: usize = std::env::var("SCANSCOPE_BENCH_ROWS")
         .ok()
         .and_then(|s| s.parse().ok())

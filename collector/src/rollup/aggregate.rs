@@ -14,7 +14,7 @@ use super::{
     RollupError,
     classify::{self, DOS_BUCKET_SECS, Role},
     payload,
-    read::{Interner, column, for_each_batch, typed},
+    read::{Interner, column, typed},
 };
 
 /// The flow kinds, in bit order of `IpState::kinds`.
@@ -325,14 +325,6 @@ impl DayAgg {
         ((ts - self.day_start_us) / 1_800_000_000).clamp(0, SERIES_BUCKETS as i64 - 1) as usize
     }
 
-    /// Adds one `flows` file.
-    pub fn add_flows(&mut self, path: &Path) -> Result<(), RollupError> {
-        let mut scratch = FlowScratch::default();
-        for_each_batch(path, &FLOW_COLUMNS, |b| {
-            self.add_flows_batch(b, path, &mut scratch)
-        })
-    }
-
     /// Adds one batch of `flows` rows (`path` names the file in errors).
     pub fn add_flows_batch(
         &mut self,
@@ -460,14 +452,6 @@ impl DayAgg {
         }
     }
 
-    /// Adds one `events` file: tools, OS hints, TTL, payload facts per source.
-    pub fn add_events(&mut self, path: &Path) -> Result<(), RollupError> {
-        let mut scratch = EventScratch::default();
-        for_each_batch(path, &EVENT_COLUMNS, |b| {
-            self.add_events_batch(b, path, &mut scratch)
-        })
-    }
-
     /// Adds one batch of `events` rows.
     pub fn add_events_batch(
         &mut self,
@@ -482,94 +466,84 @@ impl DayAgg {
             kinds,
             kind_ids,
         } = x;
-        {
-            self.addrs.ids(column(b, "src_ip", path)?, src_ids);
-            hints.ids(column(b, "os_hint", path)?, hint_ids);
-            kinds.ids(column(b, "kind", path)?, kind_ids);
-            let port = typed::<UInt16Array>(column(b, "dst_port", path)?, "dst_port", path)?;
-            let ttl = typed::<UInt8Array>(column(b, "ttl", path)?, "ttl", path)?;
-            let weight = typed::<UInt32Array>(column(b, "weight", path)?, "weight", path)?;
-            let payload = typed::<BinaryArray>(column(b, "payload", path)?, "payload", path)?;
-            let tools = typed::<ListArray>(column(b, "tools", path)?, "tools", path)?;
-            for r in 0..b.num_rows() {
-                if src_ids[r] == u32::MAX {
-                    continue;
-                }
-                self.event_rows += 1;
-                let kind = kinds.name(kind_ids[r]);
-                let probe = classify::role(kind, "", None) == Role::Probe;
-                let si = self.state(src_ids[r]);
-                let e = self.ips[si].events.get_or_insert_with(Box::default);
-                e.samples += 1;
-                if tools.is_valid(r) {
-                    let t = tools.value(r);
-                    let names = t
-                        .as_any()
-                        .downcast_ref::<StringArray>()
-                        .map(|a| a.iter().flatten().collect::<Vec<_>>())
-                        .or_else(|| {
-                            t.as_dictionary_opt::<arrow::datatypes::Int32Type>()
-                                .map(|d| {
-                                    let v = d.values().as_string::<i32>();
-                                    d.keys()
-                                        .iter()
-                                        .flatten()
-                                        .map(|k| v.value(k as usize))
-                                        .collect()
-                                })
-                        })
-                        .unwrap_or_default();
-                    for n in names {
-                        if let Some(bit) = bit_of(&TOOLS, n) {
-                            e.tools |= 1 << bit;
-                        }
-                    }
-                }
-                if hint_ids[r] != u32::MAX {
-                    let h = hints.name(hint_ids[r]);
-                    match e.os_hints.iter_mut().find(|(n, _)| n == h) {
-                        Some((_, c)) => *c += 1,
-                        None => e.os_hints.push((h.to_string(), 1)),
-                    }
-                }
-                if probe && ttl.value(r) >= 200 {
-                    e.high_ttl = true;
-                }
-                if payload.is_valid(r) && !payload.value(r).is_empty() {
-                    e.payloads += 1;
-                    let facts = payload::parse(payload.value(r), port.value(r));
-                    let keep = |v: &mut Vec<String>, x: Option<String>| {
-                        if let Some(x) = x
-                            && v.len() < MAX_PAYLOAD_VALUES
-                            && !v.contains(&x)
-                        {
-                            v.push(x);
-                        }
-                    };
-                    keep(&mut e.http_url, facts.http_url);
-                    keep(&mut e.http_user_agent, facts.http_user_agent);
-                    keep(&mut e.rdp_cookie, facts.rdp_cookie);
-                    keep(&mut e.mysql_user, facts.mysql_user);
-                    if facts.mysql_login {
-                        e.mysql_login_attempts += u64::from(weight.value(r).max(1));
-                    }
-                    for t in facts.tags {
-                        if !e.payload_tags.contains(&t) {
-                            e.payload_tags.push(t);
-                        }
+        self.addrs.ids(column(b, "src_ip", path)?, src_ids);
+        hints.ids(column(b, "os_hint", path)?, hint_ids);
+        kinds.ids(column(b, "kind", path)?, kind_ids);
+        let port = typed::<UInt16Array>(column(b, "dst_port", path)?, "dst_port", path)?;
+        let ttl = typed::<UInt8Array>(column(b, "ttl", path)?, "ttl", path)?;
+        let weight = typed::<UInt32Array>(column(b, "weight", path)?, "weight", path)?;
+        let payload = typed::<BinaryArray>(column(b, "payload", path)?, "payload", path)?;
+        let tools = typed::<ListArray>(column(b, "tools", path)?, "tools", path)?;
+        for r in 0..b.num_rows() {
+            if src_ids[r] == u32::MAX {
+                continue;
+            }
+            self.event_rows += 1;
+            let kind = kinds.name(kind_ids[r]);
+            let probe = classify::role(kind, "", None) == Role::Probe;
+            let si = self.state(src_ids[r]);
+            let e = self.ips[si].events.get_or_insert_with(Box::default);
+            e.samples += 1;
+            if tools.is_valid(r) {
+                let t = tools.value(r);
+                let names = t
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .map(|a| a.iter().flatten().collect::<Vec<_>>())
+                    .or_else(|| {
+                        t.as_dictionary_opt::<arrow::datatypes::Int32Type>()
+                            .map(|d| {
+                                let v = d.values().as_string::<i32>();
+                                d.keys()
+                                    .iter()
+                                    .flatten()
+                                    .map(|k| v.value(k as usize))
+                                    .collect()
+                            })
+                    })
+                    .unwrap_or_default();
+                for n in names {
+                    if let Some(bit) = bit_of(&TOOLS, n) {
+                        e.tools |= 1 << bit;
                     }
                 }
             }
-            Ok(())
+            if hint_ids[r] != u32::MAX {
+                let h = hints.name(hint_ids[r]);
+                match e.os_hints.iter_mut().find(|(n, _)| n == h) {
+                    Some((_, c)) => *c += 1,
+                    None => e.os_hints.push((h.to_string(), 1)),
+                }
+            }
+            if probe && ttl.value(r) >= 200 {
+                e.high_ttl = true;
+            }
+            if payload.is_valid(r) && !payload.value(r).is_empty() {
+                e.payloads += 1;
+                let facts = payload::parse(payload.value(r), port.value(r));
+                let keep = |v: &mut Vec<String>, x: Option<String>| {
+                    if let Some(x) = x
+                        && v.len() < MAX_PAYLOAD_VALUES
+                        && !v.contains(&x)
+                    {
+                        v.push(x);
+                    }
+                };
+                keep(&mut e.http_url, facts.http_url);
+                keep(&mut e.http_user_agent, facts.http_user_agent);
+                keep(&mut e.rdp_cookie, facts.rdp_cookie);
+                keep(&mut e.mysql_user, facts.mysql_user);
+                if facts.mysql_login {
+                    e.mysql_login_attempts += u64::from(weight.value(r).max(1));
+                }
+                for t in facts.tags {
+                    if !e.payload_tags.contains(&t) {
+                        e.payload_tags.push(t);
+                    }
+                }
+            }
         }
-    }
-
-    /// Adds one `sensor_stats` file: the sensors active that day.
-    pub fn add_stats(&mut self, path: &Path) -> Result<(), RollupError> {
-        let mut ids = Vec::new();
-        for_each_batch(path, &["sensor"], |b| {
-            self.add_stats_batch(b, path, &mut ids)
-        })
+        Ok(())
     }
 
     /// Adds one batch of `sensor_stats` rows.

@@ -93,14 +93,6 @@ pub fn scan_breadth(sensors_seen: u64, sensors_active: u64) -> u8 {
     tenths.clamp(1, 10) as u8
 }
 
-/// Reasons a source looks forged, from its own addresses and probes.
-pub fn spoof_reasons_flow(src: &str, dst: &str, kind: &str, dst_port: u16) -> Option<&'static str> {
-    if src == dst {
-        return Some("src_eq_dst");
-    }
-    spoof_reason_probe(kind, dst_port).or_else(|| spoof_reason_addr(src))
-}
-
 /// Forgery hints of one probe: fragments, port 0, UDP to port 80.
 pub fn spoof_reason_probe(kind: &str, dst_port: u16) -> Option<&'static str> {
     if kind == "fragment" {
@@ -181,6 +173,14 @@ pub fn attacks(rule: &DosRule, buckets: &[(i64, u64)]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every hint of one flow row, in the order the rollup applies them.
+    fn spoof_reasons_flow(src: &str, dst: &str, kind: &str, dst_port: u16) -> Option<&'static str> {
+        if src == dst {
+            return Some("src_eq_dst");
+        }
+        spoof_reason_probe(kind, dst_port).or_else(|| spoof_reason_addr(src))
+    }
 
     #[test]
     fn roles() {

@@ -14,7 +14,7 @@ use arrow::{
 use chrono::NaiveDate;
 use parquet::arrow::{
     ProjectionMask,
-    arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder},
+    arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder},
 };
 
 use super::RollupError;
@@ -62,15 +62,9 @@ pub fn for_each_batch(
         path: path.to_path_buf(),
         source,
     })?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file.try_clone().map_err(|source| {
-        RollupError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    })?)
-    .map_err(pq)?;
-    // Ask for dictionaries in place of plain strings (the file's own schema otherwise).
-    let fields: Vec<Field> = builder
+    // The footer is read once: its schema, with strings as dictionaries, is the read schema.
+    let meta = ArrowReaderMetadata::load(&file, ArrowReaderOptions::new()).map_err(pq)?;
+    let fields: Vec<Field> = meta
         .schema()
         .fields()
         .iter()
@@ -85,7 +79,8 @@ pub fn for_each_batch(
         })
         .collect();
     let opts = ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(fields)));
-    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(file, opts).map_err(pq)?;
+    let meta = ArrowReaderMetadata::try_new(meta.metadata().clone(), opts).map_err(pq)?;
+    let builder = ParquetRecordBatchReaderBuilder::new_with_metadata(file, meta);
     let mut idx = Vec::new();
     for c in columns {
         match builder.schema().index_of(c) {
