@@ -9,6 +9,8 @@
 #     tcpreplay, tcpdump), iproute2, bpftool, pkg-config/libelf for tooling.
 #   * rust-src for the nightly toolchain (the eBPF crate is built with -Z build-std=core).
 #   * bpf-linker, built against the nightly's own libLLVM (see shared notes/toolchain.md).
+#   * qemu-system-x86, cpio and two older kernels (Linux 5.15 and 6.1, scripts/fetch-kernels.sh):
+#     tests/tests/kernels.rs boots them to check the XDP program on the kernels it supports.
 #   * Python packages used by tests and examples to read the lake: duckdb, pandas, pyarrow, chdb;
 #     mmdb-writer (a test writes its MMDB with it). dnsmasq answers the test's reverse DNS.
 set -euo pipefail
@@ -17,7 +19,8 @@ log() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- Debian packages
-APT_PKGS=(nmap masscan zmap hping3 netsniff-ng tcpreplay tcpdump iproute2 bpftool ethtool dnsmasq-base)
+APT_PKGS=(nmap masscan zmap hping3 netsniff-ng tcpreplay tcpdump iproute2 bpftool ethtool dnsmasq-base
+          qemu-system-x86 cpio)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -72,6 +75,9 @@ if ! python3 -c 'import duckdb, pandas, pyarrow, chdb, mmdb_writer' 2>/dev/null;
 else
   log "duckdb/pandas/pyarrow/chdb/mmdb-writer present"
 fi
+
+# ---------------------------------------------------------------- older kernels for the VM test
+bash "$(dirname "$0")/fetch-kernels.sh" || die "fetching the test kernels failed"
 
 # ---------------------------------------------------------------- kernel facts (warn only)
 [ -r /sys/kernel/btf/vmlinux ] || log "WARNING: no /sys/kernel/btf/vmlinux: this kernel has no BTF"

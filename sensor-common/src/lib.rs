@@ -29,8 +29,10 @@ pub mod maps {
     pub const EXCLUDE: &str = "EXCLUDE";
 }
 
-/// Name of the XDP program in the object.
+/// Name of the XDP program in the object (kernels ≥ 5.18: copies with `bpf_xdp_load_bytes`).
 pub const PROGRAM_NAME: &str = "scanscope";
+/// The same program for kernels 5.15–5.17 (copies with `bpf_probe_read_kernel`).
+pub const PROGRAM_NAME_COMPAT: &str = "scanscope_compat";
 
 /// Number of [`Kind`]s.
 pub const KIND_COUNT: usize = 13;

@@ -10,6 +10,7 @@ use sensor_common::tcp;
 use sensor_user::{
     config::RuntimeConfig,
     frame::{L4, V4},
+    load::Variant,
     testrun::{Harness, skip_reason},
 };
 
@@ -73,6 +74,9 @@ fn main() {
     let ack_ns = repeated(&mut h, &ack);
     h.configure(&udp_cfg).expect("configure");
     let udp_ns = repeated(&mut h, &udp);
+    // The build for kernels 5.15–5.17 copies bytes with bpf_probe_read_kernel instead.
+    let mut compat = Harness::with_variant(&udp_cfg, Some(Variant::Compat)).expect("load compat");
+    let udp_compat_ns = repeated(&mut compat, &udp);
     // Keep the ring buffer from filling during the repeat: it is drained only between cases.
     let sampled = h
         .counters()
@@ -90,6 +94,7 @@ fn main() {
         ("SYN, new tuple (100k sources)", new_ns, null_new),
         ("SYN, known tuple", known_ns, null_rep),
         ("UDP, every packet sampled (64 B)", udp_ns, null_rep),
+        ("  same, compat build (5.15–5.17)", udp_compat_ns, null_rep),
         ("TCP ACK, no socket (lookup path)", ack_ns, null_rep),
     ] {
         println!(

@@ -314,6 +314,10 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         None => None,
     };
     let mut ebpf = load::load(&cfg)?;
+    // The counters' baseline is read before attaching: a packet that arrives between the attach
+    // and a later baseline read would be missing from every interval's stats.
+    let prev_counters = drain::read_counters(&ebpf)?;
+    let prev_ports = drain::read_ports(&ebpf)?;
     let mut attachments: Vec<Attachment> = Vec::new();
     for i in &opts.ifaces {
         attachments.push(load::attach(&mut ebpf, i)?);
@@ -329,8 +333,6 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         what: "polling the ring buffer",
         source: e.into(),
     })?;
-    let prev_counters = drain::read_counters(&ebpf)?;
-    let prev_ports = drain::read_ports(&ebpf)?;
     let mut st = State {
         ebpf,
         decoder: Decoder::new(opts.sensor_id.clone(), ifaces),

@@ -29,6 +29,7 @@
 pub mod agent;
 pub mod clock;
 pub mod config;
+pub mod conformance;
 pub mod decode;
 pub mod drain;
 pub mod fingerprint;

@@ -8,9 +8,10 @@ use std::{ffi::CString, net::IpAddr};
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, LpmTrie, MapError, lpm_trie::Key},
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    programs::{ProgramError, ProgramType, Xdp, XdpMode, xdp::XdpLinkId},
+    sys::{BpfHelper, is_helper_supported, is_program_supported},
 };
-use sensor_common::{PROGRAM_NAME, SensorConfig, maps};
+use sensor_common::{PROGRAM_NAME, PROGRAM_NAME_COMPAT, SensorConfig, maps};
 use tracing::{info, warn};
 
 use crate::{config::RuntimeConfig, object};
@@ -34,6 +35,18 @@ pub enum LoadError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    #[error(
+        "this kernel has no BPF system call (built without CONFIG_BPF_SYSCALL, or bpf() is blocked): scanscope needs Linux ≥ 5.15 with BPF and XDP"
+    )]
+    NoBpf,
+    #[error(
+        "this kernel does not accept XDP programs (BPF_PROG_TYPE_XDP): scanscope needs Linux ≥ 5.15 built with CONFIG_BPF_SYSCALL and CONFIG_NET"
+    )]
+    NoXdp,
+    #[error(
+        "this kernel gives XDP programs neither bpf_xdp_load_bytes (Linux ≥ 5.18) nor bpf_probe_read_kernel (Linux ≥ 5.8 with CAP_PERFMON, refused under lockdown=confidentiality): scanscope cannot copy packet bytes"
+    )]
+    NoCopyHelper,
     #[error("loading the eBPF object failed: {0}")]
     Object(#[source] Box<aya::EbpfError>),
     #[error("the kernel rejected the XDP program: {0}")]
@@ -56,18 +69,89 @@ pub enum LoadError {
     },
 }
 
-/// Whether an error chain bottoms out in EPERM (EACCES is what the verifier returns).
-fn is_permission_error(err: &(dyn std::error::Error + 'static)) -> bool {
+/// The OS error an error chain bottoms out in, if any.
+fn os_error(err: &(dyn std::error::Error + 'static)) -> Option<i32> {
     let mut cur = Some(err);
     while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && io.raw_os_error() == Some(libc::EPERM)
+        if let Some(code) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
         {
-            return true;
+            return Some(code);
         }
         cur = e.source();
     }
-    false
+    None
+}
+
+/// Whether an error chain bottoms out in EPERM (EACCES is what the verifier returns).
+fn is_permission_error(err: &(dyn std::error::Error + 'static)) -> bool {
+    os_error(err) == Some(libc::EPERM)
+}
+
+/// Whether the kernel has the bpf() system call: an empty `BPF_MAP_CREATE` fails with EINVAL
+/// or EFAULT where it exists, ENOSYS where it does not (or a seccomp policy forbids it).
+fn bpf_syscall_available() -> bool {
+    // SAFETY: a null attribute pointer of size 0 is rejected by the kernel without access.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, 0, std::ptr::null::<u8>(), 0) };
+    rc >= 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS)
+}
+
+/// Which build of the XDP program the kernel took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// `scanscope`: kernels ≥ 5.18 (`bpf_xdp_load_bytes`).
+    Main,
+    /// `scanscope_compat`: kernels 5.15–5.17 (`bpf_probe_read_kernel`).
+    Compat,
+}
+
+impl Variant {
+    /// The program's name in the object.
+    pub fn program_name(self) -> &'static str {
+        match self {
+            Variant::Main => PROGRAM_NAME,
+            Variant::Compat => PROGRAM_NAME_COMPAT,
+        }
+    }
+}
+
+/// Maps a failed feature probe: EPERM is missing privileges, anything else is kept.
+fn probe_error(what: &'static str, e: ProgramError) -> LoadError {
+    if is_permission_error(&e) {
+        LoadError::Permission {
+            what,
+            source: Box::new(e),
+        }
+    } else {
+        LoadError::Program(e)
+    }
+}
+
+/// Asks the kernel (with a trivial program, as libbpf's probes do) whether it takes XDP
+/// programs at all.
+fn probe_xdp() -> Result<(), LoadError> {
+    if is_program_supported(ProgramType::Xdp).map_err(|e| probe_error("load BPF programs", e))? {
+        Ok(())
+    } else {
+        Err(LoadError::NoXdp)
+    }
+}
+
+/// Asks the kernel which build of our program it can run.
+fn probe_variant() -> Result<Variant, LoadError> {
+    let has = |helper| {
+        is_helper_supported(ProgramType::Xdp, helper)
+            .map_err(|e| probe_error("load BPF programs", e))
+    };
+    if has(BpfHelper::BPF_FUNC_xdp_load_bytes)? {
+        return Ok(Variant::Main);
+    }
+    if has(BpfHelper::BPF_FUNC_probe_read_kernel)? {
+        info!("the kernel lacks bpf_xdp_load_bytes (Linux < 5.18): using {PROGRAM_NAME_COMPAT}");
+        return Ok(Variant::Compat);
+    }
+    Err(LoadError::NoCopyHelper)
 }
 
 /// Raises RLIMIT_MEMLOCK for kernels that still charge BPF memory to it. Kernels ≥ 5.11 charge
@@ -83,28 +167,40 @@ fn raise_memlock() {
     }
 }
 
-/// Loads the scanscope object with the configured map sizes, loads (verifies) the program and
-/// writes the runtime configuration. Nothing is attached yet.
+/// Loads the scanscope object with the configured map sizes, loads (verifies) the program the
+/// kernel supports — [`Variant::Main`], else [`Variant::Compat`] — and writes the runtime
+/// configuration. Nothing is attached yet.
 pub fn load(cfg: &RuntimeConfig) -> Result<Ebpf, LoadError> {
-    load_object(object::SCANSCOPE, cfg)
+    load_object(object::SCANSCOPE, cfg, None)
 }
 
-/// Loads a given object (tests and benchmarks load the baseline too).
-pub fn load_object(bytes: &[u8], cfg: &RuntimeConfig) -> Result<Ebpf, LoadError> {
+/// Loads a given object (tests and benchmarks load the baseline too); `variant` forces one
+/// build of the program instead of the automatic choice.
+pub fn load_object(
+    bytes: &[u8],
+    cfg: &RuntimeConfig,
+    variant: Option<Variant>,
+) -> Result<Ebpf, LoadError> {
     if bytes.is_empty() {
         return Err(LoadError::ObjectMissing);
+    }
+    if !bpf_syscall_available() {
+        return Err(LoadError::NoBpf);
     }
     if !std::path::Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(LoadError::NoBtf);
     }
     raise_memlock();
+    probe_xdp()?;
     let mut loader = EbpfLoader::new();
     loader
         .map_max_entries(maps::TUPLES_0, cfg.tuple_entries)
         .map_max_entries(maps::TUPLES_1, cfg.tuple_entries)
         .map_max_entries(maps::EVENTS, cfg.ringbuf_bytes);
     let mut ebpf = loader.load(bytes).map_err(|e| {
-        if is_permission_error(&e) {
+        if os_error(&e) == Some(libc::ENOSYS) {
+            LoadError::NoBpf
+        } else if is_permission_error(&e) {
             LoadError::Permission {
                 what: "create BPF maps",
                 source: Box::new(e),
@@ -113,29 +209,51 @@ pub fn load_object(bytes: &[u8], cfg: &RuntimeConfig) -> Result<Ebpf, LoadError>
             LoadError::Object(Box::new(e))
         }
     })?;
-    if let Some(prog) = ebpf.program_mut(PROGRAM_NAME) {
-        let xdp: &mut Xdp = prog.try_into().map_err(LoadError::Program)?;
-        xdp.load().map_err(|e| {
-            if is_permission_error(&e) {
-                LoadError::Permission {
-                    what: "load the XDP program",
-                    source: Box::new(e),
-                }
-            } else {
-                LoadError::Program(e)
-            }
-        })?;
+    if ebpf.program(PROGRAM_NAME).is_some() {
+        let chosen = match variant {
+            Some(v) => v,
+            None => probe_variant()?,
+        };
+        load_variant(&mut ebpf, chosen)?;
+        info!(program = chosen.program_name(), "XDP program loaded");
         apply_config(&mut ebpf, cfg)?;
     }
     Ok(ebpf)
 }
 
-/// The loaded XDP program of an object (the scanscope one, or the null baseline).
+/// Loads (verifies) one build of the program.
+fn load_variant(ebpf: &mut Ebpf, variant: Variant) -> Result<(), LoadError> {
+    let prog = ebpf
+        .program_mut(variant.program_name())
+        .ok_or(LoadError::MissingMap("program"))?;
+    let xdp: &mut Xdp = prog.try_into().map_err(LoadError::Program)?;
+    xdp.load().map_err(|e| {
+        if is_permission_error(&e) {
+            LoadError::Permission {
+                what: "load the XDP program",
+                source: Box::new(e),
+            }
+        } else {
+            LoadError::Program(e)
+        }
+    })
+}
+
+/// Which build of the program is loaded in `ebpf`, if any.
+pub fn loaded_variant(ebpf: &Ebpf) -> Option<Variant> {
+    [Variant::Main, Variant::Compat].into_iter().find(|v| {
+        ebpf.program(v.program_name())
+            .is_some_and(|p| p.fd().is_ok())
+    })
+}
+
+/// The loaded XDP program of an object (the scanscope build the kernel took, or the null
+/// baseline).
 pub fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
-    let name = if ebpf.program(PROGRAM_NAME).is_some() {
-        PROGRAM_NAME
-    } else {
-        "null"
+    let name = match loaded_variant(ebpf) {
+        Some(v) => v.program_name(),
+        None if ebpf.program(PROGRAM_NAME).is_some() => PROGRAM_NAME,
+        None => "null",
     };
     let prog = ebpf
         .program_mut(name)

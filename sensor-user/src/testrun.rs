@@ -41,16 +41,24 @@ impl std::fmt::Debug for Harness {
 }
 
 impl Harness {
-    /// Loads the scanscope object with `cfg`.
+    /// Loads the scanscope object with `cfg` (the program build this kernel takes).
     pub fn new(cfg: &RuntimeConfig) -> Result<Self, TestRunError> {
-        let mut ebpf = load::load(cfg)?;
+        Self::with_variant(cfg, None)
+    }
+
+    /// Loads the scanscope object forcing one build of the program (`None`: automatic).
+    pub fn with_variant(
+        cfg: &RuntimeConfig,
+        variant: Option<load::Variant>,
+    ) -> Result<Self, TestRunError> {
+        let mut ebpf = load::load_object(crate::object::SCANSCOPE, cfg, variant)?;
         let ringbuf = Some(drain::take_ringbuf(&mut ebpf)?);
         Ok(Harness { ebpf, ringbuf })
     }
 
     /// Loads the do-nothing baseline object.
     pub fn null() -> Result<Self, TestRunError> {
-        let ebpf = load::load_object(crate::object::NULL, &RuntimeConfig::default())?;
+        let ebpf = load::load_object(crate::object::NULL, &RuntimeConfig::default(), None)?;
         Ok(Harness {
             ebpf,
             ringbuf: None,
@@ -75,6 +83,11 @@ impl Harness {
     /// Runs the program once; returns the XDP verdict.
     pub fn run(&mut self, frame: &[u8]) -> Result<u32, TestRunError> {
         Ok(self.run_repeat(frame, 1)?.0)
+    }
+
+    /// Which build of the program is loaded.
+    pub fn variant(&self) -> Option<load::Variant> {
+        load::loaded_variant(&self.ebpf)
     }
 
     /// Counter totals so far.

@@ -24,6 +24,7 @@ use aya_ebpf::{
     bindings::{BPF_NOEXIST, bpf_sock_tuple, xdp_action},
     helpers::{
         bpf_ktime_get_ns, bpf_sk_lookup_udp, bpf_sk_release, bpf_skc_lookup_tcp, bpf_xdp_load_bytes,
+        generated::bpf_probe_read_kernel,
     },
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
@@ -132,8 +133,22 @@ impl Parsed {
     };
 }
 
+/// The program for kernels ≥ 5.18: payload and options copied with `bpf_xdp_load_bytes`.
 #[xdp]
 pub fn scanscope(ctx: XdpContext) -> u32 {
+    run::<false>(ctx)
+}
+
+/// The same program for kernels 5.15–5.17, which lack `bpf_xdp_load_bytes`: payload and options
+/// copied with `bpf_probe_read_kernel` (allowed to XDP for CAP_PERFMON holders since 5.8). The
+/// agent loads `scanscope` and falls back to this one when the verifier does not know the helper.
+#[xdp]
+pub fn scanscope_compat(ctx: XdpContext) -> u32 {
+    run::<true>(ctx)
+}
+
+#[inline(always)]
+fn run<const COMPAT: bool>(ctx: XdpContext) -> u32 {
     // The parse result lives in a per-CPU scratch slot: the 512-byte BPF stack is too small to
     // hold it next to the tuple key, the socket tuple and the event fill.
     let Some(parsed) = SCRATCH.get_ptr_mut(0) else {
@@ -146,7 +161,7 @@ pub fn scanscope(ctx: XdpContext) -> u32 {
         count(reason, 1);
         return xdp_action::XDP_PASS;
     }
-    handle(&ctx, parsed)
+    handle::<COMPAT>(&ctx, parsed)
 }
 
 // ------------------------------------------------------------------------------------------ parse
@@ -399,7 +414,7 @@ fn count(index: u32, by: u64) {
 }
 
 #[inline(always)]
-fn handle(ctx: &XdpContext, p: &Parsed) -> u32 {
+fn handle<const COMPAT: bool>(ctx: &XdpContext, p: &Parsed) -> u32 {
     let Some(cfg) = CONFIG.get(0) else {
         return xdp_action::XDP_PASS;
     };
@@ -459,7 +474,7 @@ fn handle(ctx: &XdpContext, p: &Parsed) -> u32 {
         tuple_update(&TUPLES_1, &key, p, now, every)
     };
     if weight != 0 {
-        sample(ctx, p, cfg, now, weight);
+        sample::<COMPAT>(ctx, p, cfg, now, weight);
     }
 
     if cfg.action[kind as usize] == action::DROP {
@@ -573,27 +588,57 @@ fn own_socket(ctx: &XdpContext, p: &Parsed) -> bool {
     }
 }
 
-/// Copies `min(max, N)` bytes at frame offset `off` into `dst` with `bpf_xdp_load_bytes`
-/// (one bounded helper call instead of a byte loop); returns how many were copied. The caller
-/// guarantees `off + max` lies inside the IP packet, hence inside the frame.
+/// Copies `min(max, N)` bytes at frame offset `off` into `dst` with one bounded helper call
+/// (a byte loop would multiply the verifier's paths past its limit): `bpf_xdp_load_bytes`, or
+/// `bpf_probe_read_kernel` from the frame's address for `COMPAT`. Returns how many were copied.
+/// The caller guarantees `off + max` lies inside the IP packet, hence inside the frame.
 #[inline(always)]
-fn copy_bytes<const N: usize>(ctx: &XdpContext, off: u16, max: usize, dst: &mut [u8; N]) -> usize {
+fn copy_bytes<const N: usize, const COMPAT: bool>(
+    ctx: &XdpContext,
+    off: u16,
+    max: usize,
+    dst: &mut [u8; N],
+) -> usize {
     let n = if max > N { N } else { max };
-    // A volatile round trip hides `n`'s derivation from LLVM, so the range checks below stay on
-    // the very register passed to the helper (the verifier needs 1 ≤ len ≤ N on that register).
+    // The verifier needs 1 ≤ len ≤ N on the very register passed to the helper. Verifiers
+    // before ~6.8 learn nothing from `len != 0`, so the range comes from one unsigned check of
+    // `n - 1` (0 wraps to a huge value) and `+ 1` after it. A volatile round trip keeps LLVM from
+    // folding `(n - 1) + 1` back into `n`, whose range the verifier never saw checked.
     // SAFETY: reading a local.
-    let n = unsafe { core::ptr::read_volatile(&n) };
-    if n == 0 || n > N {
+    let m = unsafe { core::ptr::read_volatile(&n.wrapping_sub(1)) };
+    if m >= N {
         return 0;
     }
-    // SAFETY: `dst` holds N ≥ n bytes; the helper bounds-checks the frame itself.
-    let rc =
-        unsafe { bpf_xdp_load_bytes(ctx.ctx, u32::from(off), dst.as_mut_ptr().cast(), n as u32) };
+    let n = m + 1;
+    let rc = if COMPAT {
+        let off = usize::from(off);
+        if off > MAX_OFFSET || ctx.data() + off + n > ctx.data_end() {
+            return 0;
+        }
+        // SAFETY: `dst` holds N ≥ n bytes and the source range lies inside the frame (checked
+        // above); the helper faults safely on any bad address anyway.
+        unsafe {
+            bpf_probe_read_kernel(
+                dst.as_mut_ptr().cast(),
+                n as u32,
+                (ctx.data() + off) as *const core::ffi::c_void,
+            )
+        }
+    } else {
+        // SAFETY: `dst` holds N ≥ n bytes; the helper bounds-checks the frame itself.
+        unsafe { bpf_xdp_load_bytes(ctx.ctx, u32::from(off), dst.as_mut_ptr().cast(), n as u32) }
+    };
     if rc == 0 { n } else { 0 }
 }
 
 #[inline(always)]
-fn sample(ctx: &XdpContext, p: &Parsed, cfg: &SensorConfig, now: u64, weight: u32) {
+fn sample<const COMPAT: bool>(
+    ctx: &XdpContext,
+    p: &Parsed,
+    cfg: &SensorConfig,
+    now: u64,
+    weight: u32,
+) {
     let Some(mut entry) = EVENTS.reserve::<EventRecord>(0) else {
         count(counter::RINGBUF_FULL, 1);
         return;
@@ -628,12 +673,12 @@ fn sample(ctx: &XdpContext, p: &Parsed, cfg: &SensorConfig, now: u64, weight: u3
         (*ev).vlan_id = p.vlan_id;
         let opt_max = usize::from(p.opt_len);
         (*ev).tcp_options_len =
-            copy_bytes::<MAX_TCP_OPTIONS>(ctx, p.opt_off, opt_max, &mut (*ev).tcp_options) as u8;
+            copy_bytes::<MAX_TCP_OPTIONS, COMPAT>(ctx, p.opt_off, opt_max, &mut (*ev).tcp_options) as u8;
         let want = usize::from(cfg.payload_len);
         let total = usize::from(p.payload_total);
         let max = if want < total { want } else { total };
         (*ev).payload_len =
-            copy_bytes::<MAX_PAYLOAD>(ctx, p.payload_off, max, &mut (*ev).payload) as u16;
+            copy_bytes::<MAX_PAYLOAD, COMPAT>(ctx, p.payload_off, max, &mut (*ev).payload) as u16;
     }
     entry.submit(0);
     count(counter::SAMPLED, 1);

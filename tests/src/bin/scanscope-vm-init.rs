@@ -1,0 +1,181 @@
+//! PID 1 of the virtual machines `tests/tests/kernels.rs` boots on older kernels (5.15, 6.1).
+//!
+//! Mounts the pseudo file systems, then: (1) loads the XDP program as the agent does (the build
+//! this kernel takes) and runs the conformance corpus through BPF_PROG_TEST_RUN against the
+//! reference parser; (2) runs the real agent on `lo`, sends known traffic to closed ports on
+//! 127.0.0.1 and ::1, stops the agent and prints its JSON lines. Every result line starts with
+//! `SCANSCOPE-VM ` on the serial console; the host test asserts on them. Powers off at the end.
+use std::{
+    ffi::CString,
+    io::{BufRead, BufReader, Write},
+    net::{TcpStream, UdpSocket},
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use anyhow::{Context, Result, bail};
+use sensor_user::{
+    conformance::{check_against_reference, differential_fuzz, every_kind, sample_all},
+    testrun::Harness,
+};
+
+/// Frames of the seeded differential fuzz run inside the VM (emulated CPU: fewer than on the
+/// host); the host test recomputes the reference's figures for the same seed.
+const FUZZ_SEED: u64 = 0x5ca9_5c09e;
+const FUZZ_FRAMES: usize = 3000;
+
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "SCANSCOPE-VM {line}");
+    let _ = out.flush();
+}
+
+fn mount(src: &str, target: &str, fstype: &str) -> Result<()> {
+    std::fs::create_dir_all(target)?;
+    let c = |s: &str| CString::new(s).expect("no NUL");
+    let (src, target_c, fstype) = (c(src), c(target), c(fstype));
+    // SAFETY: valid C strings; no mount data.
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target_c.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EBUSY) {
+            return Err(e).with_context(|| format!("mount {target}"));
+        }
+    }
+    Ok(())
+}
+
+/// Brings `lo` up (SIOCSIFFLAGS with IFF_UP).
+fn loopback_up() -> Result<()> {
+    // SAFETY: plain socket/ioctl calls on a zeroed ifreq holding the name "lo".
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if fd < 0 {
+            bail!("socket: {}", std::io::Error::last_os_error());
+        }
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        ifr.ifr_name[0] = b'l' as libc::c_char;
+        ifr.ifr_name[1] = b'o' as libc::c_char;
+        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) != 0 {
+            bail!("SIOCGIFFLAGS lo: {}", std::io::Error::last_os_error());
+        }
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr) != 0 {
+            bail!("SIOCSIFFLAGS lo: {}", std::io::Error::last_os_error());
+        }
+        libc::close(fd);
+    }
+    Ok(())
+}
+
+fn conformance() -> Result<()> {
+    let mut h = Harness::new(&sample_all()).context("load the XDP program")?;
+    let variant = h.variant().context("no program loaded")?;
+    let frames: Vec<Vec<u8>> = every_kind().into_iter().map(|(_, f)| f).collect();
+    let kinds = check_against_reference(&mut h, &frames, 256).map_err(anyhow::Error::msg)?;
+    let fuzz = differential_fuzz(&mut h, FUZZ_SEED, FUZZ_FRAMES).map_err(anyhow::Error::msg)?;
+    say(&serde_json::json!({
+        "conformance": {
+            "program": variant.program_name(),
+            "every_kind_frames": kinds.frames,
+            "fuzz_frames": fuzz.frames,
+            "fuzz_classified": fuzz.classified,
+        }
+    })
+    .to_string());
+    Ok(())
+}
+
+/// The agent on `lo` with known traffic: 3 UDP datagrams to 127.0.0.1:9 and 2 to [::1]:9 (each
+/// answered by an ICMP port unreachable), 2 TCP connects to 127.0.0.1:1 (each SYN answered by a
+/// RST that belongs to this host's connecting socket).
+fn agent() -> Result<()> {
+    loopback_up()?;
+    let mut child = Command::new("/bin/scanscope-sensor")
+        .args([
+            "--iface",
+            "lo",
+            "--jsonl",
+            "/tmp/out.jsonl",
+            "--sensor-id",
+            "vm",
+            "--interval-secs",
+            "2",
+        ])
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("start the agent")?;
+    let stderr = child.stderr.take().context("agent stderr")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("XDP attached") || line.contains("attached in generic mode") {
+                let _ = tx.send(());
+            }
+            say(&format!("agent-log {line}"));
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(300))
+        .context("the agent did not attach within 300 s")?;
+
+    let udp4 = UdpSocket::bind("127.0.0.1:0")?;
+    for i in 0..3u8 {
+        udp4.send_to(&[b'v', b'4', i], "127.0.0.1:9")?;
+    }
+    let udp6 = UdpSocket::bind("[::1]:0")?;
+    for i in 0..2u8 {
+        udp6.send_to(&[b'v', b'6', i], "[::1]:9")?;
+    }
+    for _ in 0..2 {
+        let r = TcpStream::connect_timeout(&"127.0.0.1:1".parse()?, Duration::from_secs(5));
+        if r.is_ok() {
+            bail!("connect to 127.0.0.1:1 succeeded: nothing should listen there");
+        }
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = child.wait()?;
+    for line in std::fs::read_to_string("/tmp/out.jsonl")?.lines() {
+        say(&format!("jsonl {line}"));
+    }
+    say(&format!("agent-exit {}", status.code().unwrap_or(-1)));
+    Ok(())
+}
+
+fn run() -> Result<()> {
+    mount("proc", "/proc", "proc")?;
+    mount("sysfs", "/sys", "sysfs")?;
+    mount("devtmpfs", "/dev", "devtmpfs")?;
+    mount("tmpfs", "/tmp", "tmpfs")?;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
+    say(&serde_json::json!({
+        "kernel": release.trim(),
+        "btf": std::path::Path::new("/sys/kernel/btf/vmlinux").exists(),
+    })
+    .to_string());
+    conformance()?;
+    agent()
+}
+
+fn main() {
+    match run() {
+        Ok(()) => say("done ok"),
+        Err(e) => say(&format!("done error {e:#}")),
+    }
+    // SAFETY: PID 1 powering the VM off after flushing; nothing else runs.
+    unsafe {
+        libc::sync();
+        libc::reboot(libc::RB_POWER_OFF);
+    }
+}
