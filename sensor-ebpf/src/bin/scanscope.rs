@@ -23,8 +23,8 @@ use core::{
 use aya_ebpf::{
     bindings::{BPF_NOEXIST, bpf_sock_tuple, xdp_action},
     helpers::{
-        bpf_ktime_get_ns, bpf_sk_lookup_udp, bpf_sk_release, bpf_skc_lookup_tcp, bpf_xdp_load_bytes,
-        generated::bpf_probe_read_kernel,
+        bpf_ktime_get_ns, bpf_sk_lookup_udp, bpf_sk_release, bpf_skc_lookup_tcp,
+        bpf_xdp_load_bytes, generated::bpf_probe_read_kernel,
     },
     macros::{map, xdp},
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
@@ -673,7 +673,8 @@ fn sample<const COMPAT: bool>(
         (*ev).vlan_id = p.vlan_id;
         let opt_max = usize::from(p.opt_len);
         (*ev).tcp_options_len =
-            copy_bytes::<MAX_TCP_OPTIONS, COMPAT>(ctx, p.opt_off, opt_max, &mut (*ev).tcp_options) as u8;
+            copy_bytes::<MAX_TCP_OPTIONS, COMPAT>(ctx, p.opt_off, opt_max, &mut (*ev).tcp_options)
+                as u8;
         let want = usize::from(cfg.payload_len);
         let total = usize::from(p.payload_total);
         let max = if want < total { want } else { total };

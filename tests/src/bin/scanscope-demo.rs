@@ -1,12 +1,24 @@
-//! `cargo xtask demo`: a throwaway multi-sensor lab (three sensor namespaces behind a router),
-//! real scanners from distinct sources (one inside Censys' shipped range), the collector's
-//! lake, its daily rollup with organisation lists, reverse DNS, a Tor list and an MMDB, and the
-//! report. Cleans up after itself, also on failure.
-use std::{path::PathBuf, process::Command};
+//! `cargo xtask demo`, in two parts, each in throwaway network namespaces removed afterwards
+//! (also on failure):
+//!
+//! 1. One sensor and what it sees: nmap SYN, UDP and IPv6 scans, masscan, zmap, Mirai-style
+//!    hping3, ICMP echo, and the sensor host's own connection, printed per source and kind with
+//!    ports and the tools recognised.
+//! 2. The observatory: three sensor namespaces behind a router, real scanners from distinct
+//!    sources (one inside Censys' shipped range), the collector's lake, its daily rollup with
+//!    organisation lists, reverse DNS, a Tor list and an MMDB, and the report.
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use scanscope_tests::{multilab::*, transport, unavailable_reason};
+use scanscope_tests::{
+    Lab, counter_total, flows_by_source, kind_total, multilab::*, own_connection,
+    run_standard_scans, standard_config, tools_by_source, transport, unavailable_reason,
+};
 
 #[derive(Parser)]
 struct Cli {
@@ -24,6 +36,10 @@ fn main() -> Result<()> {
         std::env::temp_dir().join(format!("scanscope-demo-{}", std::process::id()))
     });
     println!("== scanscope demo: lab output in {}", dir.display());
+    one_sensor(&dir.join("one-sensor"))?;
+
+    println!("\n== 2. the observatory: three sensors, a collector, the daily rollup and report");
+    let dir = dir.join("observatory");
     let mut lab = MultiLab::new(&dir, 3)?;
     println!(
         "   router namespace {} (collector, dnsmasq), scanner namespace {}, sensors {}",
@@ -90,7 +106,7 @@ fn main() -> Result<()> {
         }
     }
     println!("\n== the same questions straight from the lake with DuckDB (examples/run_duckdb.py)");
-    let ex = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/run_duckdb.py");
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/run_duckdb.py");
     let status = Command::new("python3")
         .arg(ex)
         .arg(&lake)
@@ -101,5 +117,68 @@ fn main() -> Result<()> {
     }
     drop(lab);
     println!("lab removed; lake kept in {}", lake.display());
+    Ok(())
+}
+
+/// Part 1: one sensor namespace, one scanner namespace, every scanner, and what the sensor saw.
+fn one_sensor(dir: &Path) -> Result<()> {
+    println!("\n== 1. one sensor and what it sees");
+    let mut lab = Lab::new(dir)?;
+    println!(
+        "   sensor namespace {} ({}), scanner namespace {}",
+        lab.sensor_ns, lab.sensor_if, lab.scanner_ns
+    );
+    lab.start_sensor(&standard_config(), 2.0)?;
+    println!(
+        "   sensor attached; firing nmap (SYN, UDP, IPv6), masscan, zmap, hping3 (Mirai-style, ICMP echo)…"
+    );
+    run_standard_scans(&lab)?;
+    own_connection(&lab)?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let records = lab.stop_sensor()?;
+
+    let tools = tools_by_source(&records);
+    type PortCounts = BTreeMap<u16, u64>;
+    let mut by_src: BTreeMap<String, Vec<(String, PortCounts)>> = BTreeMap::new();
+    for ((src, kind), ports) in flows_by_source(&records) {
+        by_src.entry(src).or_default().push((kind, ports));
+    }
+    println!(
+        "\n{:<22} {:<11} {:>8} {:>6}  {:<26} tools",
+        "source", "kind", "packets", "ports", "port list"
+    );
+    for (src, kinds) in &by_src {
+        let t = tools
+            .get(src)
+            .map(|t| t.iter().cloned().collect::<Vec<_>>().join(","))
+            .unwrap_or_default();
+        for (kind, ports) in kinds {
+            let packets: u64 = ports.values().sum();
+            let mut list: Vec<String> = ports.keys().take(8).map(u16::to_string).collect();
+            if ports.len() > 8 {
+                list.push("…".into());
+            }
+            println!(
+                "{src:<26} {kind:<11} {packets:>8} {:>6}  {:<26} {t}",
+                ports.len(),
+                list.join(",")
+            );
+        }
+    }
+    println!(
+        "\nkernel counters: tcp_syn={} udp={} icmp_echo={} dropped={} excluded_cidr={} own_socket={} events={}",
+        kind_total(&records, "tcp_syn"),
+        kind_total(&records, "udp"),
+        kind_total(&records, "icmp_echo"),
+        counter_total(&records, "dropped"),
+        counter_total(&records, "excluded_cidr"),
+        counter_total(&records, "own_socket"),
+        records.iter().filter(|r| r["type"] == "event").count(),
+    );
+    drop(lab);
+    println!(
+        "lab removed; the sensor's JSON lines kept in {}",
+        dir.display()
+    );
     Ok(())
 }
