@@ -212,13 +212,16 @@ fn program_and_agent_work_on_linux_5_15_and_6_1() {
         .iter()
         .filter(|f| matches!(reference::parse(f), Outcome::Counted(_)))
         .count();
-    // Kept after the run: the consoles are what to read when this test fails.
+    // Kept if the test fails: the consoles are what to read then.
     let dir = tempfile::Builder::new()
         .prefix("scanscope-vm-test-")
         .tempdir()
         .unwrap()
         .keep();
-    eprintln!("initramfs and consoles in {}", dir.display());
+    eprintln!(
+        "initramfs and consoles in {} (removed if the test passes)",
+        dir.display()
+    );
     let initrd = initramfs(&dir);
     for (prefix, program) in KERNELS {
         let kernel = find_kernel(prefix).unwrap();
@@ -310,4 +313,5 @@ fn program_and_agent_work_on_linux_5_15_and_6_1() {
         }
         assert_eq!(stats_kinds, flow_kinds, "{ctx}");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
