@@ -61,6 +61,8 @@ pub enum LoadError {
     },
     #[error("the eBPF object has no map {0}")]
     MissingMap(&'static str),
+    #[error("the eBPF object has no program {0}")]
+    MissingProgram(&'static str),
     #[error("map {name}: {source}")]
     Map {
         name: &'static str,
@@ -225,7 +227,7 @@ pub fn load_object(
 fn load_variant(ebpf: &mut Ebpf, variant: Variant) -> Result<(), LoadError> {
     let prog = ebpf
         .program_mut(variant.program_name())
-        .ok_or(LoadError::MissingMap("program"))?;
+        .ok_or(LoadError::MissingProgram(variant.program_name()))?;
     let xdp: &mut Xdp = prog.try_into().map_err(LoadError::Program)?;
     xdp.load().map_err(|e| {
         if is_permission_error(&e) {
@@ -257,7 +259,7 @@ pub fn program(ebpf: &mut Ebpf) -> Result<&mut Xdp, LoadError> {
     };
     let prog = ebpf
         .program_mut(name)
-        .ok_or(LoadError::MissingMap("program"))?;
+        .ok_or(LoadError::MissingProgram(name))?;
     let xdp: &mut Xdp = prog.try_into().map_err(LoadError::Program)?;
     if xdp.fd().is_err() {
         xdp.load().map_err(LoadError::Program)?;
