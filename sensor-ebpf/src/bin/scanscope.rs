@@ -141,7 +141,7 @@ pub fn scanscope(ctx: XdpContext) -> u32 {
 
 /// The same program for kernels 5.15–5.17, which lack `bpf_xdp_load_bytes`: payload and options
 /// copied with `bpf_probe_read_kernel` (allowed to XDP for CAP_PERFMON holders since 5.8). The
-/// agent loads `scanscope` and falls back to this one when the verifier does not know the helper.
+/// agent probes the kernel's helpers and loads this one when `bpf_xdp_load_bytes` is missing.
 #[xdp]
 pub fn scanscope_compat(ctx: XdpContext) -> u32 {
     run::<true>(ctx)
