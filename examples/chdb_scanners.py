@@ -9,6 +9,8 @@ import sys
 
 import chdb
 
+from lake_paths import clickhouse
+
 lake, date = sys.argv[1], sys.argv[2]
 
 
@@ -18,8 +20,8 @@ def rows(sql):
 
 
 # The hive `date=` directory names the day; ClickHouse filters on the path.
-ip = f"file('{lake}/ip_daily/date={date}/*.parquet', Parquet)"
-flows = f"file('{lake}/flows/date={date}/*.parquet', Parquet)"
+ip = clickhouse(lake, "ip_daily", date)
+flows = clickhouse(lake, "flows", date)
 (sources, scanners), = rows(f"SELECT count(), countIf(is_scanner) FROM {ip}")
 orgs = {o: int(n) for o, n in rows(
     f"SELECT org, count() AS n FROM {ip} WHERE is_scanner AND org IS NOT NULL "

@@ -8,14 +8,16 @@ import sys
 
 import pandas as pd
 
+from lake_paths import table
+
 lake, date = sys.argv[1], sys.argv[2]
 
-ip = pd.read_parquet(f"{lake}/ip_daily", filters=[("date", "==", date)])
+ip = pd.read_parquet(table(lake, "ip_daily"), filters=[("date", "==", date)])
 scanners = ip[ip["is_scanner"]]
 orgs = scanners.dropna(subset=["org"]).groupby("org").size()
 orgs = {o: int(n) for o, n in sorted(orgs.items(), key=lambda x: (-x[1], x[0]))}
 
-flows = pd.read_parquet(f"{lake}/flows", columns=["src_ip", "proto", "kind", "dst_port", "date"],
+flows = pd.read_parquet(table(lake, "flows"), columns=["src_ip", "proto", "kind", "dst_port", "date"],
                         filters=[("date", "==", date)])
 probes = flows[flows["kind"].isin(
     ["tcp_syn", "tcp_fin", "tcp_null", "tcp_xmas", "tcp_ack", "tcp_other", "udp"])]

@@ -10,8 +10,9 @@ import sys
 import duckdb
 
 lake, date = sys.argv[1], sys.argv[2]
+# scanners.sql names the tables as ${LAKE}/<table>/*/*.parquet (lake_paths.day_files).
 sql = (pathlib.Path(__file__).with_name("scanners.sql").read_text()
-       .replace("${LAKE}", lake).replace("${DATE}", date))
+       .replace("${LAKE}", lake.rstrip("/")).replace("${DATE}", date))
 statements = [s for s in sql.split(";") if s.strip() and not all(
     l.strip().startswith("--") or not l.strip() for l in s.splitlines())]
 con = duckdb.connect()

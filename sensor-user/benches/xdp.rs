@@ -6,13 +6,12 @@
 //! matches no socket (the socket-lookup path).
 use std::{net::Ipv4Addr, time::Duration};
 
-use sensor_common::tcp;
-use sensor_user::{
-    config::RuntimeConfig,
+use scanscope_common::tcp;
+use scanscope_testkit::{
     frame::{L4, V4},
-    load::Variant,
-    testrun::{Harness, skip_reason},
+    testrun::Harness,
 };
+use sensor_user::{config::RuntimeConfig, load::Variant};
 
 const REPEAT: u32 = 1_000_000;
 const NEW_TUPLES: u32 = 100_000;
@@ -38,7 +37,7 @@ fn distinct(h: &mut Harness, frames: &[Vec<u8>]) -> f64 {
 }
 
 fn main() {
-    if let Some(r) = skip_reason() {
+    if let Some(r) = sensor_user::object::unavailable_reason() {
         println!("bench xdp SKIPPED: {r}");
         return;
     }
@@ -81,7 +80,7 @@ fn main() {
     let sampled = h
         .counters()
         .expect("counters")
-        .get(sensor_common::counter::SAMPLED);
+        .get(scanscope_common::counter::SAMPLED);
 
     println!(
         "bench xdp — ns per packet (BPF_PROG_TEST_RUN, kernel-timed), net of a null XDP program"

@@ -13,7 +13,7 @@ use std::{
 
 use aya::Ebpf;
 use chrono::{DateTime, Utc};
-use sensor_common::{KIND_COUNT, Kind, PORTS_UDP_BASE, counter};
+use scanscope_common::{KIND_COUNT, Kind, LostStage, PORTS_UDP_BASE, counter};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -22,9 +22,10 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::{ConfigError, RuntimeConfig},
-    decode::{Decoder, KindCount, Lost, LostStage, Record, Stats},
+    decode::Decoder,
     drain::{self, CounterSnapshot, DrainError},
     load::{self, Attachment, LoadError},
+    record::{KindCount, Lost, Record, Stats},
     sink::{JsonlSink, SinkError},
     uplink::{Uplink, UplinkError, UplinkOptions, convert::BatchBuilder},
 };
@@ -44,6 +45,20 @@ pub enum AgentError {
     Uplink(#[from] UplinkError),
     #[error("no interface given (use --iface)")]
     NoInterface,
+    #[error("--{flag} must be between {min} and {max}")]
+    OutOfRange {
+        flag: &'static str,
+        min: f64,
+        max: f64,
+    },
+    #[error("reading token file {path}: {source}")]
+    TokenFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("token file {0} is empty")]
+    EmptyTokenFile(PathBuf),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -131,7 +146,7 @@ impl State {
     fn seal(&mut self) {
         let Some(u) = &self.uplink else { return };
         if let Some(b) = self.batch.take() {
-            let rows = b.events.len() + b.flows.len() + b.stats.len() + b.lost.len();
+            let rows = b.records();
             if let Err(e) = u.push(b) {
                 warn!(error = %e, rows, "could not queue a batch for the collector; it is lost");
             }
@@ -173,7 +188,7 @@ impl State {
     /// Ends an interval: tuple counts of `tables`, counter and port deltas, lost records.
     fn close_interval(
         &mut self,
-        tables: Vec<(sensor_common::TupleKey, sensor_common::TupleValue)>,
+        tables: Vec<(scanscope_common::TupleKey, scanscope_common::TupleValue)>,
     ) -> Result<(), AgentError> {
         let secs = self.interval_began.elapsed().as_secs_f64();
         let start = self.interval_start;

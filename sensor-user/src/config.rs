@@ -16,12 +16,12 @@
 //! tcp_syn = "drop"
 //! ```
 //!
-//! Kind names are those of [`sensor_common::Kind::name`]. Everything but `tuple_entries` and
+//! Kind names are those of [`scanscope_common::Kind::name`]. Everything but `tuple_entries` and
 //! `ringbuf_bytes` is applied at run time (SIGHUP re-reads the file).
 use std::{collections::BTreeMap, path::Path};
 
 use ipnet::IpNet;
-use sensor_common::{KIND_COUNT, Kind, MAX_PAYLOAD, SensorConfig, action, config_flags};
+use scanscope_common::{KIND_COUNT, Kind, MAX_PAYLOAD, SensorConfig, action, config_flags};
 use serde::Deserialize;
 
 /// Errors reading or validating a configuration file.

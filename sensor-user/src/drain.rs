@@ -15,7 +15,7 @@ use aya::{
     Ebpf,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray, RingBuf},
 };
-use sensor_common::{EventRecord, PORT_SLOTS, TupleKey, TupleValue, counter, maps};
+use scanscope_common::{EventRecord, PORT_SLOTS, TupleKey, TupleValue, counter, maps};
 
 /// Errors reading the kernel's maps.
 #[derive(Debug, thiserror::Error)]

@@ -15,33 +15,9 @@
 //! [`Fingerprinter`].
 use std::{collections::HashMap, net::IpAddr};
 
-use sensor_common::{Kind, proto};
-use serde::Serialize;
+use scanscope_common::{Kind, Tool, proto};
 
-use crate::decode::TcpOption;
-
-/// A scanning tool recognised from packet headers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tool {
-    Zmap,
-    Masscan,
-    Mirai,
-    Nmap,
-    Unicornscan,
-}
-
-impl Tool {
-    pub const fn name(self) -> &'static str {
-        match self {
-            Tool::Zmap => "zmap",
-            Tool::Masscan => "masscan",
-            Tool::Mirai => "mirai",
-            Tool::Nmap => "nmap",
-            Tool::Unicornscan => "unicornscan",
-        }
-    }
-}
+use crate::tcp_options::TcpOption;
 
 /// The header fields fingerprints look at.
 #[derive(Debug, Clone, Copy)]

@@ -9,15 +9,17 @@
 //! 3. [`drain`] — reads what the kernel produced: the ring buffer of sampled packets, the
 //!    double-buffered tuple tables (flip the epoch, drain the idle table exactly), and the
 //!    per-CPU counters (as per-interval deltas).
-//! 4. [`decode`] — raw `#[repr(C)]` records into typed values with UTC timestamps ([`clock`]).
-//! 5. [`fingerprint`] — per-event tool fingerprints (ZMap, Masscan, Mirai, Nmap, Unicornscan),
-//!    initial-TTL OS hint and TCP option signature.
-//! 6. [`sink`] — writes records (JSON lines).
+//! 4. [`decode`] — raw `#[repr(C)]` records into the typed [`record`]s, with UTC timestamps
+//!    ([`clock`]) and the TCP option signature ([`tcp_options`]).
+//! 5. [`fingerprint`] — per-event tool fingerprints (ZMap, Masscan, Mirai, Nmap, Unicornscan)
+//!    and the initial-TTL OS hint.
+//! 6. [`sink`] — writes records as JSON lines.
 //! 7. [`uplink`] — batches records to the collector over gRPC (`scanscope.v1`), in order, with
 //!    an on-disk spool while the collector is down, failover and backoff.
 //!
-//! [`agent`] runs the stages; [`reference`] is a user-space parser with the kernel's exact
-//! classification rules, used by the differential tests and to craft expectations.
+//! [`agent`] runs the stages; [`args`] is the command line of `scanscope-sensor`. Test support
+//! (the reference parser, frame builder and BPF_PROG_TEST_RUN harness) lives in the
+//! `scanscope-testkit` crate.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sensor_user::agent::AgentError> {
@@ -27,16 +29,15 @@
 //! # }
 //! ```
 pub mod agent;
+pub mod args;
 pub mod clock;
 pub mod config;
-pub mod conformance;
 pub mod decode;
 pub mod drain;
 pub mod fingerprint;
-pub mod frame;
 pub mod load;
 pub mod object;
-pub mod reference;
+pub mod record;
 pub mod sink;
-pub mod testrun;
+pub mod tcp_options;
 pub mod uplink;

@@ -11,7 +11,7 @@ use aya::{
     programs::{ProgramError, ProgramType, Xdp, XdpMode, xdp::XdpLinkId},
     sys::{BpfHelper, is_helper_supported, is_program_supported},
 };
-use sensor_common::{PROGRAM_NAME, PROGRAM_NAME_COMPAT, SensorConfig, maps};
+use scanscope_common::{PROGRAM_NAME, PROGRAM_NAME_COMPAT, SensorConfig, maps};
 use tracing::{info, warn};
 
 use crate::{config::RuntimeConfig, object};

@@ -5,7 +5,7 @@ use std::{
     path::Path,
 };
 
-use crate::decode::Record;
+use crate::record::Record;
 
 /// Errors writing records.
 #[derive(Debug, thiserror::Error)]

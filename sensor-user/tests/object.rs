@@ -1,8 +1,8 @@
 //! Static checks of the embedded XDP object: each build of the program calls only BPF helpers
 //! that the oldest kernel it is meant for has. No privileges needed; the verifier on old
-//! kernels is exercised for real by `cargo xtask vm-test`.
+//! kernels is exercised for real by `tests/tests/kernels.rs` (qemu).
 use aya_obj::{Object, generated::bpf_insn};
-use sensor_common::{PROGRAM_NAME, PROGRAM_NAME_COMPAT};
+use scanscope_common::{PROGRAM_NAME, PROGRAM_NAME_COMPAT};
 use sensor_user::object;
 
 /// BPF_JMP | BPF_CALL.
@@ -70,11 +70,10 @@ fn names(ids: &[i32]) -> Vec<&'static str> {
 
 #[test]
 fn each_build_calls_only_helpers_its_oldest_kernel_has() {
-    if !object::embedded() {
-        eprintln!("SKIPPED: the eBPF object is not embedded (run `cargo xtask build-ebpf` first)");
-        if std::env::var("SCANSCOPE_REQUIRE_PRIVILEGED").as_deref() == Ok("1") {
-            panic!("the eBPF object must be embedded under `cargo xtask test`");
-        }
+    let missing = (!object::embedded()).then(|| {
+        "the eBPF object is not embedded (run `cargo xtask build-ebpf` first)".to_string()
+    });
+    if scanscope_testkit::gate::skip(missing) {
         return;
     }
     let obj = Object::parse(object::SCANSCOPE).expect("parse the embedded object");

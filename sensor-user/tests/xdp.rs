@@ -5,21 +5,19 @@
 //! without them each test prints why it is skipped (and fails under `cargo xtask test`).
 use std::net::Ipv4Addr;
 
-use sensor_common::{
+use scanscope_common::{
     EventRecord, KIND_COUNT, Kind, action, config_flags, counter, ipv4_mapped, tcp,
 };
-use sensor_user::{
-    config::RuntimeConfig,
+use scanscope_testkit::{
     conformance::{
         DST, SRC, XDP_PASS, check_against_reference, check_event, differential_fuzz, every_kind,
         mss_ws_sack_ts, sample_all, v6dst, v6src,
     },
-    drain,
     frame::{Ext, L4, V4, V6, ethernet},
-    load::Variant,
     reference::{self, Outcome, Packet},
-    testrun::{Harness, skip_reason},
+    testrun::{self, Harness},
 };
+use sensor_user::{config::RuntimeConfig, drain, load::Variant};
 
 const XDP_DROP: u32 = 1;
 
@@ -36,8 +34,7 @@ fn assert_event(frame: &[u8], p: &Packet, ev: &EventRecord, payload_len: usize, 
 }
 
 fn harness(cfg: &RuntimeConfig) -> Option<Harness> {
-    if let Some(r) = skip_reason() {
-        eprintln!("SKIPPED: {r}");
+    if testrun::skip() {
         return None;
     }
     let h = Harness::new(cfg).expect("load the XDP object");
@@ -48,8 +45,7 @@ fn harness(cfg: &RuntimeConfig) -> Option<Harness> {
 
 /// Both builds of the program: the one for kernels ≥ 5.18 and the 5.15–5.17 one.
 fn harnesses(cfg: &RuntimeConfig) -> Vec<(Variant, Harness)> {
-    if let Some(r) = skip_reason() {
-        eprintln!("SKIPPED: {r}");
+    if testrun::skip() {
         return Vec::new();
     }
     [Variant::Main, Variant::Compat]

@@ -1,25 +1,31 @@
-//! The namespace lab shared by the end-to-end tests and `cargo xtask demo`.
+//! The namespace labs shared by the end-to-end tests and `cargo xtask demo`.
 //!
-//! Network safety: every packet stays inside two network namespaces this module creates and
-//! deletes (an RAII guard, also on panic). They are joined only by one veth pair, have no
-//! default route and no link to the host's interfaces. Scanners target only the sensor
-//! namespace's own addresses (198.18.0.1, the local 198.18.1.0/28, fd00:5ca0::1), name their
-//! interface and run with a bounded count and rate.
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::atomic::{AtomicU32, Ordering},
-    time::{Duration, Instant},
-};
+//! * [`lab`] — one sensor namespace and one scanner namespace joined by a veth pair (`Lab`),
+//!   and the standard scenario the single-sensor tests and the demo's first part run.
+//! * [`multilab`] — three sensors behind a router running the collector and dnsmasq.
+//! * [`scanners`] — the real scanners' command lines, and running them in a namespace.
+//! * [`transport`] — the collector as a child process, synthetic batches, lake readers.
+//! * [`records`] — sums over the agent's JSON-lines records.
+//!
+//! Network safety: every packet stays inside network namespaces these modules create and delete
+//! (RAII guards, also on panic). They have no default route and no link to the host's
+//! interfaces; scanners target only the labs' own addresses, name their interface and run with
+//! bounded count and rate.
+use std::{path::PathBuf, process::Command, sync::atomic::AtomicU32};
 
 use anyhow::{Context, Result, bail};
 
+pub mod lab;
 pub mod multilab;
+pub mod records;
+pub mod scanners;
 pub mod transport;
-use serde_json::Value;
 
-static NEXT: AtomicU32 = AtomicU32::new(0);
+pub use lab::*;
+pub use records::*;
+pub use scanners::{Scan, scan_in};
+
+pub(crate) static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// Sensor-side addresses.
 pub const SENSOR_V4: &str = "198.18.0.1";
@@ -35,7 +41,7 @@ pub const SRC_EXCLUDED: &str = "198.18.0.15";
 pub const SRC_NMAP_UDP: &str = "198.18.0.16";
 pub const SRC_SERVER: &str = "198.18.0.17";
 pub const SRC_V6: &str = "fd00:5ca0::10";
-const SCANNER_V4: [&str; 7] = [
+pub(crate) const SCANNER_V4: [&str; 7] = [
     SRC_NMAP,
     SRC_MASSCAN,
     SRC_ZMAP,
@@ -62,19 +68,11 @@ pub fn unavailable_reason() -> Option<String> {
     None
 }
 
-/// The gate of every privileged test: `None` to go on; otherwise the test skips with the printed
-/// reason, or fails under `SCANSCOPE_REQUIRE_PRIVILEGED=1` (as `cargo xtask test` and CI run).
+/// The gate of every end-to-end test: `None` to go on; otherwise the test skips with the
+/// printed reason, or fails under `SCANSCOPE_REQUIRE_PRIVILEGED=1` (as `cargo xtask test` and CI
+/// run) — see `scanscope_testkit::gate`.
 pub fn privileged_or_skip() -> Option<()> {
-    match unavailable_reason() {
-        None => Some(()),
-        Some(r) if std::env::var("SCANSCOPE_REQUIRE_PRIVILEGED").as_deref() == Ok("1") => {
-            panic!("end-to-end test cannot run: {r}")
-        }
-        Some(r) => {
-            eprintln!("SKIPPED: {r}");
-            None
-        }
-    }
+    (!scanscope_testkit::gate::skip(unavailable_reason())).then_some(())
 }
 
 /// A per-test directory under the system temp dir.
@@ -90,20 +88,26 @@ fn which(tool: &str) -> Option<PathBuf> {
     })
 }
 
-/// The agent binary next to this executable's target directory (debug or release).
-pub fn sensor_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SCANSCOPE_SENSOR_BIN") {
+/// A binary of the workspace: `$env` if set, else `name` next to this executable's target
+/// directory (debug or release).
+pub fn binary(name: &str, env: &str) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os(env) {
         return Some(PathBuf::from(p));
     }
     let exe = std::env::current_exe().ok()?;
     exe.ancestors()
         .skip(1)
         .take(3)
-        .map(|d| d.join("scanscope-sensor"))
+        .map(|d| d.join(name))
         .find(|c| c.is_file())
 }
 
-fn sh(args: &[&str]) -> Result<String> {
+/// The agent binary (`SCANSCOPE_SENSOR_BIN` or next to this executable).
+pub fn sensor_binary() -> Option<PathBuf> {
+    binary("scanscope-sensor", "SCANSCOPE_SENSOR_BIN")
+}
+
+pub(crate) fn sh(args: &[&str]) -> Result<String> {
     let out = Command::new(args[0])
         .args(&args[1..])
         .output()
@@ -115,555 +119,4 @@ fn sh(args: &[&str]) -> Result<String> {
         );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Runs a scanner command in namespace `ns` under `timeout` (SIGINT after `limit_secs`, SIGKILL
-/// 2 s later). Accepted endings besides success: `timeout`'s 124 (masscan does not exit by itself
-/// on a quiet link, so its runs end that way after sending everything), hping3's 1 (nothing
-/// answers: what a dark sensor does), and masscan killed while "waiting to exit" (it sends at a
-/// fixed rate and has reported 100 % done by then).
-pub fn scan_in(ns: &str, args: &[&str], limit_secs: u32) -> Result<()> {
-    let limit = limit_secs.to_string();
-    let mut full = vec!["timeout", "-k", "2", "-s", "INT", limit.as_str()];
-    full.extend(["ip", "netns", "exec", ns]);
-    full.extend(args);
-    let out = Command::new(full[0]).args(&full[1..]).output()?;
-    let quiet_hping = args.first() == Some(&"hping3") && out.status.code() == Some(1);
-    let masscan_killed = args.first() == Some(&"masscan")
-        && std::os::unix::process::ExitStatusExt::signal(&out.status) == Some(9);
-    if !out.status.success() && out.status.code() != Some(124) && !quiet_hping && !masscan_killed {
-        bail!(
-            "{args:?} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// Two namespaces joined by a veth pair; deleted on drop.
-#[derive(Debug)]
-pub struct Lab {
-    pub sensor_ns: String,
-    pub scanner_ns: String,
-    /// Sensor-side interface (XDP attaches here) and its MAC.
-    pub sensor_if: String,
-    pub sensor_mac: String,
-    pub scanner_if: String,
-    pub dir: PathBuf,
-    /// Extra arguments for the sensor agent (e.g. `--collector URL --spool-dir DIR`).
-    pub sensor_args: Vec<String>,
-    sensor: Option<Child>,
-}
-
-impl Lab {
-    /// Builds the lab; `dir` receives the sensor's output and logs.
-    pub fn new(dir: &Path) -> Result<Lab> {
-        let id = format!(
-            "{}x{}",
-            std::process::id() % 100_000,
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut lab = Lab {
-            sensor_ns: format!("sss{id}"),
-            scanner_ns: format!("ssa{id}"),
-            sensor_if: format!("sv{id}"),
-            sensor_mac: String::new(),
-            scanner_if: format!("av{id}"),
-            dir: dir.to_path_buf(),
-            sensor_args: Vec::new(),
-            sensor: None,
-        };
-        std::fs::create_dir_all(dir)?;
-        sh(&["ip", "netns", "add", &lab.sensor_ns])?;
-        // From here on, Drop cleans up whatever exists.
-        sh(&["ip", "netns", "add", &lab.scanner_ns])?;
-        sh(&[
-            "ip",
-            "link",
-            "add",
-            &lab.sensor_if,
-            "netns",
-            &lab.sensor_ns,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &lab.scanner_if,
-            "netns",
-            &lab.scanner_ns,
-        ])?;
-        let (s, a) = (lab.sensor_ns.clone(), lab.scanner_ns.clone());
-        let (si, ai) = (lab.sensor_if.clone(), lab.scanner_if.clone());
-        for (ns, cmd) in [
-            (&s, vec!["link", "set", "lo", "up"]),
-            (&a, vec!["link", "set", "lo", "up"]),
-            (&s, vec!["addr", "add", "198.18.0.1/24", "dev", &si]),
-            (
-                &s,
-                vec!["-6", "addr", "add", "fd00:5ca0::1/64", "dev", &si, "nodad"],
-            ),
-            (&s, vec!["link", "set", &si, "up"]),
-            (&s, vec!["route", "add", "local", DARK_V4, "dev", "lo"]),
-            (
-                &a,
-                vec!["-6", "addr", "add", "fd00:5ca0::10/64", "dev", &ai, "nodad"],
-            ),
-            (&a, vec!["link", "set", &ai, "up"]),
-        ] {
-            let mut args = vec!["ip", "-n", ns.as_str()];
-            args.extend(cmd);
-            sh(&args)?;
-        }
-        for ip in SCANNER_V4 {
-            sh(&[
-                "ip",
-                "-n",
-                &a,
-                "addr",
-                "add",
-                &format!("{ip}/24"),
-                "dev",
-                &ai,
-            ])?;
-        }
-        sh(&[
-            "ip", "-n", &a, "route", "add", DARK_V4, "via", SENSOR_V4, "dev", &ai,
-        ])?;
-        let link = sh(&["ip", "-n", &s, "-o", "link", "show", &si])?;
-        lab.sensor_mac = link
-            .split_whitespace()
-            .skip_while(|w| *w != "link/ether")
-            .nth(1)
-            .context("sensor interface has no MAC")?
-            .to_string();
-        Ok(lab)
-    }
-
-    /// Starts the sensor agent in the sensor namespace with `config` (TOML).
-    pub fn start_sensor(&mut self, config: &str, interval_secs: f64) -> Result<()> {
-        let bin = sensor_binary().context("scanscope-sensor binary not found")?;
-        let cfg = self.dir.join("sensor.toml");
-        std::fs::write(&cfg, config)?;
-        let log = std::fs::File::create(self.dir.join("sensor.log"))?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.sensor_ns])
-            .arg(bin)
-            .args([
-                "--iface",
-                &self.sensor_if,
-                "--sensor-id",
-                "lab-sensor",
-                "--interval-secs",
-            ])
-            .arg(interval_secs.to_string())
-            .arg("--config")
-            .arg(&cfg)
-            .arg("--jsonl")
-            .arg(self.dir.join("sensor.jsonl"))
-            .args(&self.sensor_args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        self.sensor = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = std::fs::read_to_string(self.dir.join("sensor.log")).unwrap_or_default();
-            if text.contains("sensor running") {
-                return Ok(());
-            }
-            if let Some(c) = &mut self.sensor
-                && let Some(status) = c.try_wait()?
-            {
-                bail!("sensor exited with {status} before running:\n{text}");
-            }
-            if Instant::now() > deadline {
-                bail!("sensor did not start within 30 s:\n{text}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Kills the sensor with SIGKILL: no final drain, no spool spill — a crash.
-    pub fn kill_sensor(&mut self) -> Result<()> {
-        let mut child = self.sensor.take().context("sensor not running")?;
-        sh(&["kill", "-KILL", &child.id().to_string()])?;
-        child.wait()?;
-        Ok(())
-    }
-
-    /// Stops the sensor with SIGTERM; returns its exit status success and its records.
-    pub fn stop_sensor(&mut self) -> Result<Vec<Value>> {
-        let mut child = self.sensor.take().context("sensor not running")?;
-        // The child is `ip netns exec`, which execs the agent: same pid.
-        sh(&["kill", "-TERM", &child.id().to_string()])?;
-        let status = child.wait()?;
-        let log = std::fs::read_to_string(self.dir.join("sensor.log")).unwrap_or_default();
-        if !status.success() {
-            bail!("sensor exited with {status}:\n{log}");
-        }
-        let text = std::fs::read_to_string(self.dir.join("sensor.jsonl"))?;
-        text.lines()
-            .map(|l| serde_json::from_str(l).with_context(|| format!("bad JSON line {l}")))
-            .collect()
-    }
-
-    /// Rewrites the sensor's configuration file and sends SIGHUP; waits until it reloaded.
-    pub fn reload_sensor(&self, config: &str) -> Result<()> {
-        std::fs::write(self.dir.join("sensor.toml"), config)?;
-        let pid = self.sensor.as_ref().context("sensor not running")?.id();
-        let before = std::fs::read_to_string(self.dir.join("sensor.log"))
-            .unwrap_or_default()
-            .matches("configuration reloaded")
-            .count();
-        sh(&["kill", "-HUP", &pid.to_string()])?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::fs::read_to_string(self.dir.join("sensor.log"))
-            .unwrap_or_default()
-            .matches("configuration reloaded")
-            .count()
-            == before
-        {
-            if Instant::now() > deadline {
-                bail!("sensor did not reload its configuration");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Ok(())
-    }
-
-    /// Runs a command in the scanner namespace, with a time limit.
-    pub fn scan(&self, args: &[&str], limit_secs: u32) -> Result<()> {
-        scan_in(&self.scanner_ns, args, limit_secs)
-    }
-
-    /// Runs a command in the sensor namespace.
-    pub fn in_sensor(&self, script: &str) -> Result<()> {
-        let out = Command::new("timeout")
-            .args([
-                "-k",
-                "2",
-                "10",
-                "ip",
-                "netns",
-                "exec",
-                &self.sensor_ns,
-                "bash",
-                "-c",
-                script,
-            ])
-            .output()?;
-        if !out.status.success() {
-            bail!(
-                "sensor-side {script:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
-    }
-
-    /// Runs a long-lived command in the scanner namespace (killed with the lab).
-    pub fn spawn_in_scanner(&self, args: &[&str]) -> Result<Child> {
-        Ok(Command::new("ip")
-            .args(["netns", "exec", &self.scanner_ns])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.sensor.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        // Kill anything still running inside the namespaces, then delete them (this also
-        // removes the veth pair).
-        for ns in [&self.scanner_ns, &self.sensor_ns] {
-            if let Ok(pids) = sh(&["ip", "netns", "pids", ns]) {
-                for pid in pids.split_whitespace() {
-                    let _ = sh(&["kill", "-KILL", pid]);
-                }
-            }
-            let _ = sh(&["ip", "netns", "del", ns]);
-        }
-    }
-}
-
-/// The configuration the standard scenario runs with: a dark sensor (scan kinds dropped, so
-/// replies never muddle the counts; ICMP other passes so neighbour discovery works), every
-/// packet sampled, and one excluded source.
-pub fn standard_config() -> String {
-    format!(
-        "exclude = [\"{SRC_EXCLUDED}/32\"]\npayload_len = 64\n[sample_every]\ndefault = 1\n[action]\ndefault = \"drop\"\nicmp_other = \"pass\"\n"
-    )
-}
-
-/// What the standard scenario sends, per source: (source, kind, dst ports with packet counts).
-pub fn standard_expectations() -> Vec<(&'static str, &'static str, BTreeMap<u16, u64>)> {
-    let ports = |v: &[(u16, u64)]| v.iter().copied().collect::<BTreeMap<_, _>>();
-    vec![
-        (
-            SRC_NMAP,
-            "tcp_syn",
-            ports(&(20..=30).map(|p| (p, 1)).collect::<Vec<_>>()),
-        ),
-        (SRC_NMAP_UDP, "udp", ports(&[(53, 2), (123, 2), (161, 2)])),
-        (SRC_MASSCAN, "tcp_syn", ports(&[(80, 16), (443, 16)])),
-        (SRC_ZMAP, "tcp_syn", ports(&[(8080, 16)])),
-        (SRC_MIRAI, "tcp_syn", ports(&[(23, 5)])),
-        (SRC_MIRAI, "icmp_echo", ports(&[(0, 3)])),
-        (SRC_V6, "tcp_syn", ports(&[(22, 1), (80, 1)])),
-    ]
-}
-
-/// Tools each source must be recognised as.
-pub fn standard_tools() -> Vec<(&'static str, &'static str)> {
-    vec![
-        (SRC_NMAP, "nmap"),
-        (SRC_MASSCAN, "masscan"),
-        (SRC_ZMAP, "zmap"),
-        (SRC_MIRAI, "mirai"),
-        (SRC_V6, "nmap"),
-    ]
-}
-
-/// Runs the real scanners of the standard scenario.
-pub fn run_standard_scans(lab: &Lab) -> Result<()> {
-    let ai = lab.scanner_if.as_str();
-    let blocklist = lab.dir.join("empty-blocklist.conf");
-    std::fs::write(&blocklist, "")?;
-    let bl = blocklist.display().to_string();
-    // nmap SYN scan, 11 ports, one probe each.
-    lab.scan(
-        &[
-            "nmap",
-            "-sS",
-            "-n",
-            "-Pn",
-            "--max-retries",
-            "0",
-            "-e",
-            ai,
-            "-S",
-            SRC_NMAP,
-            "-p",
-            "20-30",
-            SENSOR_V4,
-        ],
-        60,
-    )?;
-    // nmap UDP scan: two payload probes per port for 53, 123, 161.
-    lab.scan(
-        &[
-            "nmap",
-            "-sU",
-            "-n",
-            "-Pn",
-            "--max-retries",
-            "0",
-            "-e",
-            ai,
-            "-S",
-            SRC_NMAP_UDP,
-            "-p",
-            "53,123,161",
-            SENSOR_V4,
-        ],
-        60,
-    )?;
-    // masscan: 16 hosts × 2 ports at 1000 pps.
-    lab.scan(
-        &[
-            "masscan",
-            "--interface",
-            ai,
-            "--source-ip",
-            SRC_MASSCAN,
-            "--router-mac",
-            &lab.sensor_mac,
-            "--rate",
-            "1000",
-            "--wait",
-            "0",
-            "-p",
-            "80,443",
-            DARK_V4,
-        ],
-        5,
-    )?;
-    // zmap: 16 hosts on port 8080.
-    lab.scan(
-        &[
-            "zmap",
-            "-i",
-            ai,
-            "-S",
-            SRC_ZMAP,
-            "-G",
-            &lab.sensor_mac,
-            "-p",
-            "8080",
-            "-r",
-            "1000",
-            "-n",
-            "16",
-            "-c",
-            "0",
-            "-b",
-            &bl,
-            "-q",
-            DARK_V4,
-        ],
-        30,
-    )?;
-    // Mirai-style: sequence number = destination address (198.18.1.5 = 3323068677).
-    lab.scan(
-        &[
-            "hping3",
-            "-S",
-            "-p",
-            "23",
-            "-c",
-            "5",
-            "-i",
-            "u10000",
-            "-a",
-            SRC_MIRAI,
-            "--setseq",
-            "3323068677",
-            "-I",
-            ai,
-            "198.18.1.5",
-        ],
-        20,
-    )?;
-    // ICMP echo.
-    lab.scan(
-        &[
-            "hping3",
-            "-1",
-            "-c",
-            "3",
-            "-i",
-            "u10000",
-            "-a",
-            SRC_MIRAI,
-            "-I",
-            ai,
-            "198.18.1.5",
-        ],
-        20,
-    )?;
-    // An excluded source: 10 SYNs that must not be counted.
-    lab.scan(
-        &[
-            "hping3",
-            "-S",
-            "-p",
-            "80",
-            "-c",
-            "10",
-            "-i",
-            "u10000",
-            "-a",
-            SRC_EXCLUDED,
-            "-I",
-            ai,
-            SENSOR_V4,
-        ],
-        20,
-    )?;
-    // IPv6 SYN scan.
-    lab.scan(
-        &[
-            "nmap",
-            "-6",
-            "-sS",
-            "-n",
-            "-Pn",
-            "--max-retries",
-            "0",
-            "-e",
-            ai,
-            "-S",
-            SRC_V6,
-            "-p",
-            "22,80",
-            SENSOR_V6,
-        ],
-        60,
-    )?;
-    Ok(())
-}
-
-/// The sensor host's own connection: an HTTP fetch from a server in the scanner namespace.
-/// Its inbound packets (SYN-ACK, ACK, data, FIN) belong to a local socket and must not count.
-pub fn own_connection(lab: &Lab) -> Result<()> {
-    let mut server =
-        lab.spawn_in_scanner(&["python3", "-m", "http.server", "--bind", SRC_SERVER, "8000"])?;
-    let mut ok = Err(anyhow::anyhow!("server never answered"));
-    for _ in 0..50 {
-        std::thread::sleep(Duration::from_millis(100));
-        ok = lab.in_sensor(&format!(
-            "exec 3<>/dev/tcp/{SRC_SERVER}/8000 && printf 'GET / HTTP/1.0\\r\\n\\r\\n' >&3 && cat <&3 >/dev/null"
-        ));
-        if ok.is_ok() {
-            break;
-        }
-    }
-    let _ = server.kill();
-    let _ = server.wait();
-    ok
-}
-
-/// Per (source, kind): packets per destination port, summed over `flow` records.
-pub fn flows_by_source(records: &[Value]) -> BTreeMap<(String, String), BTreeMap<u16, u64>> {
-    let mut out: BTreeMap<(String, String), BTreeMap<u16, u64>> = BTreeMap::new();
-    for r in records.iter().filter(|r| r["type"] == "flow") {
-        let key = (
-            r["src_ip"].as_str().unwrap_or("").to_string(),
-            r["kind"].as_str().unwrap_or("").to_string(),
-        );
-        let port = r["dst_port"].as_u64().unwrap_or(0) as u16;
-        *out.entry(key).or_default().entry(port).or_default() += r["packets"].as_u64().unwrap_or(0);
-    }
-    out
-}
-
-/// Tools recognised per source, from `event` records.
-pub fn tools_by_source(records: &[Value]) -> BTreeMap<String, BTreeSet<String>> {
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for r in records.iter().filter(|r| r["type"] == "event") {
-        let src = r["src_ip"].as_str().unwrap_or("").to_string();
-        let set = out.entry(src).or_default();
-        for t in r["tools"].as_array().into_iter().flatten() {
-            if let Some(t) = t.as_str() {
-                set.insert(t.to_string());
-            }
-        }
-    }
-    out
-}
-
-/// Sum of a named counter over all `stats` records.
-pub fn counter_total(records: &[Value], name: &str) -> u64 {
-    records
-        .iter()
-        .filter(|r| r["type"] == "stats")
-        .map(|r| r["counters"][name].as_u64().unwrap_or(0))
-        .sum()
-}
-
-/// Sum of packets of one kind over all `stats` records.
-pub fn kind_total(records: &[Value], kind: &str) -> u64 {
-    records
-        .iter()
-        .filter(|r| r["type"] == "stats")
-        .map(|r| r["kinds"][kind]["packets"].as_u64().unwrap_or(0))
-        .sum()
 }

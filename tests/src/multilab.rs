@@ -18,7 +18,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use crate::{NEXT, sensor_binary, sh, transport::CollectorProc};
+use crate::{NEXT, scanners::Scan, sensor_binary, sh, transport::CollectorProc};
 
 /// Scanner sources (one per tool).
 pub const M_NMAP: &str = "203.0.113.11";
@@ -342,124 +342,46 @@ impl MultiLab {
         let bl = blocklist.display().to_string();
         // nmap: 11 ports on one host of sensor 1.
         self.scan(
-            &[
-                "nmap",
-                "-sS",
-                "-n",
-                "-Pn",
-                "--max-retries",
-                "0",
-                "-e",
-                "a0",
-                "-S",
-                M_NMAP,
-                "-p",
-                "20-30",
-                "198.18.1.130",
-            ],
+            &Scan::nmap_syn("a0", M_NMAP, "20-30", "198.18.1.130").args(),
             60,
         )?;
         // masscan: 2 ports on 16 hosts of sensors 1 and 2.
+        let two = ["198.18.1.128/28", "198.18.2.128/28"];
         self.scan(
-            &[
-                "masscan",
-                "--interface",
-                "a0",
-                "--source-ip",
-                M_MASSCAN,
-                "--router-mac",
-                &self.router_mac,
-                "--rate",
-                "1000",
-                "--wait",
-                "0",
-                "-p",
-                "80,443",
-                "198.18.1.128/28",
-                "198.18.2.128/28",
-            ],
+            &Scan::masscan("a0", M_MASSCAN, &self.router_mac, "80,443", &two).args(),
             6,
         )?;
         // zmap: port 8080 on 16 hosts of each of the three sensors.
+        let three = ["198.18.1.128/28", "198.18.2.128/28", "198.18.3.128/28"];
         self.scan(
-            &[
-                "zmap",
-                "-i",
-                "a0",
-                "-S",
-                M_ZMAP,
-                "-G",
-                &self.router_mac,
-                "-p",
-                "8080",
-                "-r",
-                "1000",
-                "-c",
-                "0",
-                "-b",
-                &bl,
-                "-q",
-                "198.18.1.128/28",
-                "198.18.2.128/28",
-                "198.18.3.128/28",
-            ],
+            &Scan::zmap("a0", M_ZMAP, &self.router_mac, "8080", &bl, None, &three).args(),
             30,
         )?;
         // Mirai-style: sequence number = destination address, port 23, three hosts of sensor 3.
         for h in [130u8, 131, 132] {
-            let seq = u32::from(std::net::Ipv4Addr::new(198, 18, 3, h)).to_string();
-            let dst = format!("198.18.3.{h}");
-            self.scan(
-                &[
-                    "hping3", "-S", "-p", "23", "-c", "1", "-a", M_MIRAI, "--setseq", &seq, "-I",
-                    "a0", &dst,
-                ],
-                10,
-            )?;
+            let dst = std::net::Ipv4Addr::new(198, 18, 3, h);
+            let scan = Scan::hping("a0", 1, &dst.to_string())
+                .syn(23)
+                .source(M_MIRAI)
+                .seq(u32::from(dst))
+                .every_us(None)
+                .build();
+            self.scan(&scan.args(), 10)?;
         }
         // Spoofed random-source SYN flood against one host of sensor 2.
-        let flood = FLOOD_PACKETS.to_string();
-        self.scan(
-            &[
-                "hping3",
-                "-S",
-                "-p",
-                "80",
-                "--rand-source",
-                "-c",
-                &flood,
-                "-i",
-                "u2000",
-                "-I",
-                "a0",
-                "198.18.2.130",
-            ],
-            20,
-        )?;
+        let flood = Scan::hping("a0", FLOOD_PACKETS, "198.18.2.130")
+            .syn(80)
+            .rand_source()
+            .every_us(Some(2000))
+            .build();
+        self.scan(&flood.args(), 20)?;
         // Backscatter: SYN-ACKs from the victim's address to sensor 3.
-        let bs = BACKSCATTER_PACKETS.to_string();
-        self.scan(
-            &[
-                "hping3",
-                "-S",
-                "-A",
-                "-s",
-                "80",
-                "-k",
-                "-p",
-                "40000",
-                "-c",
-                &bs,
-                "-i",
-                "u5000",
-                "-a",
-                M_VICTIM,
-                "-I",
-                "a0",
-                "198.18.3.140",
-            ],
-            20,
-        )?;
+        let bs = Scan::hping("a0", BACKSCATTER_PACKETS, "198.18.3.140")
+            .synack(80, 40000)
+            .source(M_VICTIM)
+            .every_us(Some(5000))
+            .build();
+        self.scan(&bs.args(), 20)?;
         Ok(())
     }
 }
@@ -467,21 +389,21 @@ impl MultiLab {
 impl Drop for MultiLab {
     fn drop(&mut self) {
         for mut c in self.agents.drain(..).chain(self.dns.take()) {
-            let _ = c.kill();
-            let _ = c.wait();
+            c.kill().ok();
+            c.wait().ok();
         }
         if let Some(mut c) = self.collector.take() {
-            let _ = c.stop();
+            c.stop().ok();
         }
         let mut all = vec![self.scanner.clone(), self.core.clone()];
         all.extend(self.sensors.iter().cloned());
         for ns in &all {
             if let Ok(pids) = sh(&["ip", "netns", "pids", ns]) {
                 for pid in pids.split_whitespace() {
-                    let _ = sh(&["kill", "-KILL", pid]);
+                    sh(&["kill", "-KILL", pid]).ok();
                 }
             }
-            let _ = sh(&["ip", "netns", "del", ns]);
+            sh(&["ip", "netns", "del", ns]).ok();
         }
     }
 }

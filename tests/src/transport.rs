@@ -18,15 +18,7 @@ use scanscope_proto::v1::{Batch, Flow, Kind};
 
 /// The collector binary next to this executable (debug or release target directory).
 pub fn collector_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("SCANSCOPE_COLLECTOR_BIN") {
-        return Some(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().ok()?;
-    exe.ancestors()
-        .skip(1)
-        .take(3)
-        .map(|d| d.join("scanscope-collector"))
-        .find(|c| c.is_file())
+    crate::binary("scanscope-collector", "SCANSCOPE_COLLECTOR_BIN")
 }
 
 /// A `scanscope-collector serve` child process; killed on drop.
@@ -91,8 +83,8 @@ impl CollectorProc {
         let mut line = String::new();
         BufReader::new(out).read_line(&mut line)?;
         let Some(addr) = line.trim().strip_prefix("listening on ") else {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill().ok();
+            child.wait().ok();
             bail!(
                 "collector did not start: {}",
                 std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -125,8 +117,7 @@ impl CollectorProc {
         loop {
             match self.spawn(&listen) {
                 Ok(()) => return Ok(()),
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
+                Err(_) if Instant::now() < deadline => {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(e) => return Err(e),
@@ -158,7 +149,7 @@ impl CollectorProc {
 
 impl Drop for CollectorProc {
     fn drop(&mut self) {
-        let _ = self.kill9();
+        self.kill9().ok();
     }
 }
 

@@ -15,7 +15,7 @@ use seccompiler::{
     SeccompRule,
 };
 
-use scanscope_tests::{flows_by_source, privileged_or_skip, sensor_binary};
+use scanscope_tests::{Scan, flows_by_source, privileged_or_skip, scan_in, sensor_binary};
 
 fn skip() -> bool {
     privileged_or_skip().is_none()
@@ -206,7 +206,7 @@ fn generic_mode_fallback_on_a_bridge_still_counts_exactly() {
     impl Drop for Guard {
         fn drop(&mut self) {
             for ns in &self.0 {
-                let _ = Command::new("ip").args(["netns", "del", ns]).status();
+                Command::new("ip").args(["netns", "del", ns]).status().ok();
             }
         }
     }
@@ -243,8 +243,8 @@ fn generic_mode_fallback_on_a_bridge_still_counts_exactly() {
     struct Agent(std::process::Child);
     impl Drop for Agent {
         fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+            self.0.kill().ok();
+            self.0.wait().ok();
         }
     }
     let mut agent = Agent(
@@ -277,14 +277,12 @@ fn generic_mode_fallback_on_a_bridge_still_counts_exactly() {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Five SYNs (the first waits for ARP, which passes the program untouched).
-    let out = Command::new("timeout")
-        .args([
-            "-k", "2", "20", "ip", "netns", "exec", &ans, "hping3", "-S", "-p", "8443", "-c", "5",
-        ])
-        .args(["-i", "u10000", "-I", "a0", "198.18.0.1"])
-        .output()
-        .unwrap();
-    assert!(matches!(out.status.code(), Some(0 | 1)), "hping3: {out:?}");
+    scan_in(
+        &ans,
+        &Scan::hping("a0", 5, "198.18.0.1").syn(8443).build().args(),
+        20,
+    )
+    .expect("hping3");
     std::thread::sleep(Duration::from_millis(300));
     sh(&["kill", "-TERM", &agent.0.id().to_string()]);
     assert!(agent.0.wait().unwrap().success());

@@ -47,10 +47,11 @@ fn real_scanners_are_counted_exactly_and_recognised() {
     lab.reload_sensor(&reloaded).expect("reload");
     let ai = lab.scanner_if.clone();
     lab.scan(
-        &[
-            "hping3", "-S", "-p", "80", "-c", "4", "-i", "u10000", "-a", SRC_NMAP, "-I", &ai,
-            SENSOR_V4,
-        ],
+        &Scan::hping(&ai, 4, SENSOR_V4)
+            .syn(80)
+            .source(SRC_NMAP)
+            .build()
+            .args(),
         20,
     )
     .expect("hping3 after reload");
@@ -249,10 +250,11 @@ fn killed_agent_replays_its_spool_after_restart() {
         .expect("start sensor");
     let ai = lab.scanner_if.clone();
     lab.scan(
-        &[
-            "hping3", "-S", "-p", "443", "-c", "7", "-i", "u10000", "-a", SRC_MIRAI, "-I", &ai,
-            SENSOR_V4,
-        ],
+        &Scan::hping(&ai, 7, SENSOR_V4)
+            .syn(443)
+            .source(SRC_MIRAI)
+            .build()
+            .args(),
         20,
     )
     .expect("hping3");

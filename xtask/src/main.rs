@@ -111,6 +111,13 @@ fn build_ebpf() -> Result<()> {
     Ok(())
 }
 
+/// The workspace's target directory (`CARGO_TARGET_DIR` if set).
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root().join("target"))
+}
+
 fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
@@ -137,6 +144,9 @@ fn main() -> Result<()> {
                     "warnings",
                 ]))?;
             }
+            // The end-to-end tests run the binaries of other packages: build them all first
+            // (same profile and features as the tests, so nothing is compiled twice).
+            run(cargo().args(["build", "--workspace", "--all-targets"]))?;
             run(cargo()
                 .args(["test", "--workspace", "--all-targets"])
                 .env("SCANSCOPE_REQUIRE_PRIVILEGED", "1")
@@ -145,6 +155,8 @@ fn main() -> Result<()> {
         }
         Cmd::Demo { out } => {
             build_ebpf()?;
+            // One cargo invocation for the three binaries: features are unified once and
+            // every dependency is compiled once.
             run(cargo().args([
                 "build",
                 "--release",
@@ -156,17 +168,12 @@ fn main() -> Result<()> {
                 "scanscope-collector",
                 "--bin",
                 "scanscope-collector",
-            ]))?;
-            let mut c = cargo();
-            c.args([
-                "run",
-                "--release",
                 "-p",
                 "scanscope-tests",
                 "--bin",
                 "scanscope-demo",
-                "--",
-            ]);
+            ]))?;
+            let mut c = Command::new(target_dir().join("release/scanscope-demo"));
             if let Some(o) = out {
                 c.arg("--out").arg(o);
             }
@@ -177,9 +184,7 @@ fn main() -> Result<()> {
                 build_ebpf()?;
                 run(cargo().args(["bench", "-p", "sensor-user", "--bench", "xdp"]))
             }
-            "ingest" => {
-                run(cargo().args(["bench", "-p", "scanscope-collector", "--bench", "ingest"]))
-            }
+            "ingest" => run(cargo().args(["bench", "-p", "scanscope-ingest", "--bench", "ingest"])),
             "rollup" => {
                 run(cargo().args([
                     "build",
@@ -189,7 +194,7 @@ fn main() -> Result<()> {
                     "--bin",
                     "scanscope-collector",
                 ]))?;
-                run(cargo().args(["bench", "-p", "scanscope-collector", "--bench", "rollup"]))
+                run(cargo().args(["bench", "-p", "scanscope-analytics", "--bench", "rollup"]))
             }
             other => bail!("unknown benchmark {other:?} (known: xdp, ingest, rollup)"),
         },

@@ -30,7 +30,7 @@ use aya_ebpf::{
     maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
     programs::XdpContext,
 };
-use sensor_common::{
+use scanscope_common::{
     EventRecord, KIND_SLOTS, Kind, MAX_IPV6_EXT, MAX_PAYLOAD, MAX_TCP_OPTIONS, PORT_SLOTS,
     PORTS_UDP_BASE, SensorConfig, TupleKey, TupleValue, action, config_flags, counter, ip_flags,
     ipv4_mapped, proto,

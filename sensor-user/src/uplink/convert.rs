@@ -2,10 +2,10 @@
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
+use scanscope_common::Kind;
 use scanscope_proto::v1 as pb;
-use sensor_common::Kind;
 
-use crate::decode::{Event, Flow, Lost, LostStage, Record, Stats};
+use crate::record::{Event, Flow, Lost, Record, Stats};
 
 /// Unix microseconds.
 pub fn micros(t: DateTime<Utc>) -> i64 {
@@ -20,19 +20,9 @@ pub fn ip_bytes(a: IpAddr) -> Vec<u8> {
     }
 }
 
-/// The protobuf kind of a kernel kind (proto numbers are the kernel's plus one).
+/// The protobuf kind number of a kind.
 pub fn kind(k: Kind) -> i32 {
-    k as i32 + 1
-}
-
-/// The protobuf lost-data stage.
-pub fn stage(s: LostStage) -> pb::LostStage {
-    match s {
-        LostStage::KernelRingbuf => pb::LostStage::KernelRingbuf,
-        LostStage::KernelTupleTable => pb::LostStage::KernelTupleTable,
-        LostStage::AgentOutput => pb::LostStage::AgentOutput,
-        LostStage::AgentDecode => pb::LostStage::AgentDecode,
-    }
+    pb::Kind::from(k) as i32
 }
 
 pub fn event(e: &Event) -> pb::Event {
@@ -133,7 +123,7 @@ pub fn stats(s: &Stats) -> pb::SensorStats {
 pub fn lost(l: &Lost) -> pb::Lost {
     pb::Lost {
         ts_us: micros(l.ts),
-        stage: stage(l.stage) as i32,
+        stage: pb::LostStage::from(l.stage) as i32,
         unit: l.unit.to_string(),
         count: l.count,
         detail: String::new(),
@@ -157,10 +147,9 @@ impl BatchBuilder {
         }
     }
 
-    /// Rows held.
+    /// Records held.
     pub fn rows(&self) -> usize {
-        let b = &self.batch;
-        b.events.len() + b.flows.len() + b.stats.len() + b.lost.len()
+        self.batch.records()
     }
 
     /// Takes the batch (sensor id and seq are set by the outbox).
@@ -175,30 +164,26 @@ impl BatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scanscope_common::LostStage;
 
     #[test]
-    fn kinds_and_names_line_up_with_the_proto() {
-        for k in Kind::ALL {
-            let p = pb::Kind::try_from(kind(k)).unwrap();
-            assert_eq!(
-                p.as_str_name()
-                    .trim_start_matches("KIND_")
-                    .to_ascii_lowercase(),
-                k.name()
-            );
-        }
-        for s in [
-            LostStage::KernelRingbuf,
-            LostStage::KernelTupleTable,
-            LostStage::AgentOutput,
-            LostStage::AgentDecode,
-        ] {
-            let json = serde_json::to_string(&s).unwrap();
-            let name = stage(s)
+    fn lost_stages_convert_by_name() {
+        // The JSON name of a stage and its contract enum name are the same word.
+        for s in LostStage::ALL {
+            let l = Lost {
+                ts: Utc::now(),
+                sensor: "s".into(),
+                stage: s,
+                unit: "events",
+                count: 1,
+            };
+            let json = serde_json::to_value(Record::Lost(l.clone())).unwrap();
+            let name = pb::LostStage::try_from(lost(&l).stage)
+                .unwrap()
                 .as_str_name()
                 .trim_start_matches("LOST_STAGE_")
                 .to_ascii_lowercase();
-            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(json["stage"], name);
         }
     }
 }

@@ -250,7 +250,11 @@ impl Uplink {
     /// Stops at once, without spilling memory to the spool: what a crash leaves behind.
     pub async fn abort(self) {
         self.task.abort();
-        let _ = self.task.await;
+        if let Err(e) = self.task.await
+            && e.is_panic()
+        {
+            error!(error = %e, "the uplink task panicked");
+        }
     }
 
     /// Delivers what is queued within `grace`, then spools the rest and stops.
@@ -258,9 +262,11 @@ impl Uplink {
         if let Err(e) = self.shared.outbox().flush_lost() {
             warn!(error = %e, "could not queue the lost-data report");
         }
-        let _ = self.stop.send(Some(Instant::now() + grace));
+        let _task_gone = self.stop.send(Some(Instant::now() + grace)).is_err();
         self.shared.notify.notify_one();
-        let _ = self.task.await;
+        if let Err(e) = self.task.await {
+            error!(error = %e, "the uplink task failed; spooling what is queued");
+        }
         let mut o = self.shared.outbox();
         o.spill();
         (o.stats, o.len())

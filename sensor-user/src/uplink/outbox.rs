@@ -23,6 +23,16 @@ use tracing::warn;
 
 use super::UplinkError;
 
+/// Removes a spool file; a failure other than "already gone" is logged (a file left behind is
+/// read again at the next start and counted for what it is).
+fn remove_spool_file(p: &Path) {
+    if let Err(e) = fs::remove_file(p)
+        && e.kind() != io::ErrorKind::NotFound
+    {
+        warn!(path = %p.display(), error = %e, "could not remove a spool file");
+    }
+}
+
 const MAGIC: &[u8; 4] = b"SSB1";
 const SEQ_BLOCK: u64 = 4096;
 
@@ -136,7 +146,7 @@ fn write_durable(dir: &Path, name: &str, data: &[u8]) -> Result<PathBuf, UplinkE
         .and_then(|()| fs::rename(&tmp, &path))
         .and_then(|()| File::open(dir)?.sync_all());
     if let Err(e) = r {
-        let _ = fs::remove_file(&tmp);
+        remove_spool_file(&tmp);
         return Err(io_err("writing", &path)(e));
     }
     Ok(path)
@@ -163,7 +173,7 @@ impl Outbox {
             let name = e.file_name();
             let name = name.to_string_lossy();
             if name.starts_with('.') && name.ends_with(".tmp") {
-                let _ = fs::remove_file(e.path());
+                remove_spool_file(&e.path());
                 continue;
             }
             let Some(seq) = name
@@ -292,7 +302,7 @@ impl Outbox {
                         .ok()
                         .and_then(|d| decode_file(&d))
                         .map(|b| Summary::of(&b));
-                    let _ = fs::remove_file(p);
+                    remove_spool_file(p);
                     s
                 }
                 Held::Mem(b) => Some(Summary::of(b)),
@@ -405,7 +415,7 @@ impl Outbox {
                         warn!(path = %p.display(), "unreadable spool file; dropping it");
                         let e = self.entries.remove(self.cursor).expect("index in range");
                         self.disk_bytes -= e.bytes;
-                        let _ = fs::remove_file(&p);
+                        remove_spool_file(&p);
                         self.note_lost(LostStage::AgentSpool, None, "unreadable spool file");
                     }
                 },
@@ -427,7 +437,7 @@ impl Outbox {
                 Held::Mem(_) => self.mem_bytes -= e.bytes,
                 Held::Disk(p) => {
                     self.disk_bytes -= e.bytes;
-                    let _ = fs::remove_file(p);
+                    remove_spool_file(&p);
                 }
             }
         }
@@ -447,7 +457,7 @@ impl Outbox {
                         .ok()
                         .and_then(|d| decode_file(&d))
                         .map(|b| Summary::of(&b));
-                    let _ = fs::remove_file(p);
+                    remove_spool_file(&p);
                     s
                 }
             };

@@ -15,7 +15,7 @@ use std::{
 };
 
 use anyhow::{Context, Result, bail};
-use sensor_user::{
+use scanscope_testkit::{
     conformance::{check_against_reference, differential_fuzz, every_kind, sample_all},
     testrun::Harness,
 };
@@ -27,8 +27,8 @@ const FUZZ_FRAMES: usize = 3000;
 
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "SCANSCOPE-VM {line}");
-    let _ = out.flush();
+    writeln!(out, "SCANSCOPE-VM {line}").ok();
+    out.flush().ok();
 }
 
 fn mount(src: &str, target: &str, fstype: &str) -> Result<()> {
@@ -120,7 +120,7 @@ fn agent() -> Result<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if line.contains("XDP attached") || line.contains("attached in generic mode") {
-                let _ = tx.send(());
+                tx.send(()).ok();
             }
             say(&format!("agent-log {line}"));
         }

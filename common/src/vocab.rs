@@ -1,0 +1,132 @@
+//! The words every stage shares: what a packet stands for ([`Role`]), the scanning tools the
+//! agent recognises ([`Tool`]) and where data was lost ([`LostStage`]). Each has one stable
+//! snake_case name, used in JSON lines, the lake and reports.
+
+/// ICMPv4 types that are backscatter: echo reply 0, unreachable 3, source quench 4, redirect 5,
+/// time exceeded 11, parameter problem 12, timestamp reply 14, information reply 16, mask reply 18.
+pub(crate) const ICMP4_BACKSCATTER: [u8; 9] = [0, 3, 4, 5, 11, 12, 14, 16, 18];
+/// ICMPv6 backscatter types: errors 1–4 and echo reply 129.
+pub(crate) const ICMP6_BACKSCATTER: [u8; 5] = [1, 2, 3, 4, 129];
+
+/// What traffic stands for ([`crate::Kind::role`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// A probe a scanner sends: SYN, FIN, NULL, XMAS, ACK, other TCP, UDP, ICMP echo request.
+    Probe,
+    /// A reply to traffic someone sent with a forged source (SYN-ACK, RST, ICMP errors and echo
+    /// replies): evidence of a DoS attack against the source, never scanning.
+    Backscatter,
+    /// Anything else (fragments, other IP protocols, other ICMP).
+    Other,
+}
+
+/// A scanning tool recognised from packet headers (the agent's fingerprints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tool {
+    Zmap,
+    Masscan,
+    Mirai,
+    Nmap,
+    Unicornscan,
+}
+
+impl Tool {
+    /// Every tool, in a stable order (the order fingerprints report them in).
+    pub const ALL: [Tool; 5] = [
+        Tool::Zmap,
+        Tool::Masscan,
+        Tool::Mirai,
+        Tool::Nmap,
+        Tool::Unicornscan,
+    ];
+
+    /// Stable name in output formats.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Tool::Zmap => "zmap",
+            Tool::Masscan => "masscan",
+            Tool::Mirai => "mirai",
+            Tool::Nmap => "nmap",
+            Tool::Unicornscan => "unicornscan",
+        }
+    }
+
+    /// The tool with this [`Tool::name`].
+    pub fn from_name(name: &str) -> Option<Tool> {
+        Tool::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// Raw-packet scanners that send with TTL 255 (so a high TTL from them is no forgery hint).
+    pub const fn sends_ttl_255(self) -> bool {
+        matches!(self, Tool::Masscan | Tool::Zmap | Tool::Unicornscan)
+    }
+}
+
+/// Where data was lost. The discriminants are the `scanscope.v1.LostStage` numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LostStage {
+    /// The kernel ring buffer was full: sampled events lost.
+    KernelRingbuf = 1,
+    /// The kernel tuple table was full: packets counted per kind and port but not per tuple.
+    KernelTupleTable = 2,
+    /// The agent could not write its local output (JSON lines).
+    AgentOutput = 3,
+    /// The agent's in-memory queue overflowed and the batch could not be spooled.
+    AgentQueue = 4,
+    /// The agent's spool reached its size limit (or held an unreadable file).
+    AgentSpool = 5,
+    /// The collector refused a batch as malformed or too large.
+    CollectorRejected = 6,
+    /// Ring-buffer records the agent could not decode.
+    AgentDecode = 7,
+}
+
+impl LostStage {
+    /// Every stage, in number order.
+    pub const ALL: [LostStage; 7] = [
+        LostStage::KernelRingbuf,
+        LostStage::KernelTupleTable,
+        LostStage::AgentOutput,
+        LostStage::AgentQueue,
+        LostStage::AgentSpool,
+        LostStage::CollectorRejected,
+        LostStage::AgentDecode,
+    ];
+
+    /// Stable name in output formats.
+    pub const fn name(self) -> &'static str {
+        match self {
+            LostStage::KernelRingbuf => "kernel_ringbuf",
+            LostStage::KernelTupleTable => "kernel_tuple_table",
+            LostStage::AgentOutput => "agent_output",
+            LostStage::AgentQueue => "agent_queue",
+            LostStage::AgentSpool => "agent_spool",
+            LostStage::CollectorRejected => "collector_rejected",
+            LostStage::AgentDecode => "agent_decode",
+        }
+    }
+
+    /// The stage with this `scanscope.v1` number.
+    pub fn from_number(n: i32) -> Option<LostStage> {
+        LostStage::ALL.into_iter().find(|s| *s as i32 == n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for t in Tool::ALL {
+            assert_eq!(Tool::from_name(t.name()), Some(t));
+        }
+        assert_eq!(Tool::from_name("zgrab"), None);
+        assert!(Tool::Masscan.sends_ttl_255() && !Tool::Nmap.sends_ttl_255());
+        for (i, s) in LostStage::ALL.iter().enumerate() {
+            assert_eq!(*s as usize, i + 1);
+            assert_eq!(LostStage::from_number(*s as i32), Some(*s));
+        }
+        assert_eq!(LostStage::from_number(0), None);
+    }
+}

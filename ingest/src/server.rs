@@ -1,0 +1,208 @@
+//! `serve`: open the lake (replaying the WAL), start the store thread, the flush timer, the
+//! periodic jobs the binary wires in (the daily rollup) and the gRPC server; on shutdown stop
+//! accepting, flush, and return.
+use std::{
+    fs::File,
+    net::SocketAddr,
+    os::fd::AsRawFd,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use scanscope_lake::Lake;
+use scanscope_proto::v1::ingest_server::IngestServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{
+    codec::CompressionEncoding, service::interceptor::InterceptedService, transport::Server,
+};
+use tracing::{error, info};
+
+use crate::{
+    auth::{TlsFiles, TokenAuth},
+    error::CollectorError,
+    source::grpc::IngestService,
+    store::{Store, StoreConfig},
+    validate::Limits,
+};
+
+/// What `scanscope-collector serve` is asked to do.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    pub listen: SocketAddr,
+    pub data: PathBuf,
+    /// Seconds between Parquet flushes.
+    pub flush_secs: f64,
+    /// Flush early once this many rows wait.
+    pub flush_rows: usize,
+    pub tls: Option<TlsFiles>,
+    /// Accepted bearer tokens (empty: no token needed).
+    pub tokens: Vec<String>,
+    pub limits: Limits,
+    /// Jobs run beside ingest, each on a blocking thread every `every` (the collector binary
+    /// wires in the daily rollup here).
+    pub jobs: Vec<PeriodicJob>,
+}
+
+/// A job the collector runs every `every` while it serves (one run at a time; a run that
+/// fails logs and is retried at the next tick).
+#[derive(Clone)]
+pub struct PeriodicJob {
+    pub name: &'static str,
+    pub every: Duration,
+    pub run: Arc<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for PeriodicJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeriodicJob")
+            .field("name", &self.name)
+            .field("every", &self.every)
+            .finish()
+    }
+}
+
+impl ServeOptions {
+    /// Defaults for a data directory and address.
+    pub fn new(listen: SocketAddr, data: PathBuf) -> Self {
+        ServeOptions {
+            listen,
+            data,
+            flush_secs: 60.0,
+            flush_rows: 2_000_000,
+            tls: None,
+            tokens: Vec::new(),
+            limits: Limits::default(),
+            jobs: Vec::new(),
+        }
+    }
+}
+
+/// An exclusive lock on the data directory, held while the collector runs.
+#[derive(Debug)]
+struct DirLock(#[allow(dead_code, reason = "held for its lock")] File);
+
+fn lock_dir(root: &Path) -> Result<DirLock, CollectorError> {
+    let dd = |source| CollectorError::DataDir {
+        path: root.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(root.join("_state")).map_err(dd)?;
+    let f = File::create(root.join("_state").join("lock")).map_err(dd)?;
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    let rc = unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(CollectorError::Locked(root.to_path_buf()));
+    }
+    Ok(DirLock(f))
+}
+
+/// Binds the listener (port 0 picks a free port).
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, CollectorError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| CollectorError::Bind { addr, source })
+}
+
+/// Runs the collector on `listener` until `shutdown` completes.
+pub async fn serve(
+    opts: ServeOptions,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CollectorError> {
+    let _lock = lock_dir(&opts.data)?;
+    let cfg = StoreConfig {
+        root: opts.data.clone(),
+        lake: Lake::local(&opts.data)?,
+        flush_rows: opts.flush_rows,
+    };
+    let store = tokio::task::spawn_blocking(move || Store::open(cfg))
+        .await
+        .map_err(|_| CollectorError::StoreGone)??;
+    let (handle, thread) = store.spawn(4096);
+
+    let flusher = {
+        let h = handle.clone();
+        let every = Duration::from_secs_f64(opts.flush_secs.max(0.05));
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                t.tick().await;
+                h.try_flush();
+            }
+        })
+    };
+
+    let jobs: Vec<_> = opts
+        .jobs
+        .iter()
+        .cloned()
+        .map(|job| {
+            tokio::spawn(async move {
+                let mut t = tokio::time::interval(job.every.max(Duration::from_millis(50)));
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    t.tick().await;
+                    let run = job.run.clone();
+                    if let Err(e) = tokio::task::spawn_blocking(move || run()).await {
+                        error!(job = job.name, error = %e, "periodic job panicked; it runs again at the next tick");
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let auth = TokenAuth::new(opts.tokens.clone());
+    let svc = IngestServer::new(IngestService::new(
+        handle.clone(),
+        opts.limits,
+        auth.clone(),
+    ))
+    .accept_compressed(CompressionEncoding::Zstd)
+    .accept_compressed(CompressionEncoding::Gzip)
+    .send_compressed(CompressionEncoding::Zstd)
+    .max_decoding_message_size(opts.limits.max_batch_bytes);
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)));
+    if let Some(tls) = &opts.tls {
+        builder = builder
+            .tls_config(tls.server_config()?)
+            .map_err(CollectorError::Tls)?;
+    }
+    let addr = listener.local_addr().ok();
+    info!(
+        addr = ?addr,
+        data = %opts.data.display(),
+        tls = opts.tls.is_some(),
+        mtls = opts.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        tokens = opts.tokens.len(),
+        "collector listening"
+    );
+    let router = builder.add_service(InterceptedService::new(svc, auth));
+    let mut server = Box::pin(router.serve_with_incoming(TcpListenerStream::new(listener)));
+    tokio::pin!(shutdown);
+    let result = tokio::select! {
+        r = &mut server => r.map_err(CollectorError::Serve),
+        () = &mut shutdown => Ok(()),
+    };
+    // Sensors hold their streams open: stop serving (dropping the connections) rather than
+    // wait for them; what was acknowledged is in the WAL, what was not the sensors resend.
+    drop(server);
+    flusher.abort();
+    for j in jobs {
+        j.abort();
+    }
+    info!("shutting down: flushing to Parquet");
+    if let Err(e) = handle.flush().await {
+        error!(error = %e, "final flush failed; the WAL keeps the data for the next start");
+    }
+    drop(handle);
+    match tokio::task::spawn_blocking(move || thread.join()).await {
+        Ok(Ok(())) => {}
+        _ => error!("the store thread panicked; the WAL keeps the data for the next start"),
+    }
+    result
+}

@@ -1,0 +1,192 @@
+//! The gRPC source: the `scanscope.v1.Ingest` service sensors stream batches to.
+//!
+//! Per stream, a reader task decodes and validates each batch and hands it to the store; an
+//! acker task waits for the store's answers in order and sends the acks. Several batches of one
+//! stream are in flight at once, so a stream is not limited to one fsync round trip per batch.
+//! The first refused batch ends the stream with its status; other streams are unaffected.
+use std::net::SocketAddr;
+
+use prost::Message;
+use scanscope_proto::v1::{
+    Ack, Batch, Counter, StatusRequest, StatusResponse, ingest_server::Ingest,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status, Streaming};
+use tracing::{debug, warn};
+
+use crate::{
+    auth::TokenAuth,
+    error::IngestError,
+    store::StoreHandle,
+    validate::{self, Limits},
+};
+
+/// The gRPC service.
+#[derive(Debug, Clone)]
+pub struct IngestService {
+    store: StoreHandle,
+    limits: Limits,
+    auth: TokenAuth,
+}
+
+impl IngestService {
+    pub fn new(store: StoreHandle, limits: Limits, auth: TokenAuth) -> Self {
+        IngestService {
+            store,
+            limits,
+            auth,
+        }
+    }
+}
+
+type Pending = (
+    u64,
+    oneshot::Receiver<Result<scanscope_proto::v1::AckStatus, IngestError>>,
+);
+
+/// A name for the sender of a refused batch: its sensor id if valid, else its address.
+fn sender_label(sensor: &str, peer: Option<SocketAddr>) -> String {
+    if validate::valid_sensor_id(sensor) {
+        sensor.to_string()
+    } else {
+        peer.map_or_else(|| "unknown".into(), |p| format!("peer:{}", p.ip()))
+    }
+}
+
+/// Turns an inbound stream error into the status the peer gets: a message over the size limit
+/// is RESOURCE_EXHAUSTED (tonic's decoder reports it as OUT_OF_RANGE, its only use of that code).
+fn inbound_error(s: Status) -> IngestError {
+    if matches!(s.code(), Code::OutOfRange | Code::ResourceExhausted) {
+        IngestError::TooLarge {
+            sensor: String::new(),
+            seq: 0,
+            reason: s.message().to_string(),
+        }
+    } else if s.code() == Code::Internal || s.code() == Code::InvalidArgument {
+        IngestError::Invalid {
+            sensor: String::new(),
+            seq: 0,
+            reason: format!("undecodable message: {}", s.message()),
+        }
+    } else {
+        IngestError::Stream(s)
+    }
+}
+
+#[tonic::async_trait]
+impl Ingest for IngestService {
+    type StreamStream = ReceiverStream<Result<Ack, Status>>;
+
+    async fn stream(
+        &self,
+        req: Request<Streaming<Batch>>,
+    ) -> Result<Response<Self::StreamStream>, Status> {
+        let peer = req.remote_addr();
+        let mut inbound = req.into_inner();
+        let (out_tx, out_rx) = mpsc::channel::<Result<Ack, Status>>(256);
+        let (pend_tx, mut pend_rx) = mpsc::channel::<Pending>(256);
+        let store = self.store.clone();
+        let limits = self.limits;
+        let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+
+        // Acker: answers in order.
+        let acker_out = out_tx.clone();
+        tokio::spawn(async move {
+            while let Some((seq, rx)) = pend_rx.recv().await {
+                let r = rx.await.unwrap_or(Err(IngestError::ShuttingDown));
+                match r {
+                    Ok(status) => {
+                        let ack = Ack {
+                            seq,
+                            status: status as i32,
+                        };
+                        if acker_out.send(Ok(ack)).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        debug!(seq, error = %e, "batch not stored");
+                        let _peer_gone = acker_out.send(Err(e.into())).await.is_err();
+                        return;
+                    }
+                }
+            }
+        });
+
+        // Reader: decode, validate, submit.
+        tokio::spawn(async move {
+            loop {
+                let batch = tokio::select! {
+                    m = inbound.message() => m,
+                    () = out_tx.closed() => return,
+                };
+                let batch = match batch {
+                    Ok(Some(b)) => b,
+                    Ok(None) => return,
+                    Err(s) => {
+                        let e = inbound_error(s);
+                        if e.is_permanent() {
+                            warn!(peer = ?peer, error = %e, "refused a message");
+                            store
+                                .rejected(sender_label("", peer), e.reason(), e.to_string())
+                                .await;
+                        }
+                        let _peer_gone = out_tx.send(Err(e.into())).await.is_err();
+                        return;
+                    }
+                };
+                let encoded = batch.encode_to_vec();
+                let now = chrono::Utc::now().timestamp_micros();
+                if let Err(e) = validate::validate(&batch, encoded.len(), &limits, now) {
+                    warn!(peer = ?peer, error = %e, "refused a batch");
+                    store
+                        .rejected(
+                            sender_label(&batch.sensor_id, peer),
+                            e.reason(),
+                            e.to_string(),
+                        )
+                        .await;
+                    // Earlier batches of this stream are acked first, then the refusal.
+                    let (tx, rx) = oneshot::channel();
+                    let _receiver_held = tx.send(Err(e)).is_ok();
+                    let _acker_gone = pend_tx.send((batch.seq, rx)).await.is_err();
+                    return;
+                }
+                let seq = batch.seq;
+                // Queue in order (the store answers in queue order); the acker waits.
+                let rx = match store.enqueue(batch, encoded, failed.clone()).await {
+                    Ok(rx) => rx,
+                    Err(e) => {
+                        let (tx, rx) = oneshot::channel();
+                        let _receiver_held = tx.send(Err(e)).is_ok();
+                        rx
+                    }
+                };
+                if pend_tx.send((seq, rx)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(out_rx)))
+    }
+
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let mut s = self
+            .store
+            .status()
+            .await
+            .ok_or_else(|| Status::unavailable("collector is shutting down"))?;
+        let refused = self.auth.refused.load(std::sync::atomic::Ordering::Relaxed);
+        if refused > 0 {
+            s.rejected.push(Counter {
+                name: "unauthenticated".into(),
+                value: refused,
+            });
+        }
+        Ok(Response::new(s))
+    }
+}

@@ -1,0 +1,511 @@
+//! The storage seam: every lake write and read goes through one [`ObjectStore`] (crate
+//! `object_store`). The default, and today the only configured backend, is the local file
+//! system with fsync on; an object store URL (S3, GCS, Azure) is a matter of building
+//! [`Lake::open`] with that backend's feature, not a change to the writer or the readers.
+//!
+//! Atomic visibility: a file is written under a hidden name (`.<name>`; the local backend
+//! stages it as `.<name>#N`, fsyncs it, renames it and fsyncs the directory), then renamed to
+//! its final name (again with a directory fsync). A reader therefore never sees a partial file,
+//! and globs on `*.parquet` and pyarrow's dataset discovery (which skips `.` names) ignore
+//! unfinished ones.
+//!
+//! The API is blocking: the collector's store thread, the rollup and reports call it from
+//! ordinary threads (async callers use `spawn_blocking`). It runs the object store's futures on
+//! a small runtime of the lake's own.
+use std::{
+    collections::BTreeSet,
+    future::Future,
+    path::{Path as FsPath, PathBuf},
+    sync::{Arc, LazyLock},
+};
+
+use std::ops::Range;
+
+use arrow::{
+    array::RecordBatch,
+    datatypes::{DataType, Field, Schema, SchemaRef},
+    error::ArrowError,
+};
+use bytes::Bytes;
+use chrono::NaiveDate;
+use futures::{FutureExt, StreamExt, future::BoxFuture};
+use object_store::{
+    ObjectStore, ObjectStoreExt, RenameOptions, buffered::BufWriter, local::LocalFileSystem,
+    path::Path,
+};
+use parquet::{
+    arrow::{
+        AsyncArrowWriter, ParquetRecordBatchStreamBuilder, ProjectionMask,
+        arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions},
+        async_reader::{AsyncFileReader, ParquetRecordBatchStream},
+    },
+    basic::{Compression, ZstdLevel},
+    errors::ParquetError,
+    file::{
+        metadata::{ParquetMetaData, ParquetMetaDataReader},
+        properties::{EnabledStatistics, WriterProperties},
+    },
+};
+
+use crate::{error::LakeError, paths};
+
+/// Rows per row group: large enough for good compression and few footers, small enough that a
+/// reader can skip by statistics.
+pub const ROW_GROUP_ROWS: usize = 1 << 20;
+
+/// Bytes buffered before a write becomes a multipart upload (one part each).
+const PART_BYTES: usize = 16 << 20;
+
+static WRITER_PROPS: LazyLock<WriterProperties> = LazyLock::new(|| {
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(3).expect("zstd level 3 is valid"),
+        ))
+        .set_dictionary_enabled(true)
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_created_by(format!("scanscope-collector {}", env!("CARGO_PKG_VERSION")))
+        .build()
+});
+
+/// The lake's runtime for object-store futures (I/O only; encoding and decoding run on the
+/// calling thread).
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("lake-io")
+        .enable_all()
+        .build()
+        .expect("starting the lake's I/O runtime")
+});
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    RUNTIME.handle().block_on(f)
+}
+
+/// One visible Parquet file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileMeta {
+    pub path: Path,
+    pub size: u64,
+}
+
+impl FileMeta {
+    /// The file's name (`part-000000000042.parquet`).
+    pub fn name(&self) -> &str {
+        self.path.filename().unwrap_or("")
+    }
+}
+
+/// One committed Parquet file.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub table: &'static str,
+    pub path: Path,
+    pub rows: usize,
+    pub bytes: u64,
+}
+
+/// How to read a file.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadOptions<'a> {
+    /// The columns to read (all when `None`).
+    pub columns: Option<&'a [&'a str]>,
+    /// Read string columns as `Dictionary(Int32, Utf8)` (each distinct value once per batch),
+    /// except those in `plain`.
+    pub dictionary_strings: bool,
+    pub plain: &'a [&'a str],
+    /// Rows per batch.
+    pub batch_size: usize,
+}
+
+impl Default for ReadOptions<'_> {
+    fn default() -> Self {
+        ReadOptions {
+            columns: None,
+            dictionary_strings: false,
+            plain: &[],
+            batch_size: 64 * 1024,
+        }
+    }
+}
+
+/// The lake: an object store and where it is.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    location: String,
+    local_root: Option<PathBuf>,
+}
+
+impl Lake {
+    /// Opens the lake at `location`: a directory (created if missing) or a `file://` URL.
+    pub fn open(location: &str) -> Result<Lake, LakeError> {
+        match location.split_once("://") {
+            None => Lake::local(FsPath::new(location)),
+            Some(("file", rest)) => Lake::local(FsPath::new(rest)),
+            Some(_) => Err(LakeError::Location {
+                location: location.to_string(),
+                reason: "this build stores the lake on the local file system only \
+                         (a directory or a file:// URL)",
+            }),
+        }
+    }
+
+    /// The lake in a local directory (created if missing), written with fsync.
+    pub fn local(root: &FsPath) -> Result<Lake, LakeError> {
+        std::fs::create_dir_all(root).map_err(|source| LakeError::CreateDir {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let store = LocalFileSystem::new_with_prefix(root)
+            .map_err(|e| LakeError::storage("opening", root.display(), e))?
+            .with_fsync(true);
+        Ok(Lake {
+            store: Arc::new(store),
+            location: root.display().to_string(),
+            local_root: Some(root.to_path_buf()),
+        })
+    }
+
+    /// Where the lake is (as given).
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    /// The object store behind the lake.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// Writes `batches` to `path` as one Parquet file with the lake's writer properties, and
+    /// publishes it atomically (hidden name, then rename). On error nothing new is visible.
+    pub fn write(
+        &self,
+        path: &Path,
+        table: &'static str,
+        schema: SchemaRef,
+        batches: impl IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+    ) -> Result<Written, LakeError> {
+        let tmp = paths::hidden(path);
+        let enc = |source| LakeError::Encode {
+            table,
+            path: path.to_string(),
+            source,
+        };
+        let result = block_on(async {
+            let out = BufWriter::with_capacity(self.store.clone(), tmp.clone(), PART_BYTES);
+            let mut w =
+                AsyncArrowWriter::try_new(out, schema, Some(WRITER_PROPS.clone())).map_err(enc)?;
+            let mut rows = 0;
+            for b in batches {
+                let b = b.map_err(|source| LakeError::Arrow { table, source })?;
+                rows += b.num_rows();
+                w.write(&b).await.map_err(enc)?;
+            }
+            w.close().await.map_err(enc)?;
+            let meta = self
+                .store
+                .head(&tmp)
+                .await
+                .map_err(|e| LakeError::storage("reading the size of", &tmp, e))?;
+            self.store
+                .rename_opts(&tmp, path, RenameOptions::default())
+                .await
+                .map_err(|e| LakeError::storage("publishing", path, e))?;
+            Ok(Written {
+                table,
+                path: path.clone(),
+                rows,
+                bytes: meta.size,
+            })
+        });
+        if result.is_err() {
+            // Best effort: a hidden leftover is ignored by readers and swept at start.
+            let _removed = block_on(self.store.delete(&tmp)).is_ok();
+        }
+        result
+    }
+
+    /// Writes one record batch (see [`Lake::write`]).
+    pub fn write_batch(
+        &self,
+        path: &Path,
+        table: &'static str,
+        batch: &RecordBatch,
+    ) -> Result<Written, LakeError> {
+        self.write(path, table, batch.schema(), [Ok(batch.clone())])
+    }
+
+    /// The visible Parquet files under `prefix`, sorted by path.
+    pub fn files(&self, prefix: &Path) -> Result<Vec<FileMeta>, LakeError> {
+        let mut out = block_on(async {
+            let mut s = self.store.list(Some(prefix));
+            let mut v = Vec::new();
+            while let Some(m) = s.next().await {
+                match m {
+                    Ok(m) => {
+                        if m.location.filename().is_some_and(paths::is_visible_parquet) {
+                            v.push(FileMeta {
+                                path: m.location,
+                                size: m.size,
+                            });
+                        }
+                    }
+                    Err(object_store::Error::NotFound { .. }) => break,
+                    Err(e) => return Err(LakeError::storage("listing", prefix, e)),
+                }
+            }
+            Ok(v)
+        })?;
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    /// The visible files of `table` for `day`.
+    pub fn day_files(&self, table: &str, day: NaiveDate) -> Result<Vec<FileMeta>, LakeError> {
+        self.files(&paths::day_dir(table, day))
+    }
+
+    /// The days `table` has a partition for.
+    pub fn days(&self, table: &str) -> Result<BTreeSet<NaiveDate>, LakeError> {
+        let prefix = Path::from(table);
+        match block_on(self.store.list_with_delimiter(Some(&prefix))) {
+            Ok(l) => Ok(l
+                .common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().and_then(paths::parse_day_dir))
+                .collect()),
+            Err(object_store::Error::NotFound { .. }) => Ok(BTreeSet::new()),
+            Err(e) => Err(LakeError::storage("listing", prefix, e)),
+        }
+    }
+
+    /// The file at `path`, if it exists.
+    pub fn head(&self, path: &Path) -> Result<Option<FileMeta>, LakeError> {
+        match block_on(self.store.head(path)) {
+            Ok(m) => Ok(Some(FileMeta {
+                path: m.location,
+                size: m.size,
+            })),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(LakeError::storage("reading", path, e)),
+        }
+    }
+
+    /// Reads a file as record batches (only the columns asked for: column chunks of others
+    /// are never fetched).
+    pub fn read(&self, file: &FileMeta, opts: &ReadOptions<'_>) -> Result<Batches, LakeError> {
+        let name = file.path.to_string();
+        let dec = |source| LakeError::Decode {
+            path: name.clone(),
+            source,
+        };
+        let stream = block_on(async {
+            let mut reader = ObjectReader {
+                store: self.store.clone(),
+                path: file.path.clone(),
+                size: file.size,
+            };
+            let meta = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
+                .await
+                .map_err(dec)?;
+            let meta = if opts.dictionary_strings {
+                let fields: Vec<Field> = meta
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| match f.data_type() {
+                        DataType::Utf8 if !opts.plain.contains(&f.name().as_str()) => {
+                            f.as_ref().clone().with_data_type(DataType::Dictionary(
+                                Box::new(DataType::Int32),
+                                Box::new(DataType::Utf8),
+                            ))
+                        }
+                        _ => f.as_ref().clone(),
+                    })
+                    .collect();
+                let o = ArrowReaderOptions::new().with_schema(Arc::new(Schema::new(fields)));
+                ArrowReaderMetadata::try_new(meta.metadata().clone(), o).map_err(dec)?
+            } else {
+                meta
+            };
+            let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, meta);
+            let builder = match opts.columns {
+                Some(cols) => {
+                    let mut idx = Vec::with_capacity(cols.len());
+                    for c in cols {
+                        idx.push(builder.schema().index_of(c).map_err(|_| {
+                            LakeError::MissingColumn {
+                                path: name.clone(),
+                                column: (*c).to_string(),
+                            }
+                        })?);
+                    }
+                    let mask = ProjectionMask::roots(builder.parquet_schema(), idx);
+                    builder.with_projection(mask)
+                }
+                None => builder,
+            };
+            builder
+                .with_batch_size(opts.batch_size.max(1))
+                .build()
+                .map_err(dec)
+        })?;
+        Ok(Batches { stream, path: name })
+    }
+
+    /// Every row of the file at `path` as one batch; `None` if there is no such file.
+    pub fn read_all(&self, path: &Path) -> Result<Option<RecordBatch>, LakeError> {
+        let Some(file) = self.head(path)? else {
+            return Ok(None);
+        };
+        let opts = ReadOptions {
+            batch_size: 1 << 20,
+            ..ReadOptions::default()
+        };
+        let batches = self.read(&file, &opts)?;
+        let schema = batches.schema();
+        let all: Vec<RecordBatch> = batches.collect::<Result<_, _>>()?;
+        arrow::compute::concat_batches(&schema, &all)
+            .map(Some)
+            .map_err(|source| LakeError::Arrow {
+                table: "concatenating",
+                source,
+            })
+    }
+
+    /// Removes what unfinished writes left behind in `tables` (hidden objects; on the local
+    /// file system also the backend's staging files `.<name>#N` and the `.<name>.tmp` files of
+    /// earlier versions). Returns how many were removed.
+    pub fn remove_unfinished(&self, tables: &[&str]) -> Result<usize, LakeError> {
+        if let Some(root) = &self.local_root {
+            return Ok(remove_hidden_local(root, tables));
+        }
+        let mut removed = 0;
+        for t in tables {
+            let hidden: Vec<Path> = block_on(async {
+                let mut s = self.store.list(Some(&Path::from(*t)));
+                let mut v = Vec::new();
+                while let Some(Ok(m)) = s.next().await {
+                    if m.location.filename().is_some_and(|n| n.starts_with('.')) {
+                        v.push(m.location);
+                    }
+                }
+                v
+            });
+            for p in hidden {
+                block_on(self.store.delete(&p))
+                    .map_err(|e| LakeError::storage("removing", &p, e))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn remove_hidden_local(root: &FsPath, tables: &[&str]) -> usize {
+    let mut removed = 0;
+    for table in tables {
+        let Ok(days) = std::fs::read_dir(root.join(table)) else {
+            continue;
+        };
+        for day in days.flatten() {
+            let Ok(files) = std::fs::read_dir(day.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                if f.file_name().to_string_lossy().starts_with('.')
+                    && std::fs::remove_file(f.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+    }
+    removed
+}
+
+/// Parquet's view of one object: ranged reads through the object store, the footer read at the
+/// known file size.
+struct ObjectReader {
+    store: Arc<dyn ObjectStore>,
+    path: Path,
+    size: u64,
+}
+
+fn external(e: object_store::Error) -> ParquetError {
+    ParquetError::External(Box::new(e))
+}
+
+impl AsyncFileReader for ObjectReader {
+    fn get_bytes(&mut self, range: Range<u64>) -> BoxFuture<'_, parquet::errors::Result<Bytes>> {
+        async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(external)
+        }
+        .boxed()
+    }
+
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<Range<u64>>,
+    ) -> BoxFuture<'_, parquet::errors::Result<Vec<Bytes>>> {
+        async move {
+            self.store
+                .get_ranges(&self.path, &ranges)
+                .await
+                .map_err(external)
+        }
+        .boxed()
+    }
+
+    fn get_metadata<'a>(
+        &'a mut self,
+        options: Option<&'a ArrowReaderOptions>,
+    ) -> BoxFuture<'a, parquet::errors::Result<Arc<ParquetMetaData>>> {
+        async move {
+            let size = self.size;
+            let metadata = ParquetMetaDataReader::new()
+                .with_arrow_reader_options(options)
+                .load_and_finish(self, size)
+                .await?;
+            Ok(Arc::new(metadata))
+        }
+        .boxed()
+    }
+}
+
+/// The record batches of one file, read on demand (blocking).
+pub struct Batches {
+    stream: ParquetRecordBatchStream<ObjectReader>,
+    path: String,
+}
+
+impl std::fmt::Debug for Batches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batches").field("path", &self.path).finish()
+    }
+}
+
+impl Batches {
+    /// The schema of the batches (after projection).
+    pub fn schema(&self) -> SchemaRef {
+        self.stream.schema().clone()
+    }
+}
+
+impl Iterator for Batches {
+    type Item = Result<RecordBatch, LakeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        block_on(self.stream.next()).map(|r| {
+            r.map_err(|source| LakeError::Decode {
+                path: self.path.clone(),
+                source,
+            })
+        })
+    }
+}
