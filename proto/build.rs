@@ -9,6 +9,8 @@ fn main() -> anyhow::Result<()> {
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        // prost's codec with a guard against decode amplification (src/codec.rs).
+        .codec_path("crate::codec::BoundedCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -8,7 +8,9 @@
 #   * Linux 5.15, the oldest kernel scanscope supports: Ubuntu 22.04's release kernel
 #     5.15.0-25-generic from the jammy release pocket (never changes), pinned by SHA-256.
 #   * Linux 6.1, Debian 12's kernel: the current bookworm build, resolved and verified by apt
-#     (Debian replaces old builds in its pool, so a pinned URL would go stale).
+#     (Debian replaces old builds in its pool, so a pinned URL would go stale). Beside it,
+#     modules-<release>/ holds the modules `tests/tests/powerloss.rs` loads in its VM (virtio
+#     disk and network, ext4), in load order (`order`).
 set -euo pipefail
 
 log() { printf '[kernels] %s\n' "$*"; }
@@ -46,12 +48,37 @@ else
 fi
 
 # ---------------------------------------------------------------- Linux 6.1 (Debian bookworm)
-if ls "$DIR"/vmlinuz-6.1.* >/dev/null 2>&1; then
+# Modules of the power-loss VM, dependencies first.
+VM_MODULES="virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk
+failover net_failover virtio_net crc16 mbcache jbd2 crc32c_generic ext4"
+
+# Copies $VM_MODULES out of an unpacked kernel package into $DIR/modules-<release>/.
+extract_modules() {
+  local root=$1 rel
+  rel=$(basename "$(ls -d "$root"/lib/modules/* | head -1)")
+  local out="$DIR/modules-$rel"
+  rm -rf "$out.tmp" && mkdir -p "$out.tmp"
+  for m in $VM_MODULES; do
+    local ko
+    ko=$(find "$root/lib/modules/$rel" -name "$m.ko" | head -1)
+    [ -n "$ko" ] || die "the kernel package has no $m.ko"
+    install -m 0644 "$ko" "$out.tmp/$m.ko"
+    echo "$m.ko" >> "$out.tmp/order"
+  done
+  rm -rf "$out" && mv "$out.tmp" "$out"
+  log "VM modules $out"
+}
+
+if ls "$DIR"/vmlinuz-6.1.* >/dev/null 2>&1 && ls "$DIR"/modules-6.1.*/order >/dev/null 2>&1; then
   log "Linux 6.1 present: $(cd "$DIR" && ls vmlinuz-6.1.* | head -1)"
 else
   abi=$(apt-cache depends linux-image-amd64 2>/dev/null | sed -n 's/.*Depends: \(linux-image-6\.1\.[^ ]*-amd64\)$/\1/p' | head -1)
   [ -n "$abi" ] || die "apt knows no linux-image-6.1.*-amd64 (apt-get update?)"
   log "downloading $abi-unsigned through apt (70 MB, verified by apt)"
   (cd "$tmp" && apt-get download -qq "$abi-unsigned") || die "apt-get download $abi-unsigned failed"
-  extract "$(ls "$tmp"/*.deb | head -1)"
+  deb=$(ls "$tmp"/*.deb | head -1)
+  dpkg-deb -x "$deb" "$tmp/m" || die "cannot unpack $deb"
+  extract_modules "$tmp/m"
+  rm -rf "$tmp/m"
+  extract "$deb"
 fi

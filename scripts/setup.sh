@@ -10,7 +10,8 @@
 #   * rust-src for the nightly toolchain (the eBPF crate is built with -Z build-std=core).
 #   * bpf-linker, built against the nightly's own libLLVM (see shared notes/toolchain.md).
 #   * qemu-system-x86, cpio and two older kernels (Linux 5.15 and 6.1, scripts/fetch-kernels.sh):
-#     tests/tests/kernels.rs boots them to check the XDP program on the kernels it supports.
+#     tests/tests/kernels.rs boots them to check the XDP program on the kernels it supports;
+#     tests/tests/powerloss.rs boots 6.1 (with e2fsprogs for its disk image) to cut its power.
 #   * Python packages used by tests and examples to read the lake: duckdb, pandas, pyarrow, chdb;
 #     mmdb-writer (a test writes its MMDB with it). dnsmasq answers the test's reverse DNS.
 set -euo pipefail
@@ -20,7 +21,7 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- Debian packages
 APT_PKGS=(nmap masscan zmap hping3 netsniff-ng tcpreplay tcpdump iproute2 bpftool ethtool dnsmasq-base
-          qemu-system-x86 cpio)
+          qemu-system-x86 cpio e2fsprogs binutils)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

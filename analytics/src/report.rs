@@ -363,6 +363,19 @@ macro_rules! out {
     }};
 }
 
+/// `s` with control characters (ESC, BEL, CR …) written as `\u{..}` escapes.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 /// Renders a report as text.
 pub fn render_text(q: &Query, v: &Value) -> String {
     let mut s = String::new();
@@ -467,10 +480,12 @@ pub fn render_text(q: &Query, v: &Value) -> String {
         Query::Ip(_) | Query::Port(_) => {
             if let Some(o) = v.as_object() {
                 for (k, x) in o {
+                    // Fields like os_hint come from the network: no control character reaches
+                    // the terminal (JSON output escapes them itself).
                     let text = match x {
-                        Value::String(t) => t.clone(),
+                        Value::String(t) => printable(t),
                         Value::Null => "-".into(),
-                        other => other.to_string(),
+                        other => printable(&other.to_string()),
                     };
                     out!(s, "{k:<22} {text}");
                 }
@@ -478,4 +493,20 @@ pub fn render_text(q: &Query, v: &Value) -> String {
         }
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_reports_carry_no_terminal_escapes() {
+        let v = json!({"os_hint": "\u{1b}]0;pwned\u{7}linux", "ports": [22]});
+        let text = render_text(&Query::Ip("192.0.2.1".into()), &v);
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(text.contains("\\u{1b}]0;pwned\\u{7}linux"), "{text}");
+    }
 }

@@ -530,3 +530,43 @@ fn rows_org(root: &Path) -> Option<String> {
     let o = b.column_by_name("org").unwrap().as_string::<i32>().clone();
     o.is_valid(0).then(|| o.value(0).to_string())
 }
+
+/// Review M10 and L8: a source's hostile values cannot make the rollup quadratic or wrap its
+/// sums. 20 000 events with distinct OS hints: a source keeps at most `MAX_OS_HINTS` (each
+/// event costs at most that many comparisons), so a hint first seen after them is not counted
+/// even when it is the most frequent. Two flows of `u64::MAX` packets: the sum saturates.
+#[test]
+fn hostile_hints_and_huge_counts_stay_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let src = "203.0.113.66";
+    let hinted = |h: &str| Event {
+        os_hint: h.into(),
+        ..event(src, 80, &[], 64, b"")
+    };
+    let mut events: Vec<Event> = (0..3).map(|_| hinted("windows")).collect();
+    events.extend((0..20_000).map(|i| hinted(&format!("noise-{i:05}"))));
+    events.extend((0..100).map(|_| hinted("late")));
+    let huge = |f: Flow| Flow {
+        packets: u64::MAX,
+        bytes: u64::MAX,
+        ..f
+    };
+    let flows = vec![
+        huge(flow(10, src, "198.18.1.130", Kind::TcpSyn, 80, 1)),
+        huge(flow(20, src, "198.18.1.131", Kind::TcpSyn, 81, 1)),
+    ];
+    let mut rows = Rows::default();
+    rows.push(&batch("s1", flows, events));
+    write_segment(root, 1, rows);
+    rollup::run(&opts(root, RollupConfig::default())).unwrap();
+    let b = read(&rollup_path(root, "ip_daily", day()));
+    assert_eq!(b.num_rows(), 1);
+    let hint = b.column_by_name("os_hint").unwrap().as_string::<i32>();
+    assert_eq!(hint.value(0), "windows");
+    let packets = b
+        .column_by_name("packets")
+        .unwrap()
+        .as_primitive::<arrow::datatypes::UInt64Type>();
+    assert_eq!(packets.value(0), u64::MAX);
+}

@@ -66,10 +66,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()
                 .context("starting the runtime")?;
             rt.block_on(async {
+                // Handlers first: a SIGTERM from here on is a graceful stop.
+                let shutdown = scanscope_telemetry::shutdown_signal();
                 let listener = server::bind(opts.listen).await?;
                 // Tests and scripts read the bound address (port 0) from this line.
                 println!("listening on {}", listener.local_addr()?);
-                server::serve(opts, listener, scanscope_telemetry::shutdown_signal()).await?;
+                server::serve(opts, listener, shutdown).await?;
                 anyhow::Ok(())
             })
         }

@@ -83,3 +83,29 @@ fn bad_input_is_one_error_line() {
         "serve never started"
     );
 }
+
+#[test]
+fn an_exposed_address_needs_tls_and_credentials_or_insecure() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("lake");
+    let data = data.to_str().unwrap();
+    let (code, _, err) = run(&["serve", "--data", data, "--listen", "0.0.0.0:0"]);
+    assert_eq!(code, 1);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("refusing to listen on 0.0.0.0:0 without TLS"),
+        "{err}"
+    );
+    // The old token-file format (a bare token) names no sensor: refused.
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "bare-token\n").unwrap();
+    let (code, _, err) = run(&[
+        "serve",
+        "--data",
+        data,
+        "--token-file",
+        tokens.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("line 1: expected `sensor-id token`"), "{err}");
+}

@@ -137,6 +137,17 @@ impl Kind {
         )
     }
 
+    /// Whether a packet of IP protocol `proto_` can be of this kind: TCP kinds are protocol 6,
+    /// `udp` 17, the ICMP kinds 1 or 58; fragments and other protocols carry any number.
+    pub const fn admits_proto(self, proto_: u8) -> bool {
+        match self {
+            Kind::Udp => proto_ == proto::UDP,
+            Kind::IcmpEcho | Kind::IcmpOther => proto_ == proto::ICMP || proto_ == proto::ICMPV6,
+            Kind::Fragment | Kind::OtherProto => true,
+            k => !k.is_tcp() || proto_ == proto::TCP,
+        }
+    }
+
     /// The kind with this [`Kind::name`].
     pub fn from_name(name: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.name() == name)
@@ -344,6 +355,19 @@ pub mod counter {
 pub const PORT_SLOTS: u32 = 2 * 65536;
 /// Offset of the UDP ports in `PORTS`.
 pub const PORTS_UDP_BASE: u32 = 65536;
+
+/// Entries of the `EXCLUDE` prefix trie: the most source prefixes a configuration can exclude.
+pub const EXCLUDE_ENTRIES: u32 = 4096;
+
+/// Whether `id` is a valid sensor id: 1–128 bytes of `[A-Za-z0-9._:-]` (the agent checks it at
+/// start, the collector on every batch).
+pub fn valid_sensor_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
 
 /// Longest IPv6 extension-header chain the kernel walks.
 pub const MAX_IPV6_EXT: usize = 8;

@@ -79,11 +79,15 @@ pub enum LostStage {
     CollectorRejected = 6,
     /// Ring-buffer records the agent could not decode.
     AgentDecode = 7,
+    /// A collector write-ahead-log record failed its checksum at replay (disk corruption).
+    CollectorWal = 8,
+    /// The collector refused a batch for a sensor id its credentials do not name.
+    CollectorDenied = 9,
 }
 
 impl LostStage {
     /// Every stage, in number order.
-    pub const ALL: [LostStage; 7] = [
+    pub const ALL: [LostStage; 9] = [
         LostStage::KernelRingbuf,
         LostStage::KernelTupleTable,
         LostStage::AgentOutput,
@@ -91,6 +95,8 @@ impl LostStage {
         LostStage::AgentSpool,
         LostStage::CollectorRejected,
         LostStage::AgentDecode,
+        LostStage::CollectorWal,
+        LostStage::CollectorDenied,
     ];
 
     /// Stable name in output formats.
@@ -103,6 +109,8 @@ impl LostStage {
             LostStage::AgentSpool => "agent_spool",
             LostStage::CollectorRejected => "collector_rejected",
             LostStage::AgentDecode => "agent_decode",
+            LostStage::CollectorWal => "collector_wal",
+            LostStage::CollectorDenied => "collector_denied",
         }
     }
 

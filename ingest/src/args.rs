@@ -42,6 +42,18 @@ pub struct ServeArgs {
     /// Most rows in one batch.
     #[arg(long, default_value_t = Limits::default().max_batch_rows)]
     pub max_batch_rows: usize,
+    /// Oldest accepted timestamp, in days before now (older rows are refused and counted).
+    #[arg(long, default_value_t = 7)]
+    pub max_age_days: u32,
+    /// Most distinct sensor ids the collector keeps.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_sensors: usize,
+    /// Most connections at once (and, per client address, a sixty-fourth of it, at least 8).
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Listen on a non-loopback address without TLS and credentials (a closed lab network).
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl ServeArgs {
@@ -62,6 +74,11 @@ impl ServeArgs {
         }
         opts.limits.max_batch_bytes = self.max_batch_bytes;
         opts.limits.max_batch_rows = self.max_batch_rows;
+        opts.limits.max_age_us = i64::from(self.max_age_days) * 86_400_000_000;
+        opts.max_sensors = self.max_sensors;
+        opts.conn_limits.max_connections = self.max_connections.max(1);
+        opts.conn_limits.max_per_ip = (self.max_connections / 64).max(8);
+        opts.insecure = self.insecure;
         opts.tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert,
@@ -70,6 +87,8 @@ impl ServeArgs {
             }),
             _ => None,
         };
+        // Refused here already: one clear error before anything binds.
+        opts.check_exposure()?;
         Ok(opts)
     }
 }

@@ -20,6 +20,10 @@ pub enum StorageError {
     /// failed one would look like a duplicate of a later one.
     #[error("an earlier batch of this stream was not stored")]
     EarlierBatchFailed,
+    /// More is waiting for the lake than the collector holds (the lake cannot be written, or
+    /// cannot keep up): the agents spool until it catches up.
+    #[error("too much data waits for the lake; retry later")]
+    Backlog,
 }
 
 impl From<WalError> for StorageError {
@@ -52,6 +56,17 @@ pub enum IngestError {
     /// The collector cannot make the batch durable now (disk full, I/O error): retry later.
     #[error("collector cannot store now: {0}")]
     Storage(#[from] StorageError),
+    /// A new sensor id or agent instance beyond what the collector keeps state for. Not the
+    /// batch's fault: the agent spools and retries (UNAVAILABLE), the operator raises the cap.
+    #[error("collector at capacity (sensor {sensor:?}, seq {seq}): {reason}")]
+    Capacity {
+        sensor: String,
+        seq: u64,
+        reason: String,
+    },
+    /// The sender's credentials do not name the batch's sensor id.
+    #[error("these credentials may not write sensor {sensor:?}")]
+    Denied { sensor: String },
     /// The collector is shutting down.
     #[error("collector is shutting down")]
     ShuttingDown,
@@ -66,6 +81,8 @@ impl IngestError {
         match self {
             IngestError::Invalid { .. } => "invalid_argument",
             IngestError::TooLarge { .. } => "too_large",
+            IngestError::Capacity { .. } => "capacity",
+            IngestError::Denied { .. } => "permission_denied",
             IngestError::Storage(_) => "storage",
             IngestError::ShuttingDown => "shutting_down",
             IngestError::Stream(_) => "stream",
@@ -91,7 +108,10 @@ impl From<IngestError> for Status {
         let code = match &e {
             IngestError::Invalid { .. } => Code::InvalidArgument,
             IngestError::TooLarge { .. } => Code::ResourceExhausted,
-            IngestError::Storage(_) | IngestError::ShuttingDown => Code::Unavailable,
+            IngestError::Denied { .. } => Code::PermissionDenied,
+            IngestError::Storage(_) | IngestError::Capacity { .. } | IngestError::ShuttingDown => {
+                Code::Unavailable
+            }
             IngestError::Stream(s) => return s.clone(),
         };
         Status::new(code, e.to_string())
@@ -160,6 +180,13 @@ pub enum CollectorError {
     },
     #[error("the token file {0} holds no token")]
     NoToken(PathBuf),
+    #[error("token file {path}, line {line}: expected `sensor-id token` (or `* token` for any id)")]
+    TokenLine { path: PathBuf, line: usize },
+    #[error(
+        "refusing to listen on {addr} without TLS and tokens: any host could write any sensor's \
+         data (add --tls-cert/--tls-key and --token-file or --client-ca, or pass --insecure)"
+    )]
+    Insecure { addr: SocketAddr },
     #[error("--{flag} must be between {min} and {max}")]
     OutOfRange {
         flag: &'static str,
@@ -199,6 +226,13 @@ mod tests {
             reason: "x".into(),
         };
         assert_eq!(Status::from(big).code(), Code::ResourceExhausted);
+        let cap = IngestError::Capacity {
+            sensor: "s".into(),
+            seq: 1,
+            reason: "x".into(),
+        };
+        assert!(!cap.is_permanent());
+        assert_eq!(Status::from(cap).code(), Code::Unavailable);
         let st = IngestError::Storage(StorageError::DiskFull);
         assert!(!st.is_permanent() && st.is_disk_full());
         assert_eq!(Status::from(st).code(), Code::Unavailable);

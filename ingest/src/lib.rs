@@ -2,7 +2,8 @@
 //! writes the lake's ingest tables. It shares nothing with the analytics half but the lake.
 //!
 //! Pipeline (one module per stage):
-//! [`auth`] (TLS, bearer token) → [`source::grpc`] (gRPC stream, acks) → [`validate`] (every
+//! [`listener`] (connection caps, idle timeout) → [`auth`] (TLS, tokens and certificates bound to
+//! sensor ids) → [`source::grpc`] (gRPC stream, acks) → [`validate`] (every
 //! field) → [`store`] (dedup by per-sensor seq, group commit to the [`wal`], ack when durable) →
 //! [`sink`] (rows per table and UTC day, written through `scanscope-lake`) → checkpoint, WAL
 //! segment deleted. [`server`] runs them (and the periodic jobs the binary adds); [`args`] is
@@ -19,6 +20,7 @@
 pub mod args;
 pub mod auth;
 pub mod error;
+pub mod listener;
 pub mod server;
 pub mod sink;
 pub mod source;

@@ -9,11 +9,12 @@ use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
 };
 
+use arrow::{array::RecordBatch, error::ArrowError};
 use chrono::{DateTime, NaiveDate};
 use scanscope_common::{Kind, LostStage};
 use scanscope_lake::{
     Lake, LakeError, Written, paths,
-    table::Proto,
+    table::{Proto, TableBuilder},
     tables::{
         events::{EventBuilder, EventRow},
         flows::{FlowBuilder, FlowRow},
@@ -53,13 +54,49 @@ fn validated_kind(n: i32) -> Kind {
     vocab::kind(n).unwrap_or(Kind::OtherProto)
 }
 
+/// Rows per record batch: a segment's rows of one table and day are built in chunks of this
+/// many, so no Arrow builder holds more than 64 Ki rows. With every text and byte field bounded
+/// by the validate stage (payload ≤ 4 KiB), a column chunk stays under 300 MB, far from the
+/// 2 GiB an Arrow string or binary array can hold, whatever the segment's size.
+pub const CHUNK_ROWS: usize = 1 << 16;
+
+/// One table's rows of one day: finished chunks and the chunk being built.
+#[derive(Debug, Default)]
+struct Chunked<B> {
+    done: Vec<Result<RecordBatch, ArrowError>>,
+    done_rows: usize,
+    building: B,
+}
+
+impl<B: TableBuilder> Chunked<B> {
+    fn len(&self) -> usize {
+        self.done_rows + self.building.rows()
+    }
+
+    /// The builder to push the next row into.
+    fn builder(&mut self) -> &mut B {
+        if self.building.rows() >= CHUNK_ROWS {
+            self.done_rows += self.building.rows();
+            self.done.push(self.building.finish_batch());
+        }
+        &mut self.building
+    }
+
+    fn batches(mut self) -> Vec<Result<RecordBatch, ArrowError>> {
+        if self.building.rows() > 0 || self.done.is_empty() {
+            self.done.push(self.building.finish_batch());
+        }
+        self.done
+    }
+}
+
 /// Rows of a set of batches, split by table and UTC day.
 #[derive(Default)]
 pub struct Rows {
-    flows: BTreeMap<NaiveDate, FlowBuilder>,
-    events: BTreeMap<NaiveDate, EventBuilder>,
-    stats: BTreeMap<NaiveDate, StatsBuilder>,
-    lost: BTreeMap<NaiveDate, LostBuilder>,
+    flows: BTreeMap<NaiveDate, Chunked<FlowBuilder>>,
+    events: BTreeMap<NaiveDate, Chunked<EventBuilder>>,
+    stats: BTreeMap<NaiveDate, Chunked<StatsBuilder>>,
+    lost: BTreeMap<NaiveDate, Chunked<LostBuilder>>,
 }
 
 impl std::fmt::Debug for Rows {
@@ -71,10 +108,10 @@ impl std::fmt::Debug for Rows {
 impl Rows {
     /// Rows held.
     pub fn len(&self) -> usize {
-        self.flows.values().map(FlowBuilder::len).sum::<usize>()
-            + self.events.values().map(EventBuilder::len).sum::<usize>()
-            + self.stats.values().map(StatsBuilder::len).sum::<usize>()
-            + self.lost.values().map(LostBuilder::len).sum::<usize>()
+        self.flows.values().map(Chunked::len).sum::<usize>()
+            + self.events.values().map(Chunked::len).sum::<usize>()
+            + self.stats.values().map(Chunked::len).sum::<usize>()
+            + self.lost.values().map(Chunked::len).sum::<usize>()
     }
 
     /// True if no rows are held.
@@ -89,6 +126,7 @@ impl Rows {
             self.flows
                 .entry(day_of(f.interval_start_us))
                 .or_default()
+                .builder()
                 .push(&FlowRow {
                     interval_start: f.interval_start_us,
                     interval_secs: f.interval_secs,
@@ -110,6 +148,7 @@ impl Rows {
             self.events
                 .entry(day_of(e.ts_us))
                 .or_default()
+                .builder()
                 .push(&EventRow {
                     ts: e.ts_us,
                     sensor,
@@ -157,18 +196,21 @@ impl Rows {
             };
             for k in &s.kinds {
                 let kind = Some(validated_kind(k.kind));
-                r.push(&row(sensor_stats::PACKETS, kind, None, k.packets));
-                r.push(&row(sensor_stats::BYTES, kind, None, k.bytes));
+                r.builder()
+                    .push(&row(sensor_stats::PACKETS, kind, None, k.packets));
+                r.builder()
+                    .push(&row(sensor_stats::BYTES, kind, None, k.bytes));
             }
             for c in &s.counters {
-                r.push(&row(&c.name, None, None, c.value));
+                r.builder().push(&row(&c.name, None, None, c.value));
             }
             for (name, ports) in [
                 (sensor_stats::TCP_PORT, &s.tcp_ports),
                 (sensor_stats::UDP_PORT, &s.udp_ports),
             ] {
                 for p in ports {
-                    r.push(&row(name, None, Some(narrow(p.port)), p.packets));
+                    r.builder()
+                        .push(&row(name, None, Some(narrow(p.port)), p.packets));
                 }
             }
         }
@@ -176,6 +218,7 @@ impl Rows {
             self.lost
                 .entry(day_of(l.ts_us))
                 .or_default()
+                .builder()
                 .push(&LostRow {
                     ts: l.ts_us,
                     sensor,
@@ -190,14 +233,14 @@ impl Rows {
 
     /// Writes all rows of one segment, one file per table and day. Idempotent: a re-run writes
     /// the same files. On error no partial file is visible.
-    pub fn write_segment(mut self, lake: &Lake, segment: u64) -> Result<Vec<Written>, LakeError> {
+    pub fn write_segment(self, lake: &Lake, segment: u64) -> Result<Vec<Written>, LakeError> {
         let mut out = Vec::new();
         macro_rules! each {
             ($field:ident, $row:ty) => {
-                for (day, b) in &mut self.$field {
+                for (day, b) in self.$field {
                     let table = <$row>::TABLE;
-                    let path = paths::part_file(table, *day, segment);
-                    out.push(lake.write(&path, table, <$row>::schema(), [b.finish()])?);
+                    let path = paths::part_file(table, day, segment);
+                    out.push(lake.write(&path, table, <$row>::schema(), b.batches())?);
                 }
             };
         }
@@ -214,6 +257,42 @@ mod tests {
     use super::*;
     use scanscope_lake::ReadOptions;
     use scanscope_proto::v1::{Event, Flow, KindCount, Lost, SensorStats};
+
+    #[test]
+    fn large_segments_are_built_in_chunks() {
+        // 140 000 events of one day with 4 KiB payloads (570 MB): built in chunks of 64 Ki rows,
+        // so no Arrow array comes near the 2 GiB of offsets it can address, however large the
+        // segment (the review's C1 panic was one builder for the whole segment).
+        let ev = Event {
+            ts_us: 1_763_769_600_000_000,
+            kind: scanscope_proto::v1::Kind::Udp as i32,
+            proto: 17,
+            src_ip: vec![10, 0, 0, 1],
+            dst_ip: vec![10, 0, 0, 2],
+            payload: vec![0xab; 4096],
+            weight: 1,
+            ..Default::default()
+        };
+        let b = Batch {
+            sensor_id: "s1".into(),
+            seq: 1,
+            events: vec![ev; 140_000],
+            ..Default::default()
+        };
+        let mut rows = Rows::default();
+        rows.push(&b);
+        assert_eq!(rows.len(), 140_000);
+        let sizes: Vec<usize> = rows.events.values().map(|c| c.done.len()).collect();
+        assert_eq!(
+            sizes,
+            [2],
+            "two full chunks finished, the third being built"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let written = rows.write_segment(&lake, 1).unwrap();
+        assert_eq!(written[0].rows, 140_000);
+    }
 
     #[test]
     fn addresses_as_text() {

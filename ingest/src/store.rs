@@ -36,13 +36,70 @@ use crate::{
     wal::{self, Wal},
 };
 
+/// What deduplication is keyed by: a sensor id and the agent installation (instance id; 0 for
+/// agents that predate instance ids).
+pub type SensorKey = (String, u64);
+
+/// Highest stored seq per sensor and instance.
+pub type Watermarks = BTreeMap<SensorKey, u64>;
+
+/// A seq this far above the sensor's watermark is refused: it would silence every later real
+/// batch (an agent's restarts move its seq forward by at most 4096 each).
+pub const MAX_SEQ_JUMP: u64 = 1 << 32;
+
+/// The watermark of one sensor instance, as the checkpoint stores it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Mark {
+    pub sensor: String,
+    pub instance: u64,
+    pub seq: u64,
+}
+
 /// Durable collector state, rewritten atomically after each segment reaches Parquet.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Checkpoint {
     /// Every WAL segment up to and including this one is in Parquet.
     pub flushed_through: u64,
-    /// Highest stored seq per sensor as of `flushed_through`.
+    /// Highest stored seq per sensor (instance 0) as of `flushed_through`.
     pub sensors: BTreeMap<String, u64>,
+    /// Highest stored seq per sensor instance (instances other than 0).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub instances: Vec<Mark>,
+}
+
+impl Checkpoint {
+    /// The checkpoint of `marks` as of segment `seg`.
+    pub fn of(seg: u64, marks: &Watermarks) -> Checkpoint {
+        let mut cp = Checkpoint {
+            flushed_through: seg,
+            ..Checkpoint::default()
+        };
+        for ((sensor, instance), &seq) in marks {
+            if *instance == 0 {
+                cp.sensors.insert(sensor.clone(), seq);
+            } else {
+                cp.instances.push(Mark {
+                    sensor: sensor.clone(),
+                    instance: *instance,
+                    seq,
+                });
+            }
+        }
+        cp
+    }
+
+    /// The watermarks it holds.
+    pub fn marks(&self) -> Watermarks {
+        let mut m: Watermarks = self
+            .sensors
+            .iter()
+            .map(|(s, &q)| ((s.clone(), 0), q))
+            .collect();
+        for x in &self.instances {
+            m.insert((x.sensor.clone(), x.instance), x.seq);
+        }
+        m
+    }
 }
 
 impl Checkpoint {
@@ -84,6 +141,10 @@ impl Checkpoint {
     }
 }
 
+/// Capacity refusals are logged at most 20 per 10 s (`suppressed`: those not logged since).
+static CAPACITY_LOGGED: scanscope_telemetry::Throttle =
+    scanscope_telemetry::Throttle::new(std::time::Duration::from_secs(10), 20);
+
 /// Store settings.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -93,6 +154,31 @@ pub struct StoreConfig {
     pub lake: Lake,
     /// Flush early when this many rows wait for Parquet.
     pub flush_rows: usize,
+    /// Flush early when this many bytes (encoded batches) wait for Parquet.
+    pub flush_bytes: u64,
+    /// Beyond this many bytes not yet in Parquet (a lake that cannot be written), batches are
+    /// refused as UNAVAILABLE: the agents spool until the collector catches up.
+    pub max_unflushed_bytes: u64,
+    /// Most distinct sensor ids (new ids beyond it are refused as UNAVAILABLE: their agents
+    /// spool and retry).
+    pub max_sensors: usize,
+    /// Most agent instances remembered per sensor id.
+    pub max_instances: usize,
+}
+
+impl StoreConfig {
+    /// Defaults for a data directory and its lake.
+    pub fn new(root: PathBuf, lake: Lake) -> StoreConfig {
+        StoreConfig {
+            root,
+            lake,
+            flush_rows: 2_000_000,
+            flush_bytes: 256 << 20,
+            max_unflushed_bytes: 2 << 30,
+            max_sensors: 10_000,
+            max_instances: 64,
+        }
+    }
 }
 
 /// A request to the store thread.
@@ -112,6 +198,9 @@ pub enum Command {
         sensor: String,
         reason: &'static str,
         detail: String,
+        /// `collector_rejected`, or `collector_denied` for a sensor id the credentials do not
+        /// name.
+        stage: LostStage,
     },
     /// Commit everything accepted so far to Parquet.
     Flush {
@@ -121,6 +210,9 @@ pub enum Command {
     Status {
         reply: oneshot::Sender<StatusResponse>,
     },
+    /// Flush and stop, though handles remain (a stalled peer's connection task may hold one);
+    /// commands after this one are answered `ShuttingDown`.
+    Stop,
 }
 
 #[derive(Debug, Default)]
@@ -128,6 +220,50 @@ struct SensorInfo {
     last_batch_us: i64,
     batches: u64,
     rows: u64,
+    /// Instance → when its last batch arrived (this process).
+    instances: BTreeMap<u64, i64>,
+    /// The instance of the last batch.
+    last_instance: u64,
+    /// Two instances sent within `SHARED_WINDOW_US` of each other.
+    shared_id: bool,
+}
+
+/// Batches of two instances of one sensor id this close in time: two agents share the id.
+const SHARED_WINDOW_US: i64 = 600 * 1_000_000;
+
+/// Refused batches counted between flushes, by (sender, reason, stage).
+#[derive(Debug, Default)]
+struct Refusals {
+    groups: BTreeMap<(String, &'static str, LostStage), RefusalGroup>,
+}
+
+#[derive(Debug)]
+struct RefusalGroup {
+    count: u64,
+    /// The first refusal's message.
+    detail: String,
+}
+
+/// Distinct senders counted apart between two flushes; the rest are counted under
+/// [`OTHER_SENDERS`].
+const MAX_REFUSAL_GROUPS: usize = 1024;
+/// The sender label of refusals beyond [`MAX_REFUSAL_GROUPS`].
+const OTHER_SENDERS: &str = "peers:other";
+
+impl Refusals {
+    fn add(&mut self, sender: String, reason: &'static str, stage: LostStage, detail: String) {
+        let key = if self.groups.len() >= MAX_REFUSAL_GROUPS
+            && !self.groups.contains_key(&(sender.clone(), reason, stage))
+        {
+            (OTHER_SENDERS.to_string(), reason, stage)
+        } else {
+            (sender, reason, stage)
+        };
+        self.groups
+            .entry(key)
+            .and_modify(|g| g.count += 1)
+            .or_insert(RefusalGroup { count: 1, detail });
+    }
 }
 
 #[derive(Debug, Default)]
@@ -141,17 +277,20 @@ struct TableInfo {
 pub struct Store {
     cfg: StoreConfig,
     wal: Wal,
-    /// Highest stored seq per sensor, including batches not yet in Parquet.
-    watermarks: BTreeMap<String, u64>,
+    /// Highest stored seq per sensor instance, including batches not yet in Parquet.
+    watermarks: Watermarks,
     /// Batches of the open WAL segment.
     current: Vec<Batch>,
     current_rows: usize,
+    current_bytes: u64,
     /// Sealed segments whose Parquet write has not succeeded yet (oldest first), with the
     /// watermarks as of their end.
-    sealed: VecDeque<(u64, Vec<Batch>, BTreeMap<String, u64>)>,
+    sealed: VecDeque<(u64, Vec<Batch>, Watermarks)>,
     sensors: BTreeMap<String, SensorInfo>,
     tables: BTreeMap<&'static str, TableInfo>,
     rejected: BTreeMap<&'static str, u64>,
+    /// Refusals since the last flush, recorded as `lost` rows when it starts.
+    refusals: Refusals,
     duplicates: u64,
     disk_full: bool,
     sealed_wal_bytes: u64,
@@ -193,11 +332,18 @@ impl StoreHandle {
 
     /// Records a refused batch (if the store still runs: at shutdown the refusal is only
     /// logged).
-    pub async fn rejected(&self, sensor: String, reason: &'static str, detail: String) {
+    pub async fn rejected(
+        &self,
+        sensor: String,
+        reason: &'static str,
+        detail: String,
+        stage: LostStage,
+    ) {
         let cmd = Command::Rejected {
             sensor,
             reason,
             detail,
+            stage,
         };
         if self.tx.send(cmd).await.is_err() {
             warn!(
@@ -222,6 +368,11 @@ impl StoreHandle {
         let _queue_full_or_stopped = self.tx.try_send(Command::Flush { reply: None }).is_err();
     }
 
+    /// Asks the store thread to flush and stop (join its thread to wait for it).
+    pub async fn stop(&self) {
+        let _already_stopped = self.tx.send(Command::Stop).await.is_err();
+    }
+
     /// Current status.
     pub async fn status(&self) -> Option<StatusResponse> {
         let (reply, rx) = oneshot::channel();
@@ -236,6 +387,29 @@ fn wal_dir(root: &Path) -> PathBuf {
 
 fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
+}
+
+/// The dedup key of a batch.
+fn key(b: &Batch) -> SensorKey {
+    (b.sensor_id.clone(), b.instance_id)
+}
+
+/// A batch of the collector's own: one `lost` row (sensor `collector`, seq 0: never
+/// deduplicated).
+fn collector_lost(stage: LostStage, unit: &str, count: u64, detail: String) -> Batch {
+    Batch {
+        sensor_id: "collector".into(),
+        seq: 0,
+        created_us: now_us(),
+        lost: vec![Lost {
+            ts_us: now_us(),
+            stage: stage as i32,
+            unit: unit.into(),
+            count,
+            detail,
+        }],
+        ..Default::default()
+    }
 }
 
 impl Store {
@@ -258,7 +432,7 @@ impl Store {
         // flush below, with the watermarks as of their end.
         let mut sealed = VecDeque::new();
         let mut sealed_wal_bytes = 0;
-        let mut marks = cp.sensors.clone();
+        let mut marks = cp.marks();
         for &seg in &segs {
             let path = wdir.join(format!("{seg:012}.wal"));
             if seg <= cp.flushed_through {
@@ -268,7 +442,7 @@ impl Store {
                 }
                 continue;
             }
-            let r = wal::replay(&wdir, seg)?;
+            let mut r = wal::replay(&wdir, seg)?;
             if r.truncated > 0 {
                 warn!(
                     segment = seg,
@@ -276,8 +450,27 @@ impl Store {
                     "cut a torn record off the write-ahead log (never acknowledged)"
                 );
             }
+            for c in &r.corrupt {
+                error!(
+                    segment = seg,
+                    offset = c.offset,
+                    bytes = c.bytes,
+                    kept = %c.quarantined.display(),
+                    "a damaged stretch of the write-ahead log (acknowledged data lost; the records after it are kept)"
+                );
+                r.batches.push(collector_lost(
+                    LostStage::CollectorWal,
+                    "bytes",
+                    c.bytes,
+                    format!(
+                        "segment {seg}, offset {}: kept in {}",
+                        c.offset,
+                        c.quarantined.display()
+                    ),
+                ));
+            }
             for b in r.batches.iter().filter(|b| b.seq > 0) {
-                let w = marks.entry(b.sensor_id.clone()).or_insert(0);
+                let w = marks.entry(key(b)).or_insert(0);
                 *w = (*w).max(b.seq);
             }
             info!(
@@ -296,10 +489,12 @@ impl Store {
             wal,
             current: Vec::new(),
             current_rows: 0,
+            current_bytes: 0,
             sealed,
             sensors: BTreeMap::new(),
             tables: BTreeMap::new(),
             rejected: BTreeMap::new(),
+            refusals: Refusals::default(),
             duplicates: 0,
             disk_full: false,
             sealed_wal_bytes,
@@ -308,7 +503,8 @@ impl Store {
         Ok(store)
     }
 
-    /// Starts the store thread; it runs until every handle is dropped, then flushes.
+    /// Starts the store thread; it runs until [`StoreHandle::stop`] or until every handle is
+    /// dropped, then flushes.
     pub fn spawn(self, queue: usize) -> (StoreHandle, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue);
         let h = std::thread::Builder::new()
@@ -319,7 +515,8 @@ impl Store {
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        while let Some(cmd) = rx.blocking_recv() {
+        let mut stop = false;
+        while !stop && let Some(cmd) = rx.blocking_recv() {
             let mut submits = Vec::new();
             let mut others = Vec::new();
             match cmd {
@@ -338,9 +535,14 @@ impl Store {
                 self.submit_group(submits);
             }
             for c in others {
-                self.handle(c);
+                if matches!(c, Command::Stop) {
+                    stop = true;
+                } else {
+                    self.handle(c);
+                }
             }
-            if self.current_rows >= self.cfg.flush_rows
+            if (self.current_rows >= self.cfg.flush_rows
+                || self.current_bytes >= self.cfg.flush_bytes)
                 && let Err(e) = self.flush()
             {
                 warn!(error = %e, "flush failed; the write-ahead log keeps the data and the next flush retries");
@@ -358,33 +560,10 @@ impl Store {
                 sensor,
                 reason,
                 detail,
+                stage,
             } => {
                 *self.rejected.entry(reason).or_default() += 1;
-                let b = Batch {
-                    sensor_id: sensor,
-                    seq: 0,
-                    created_us: now_us(),
-                    lost: vec![Lost {
-                        ts_us: now_us(),
-                        stage: LostStage::CollectorRejected as i32,
-                        unit: "batches".into(),
-                        count: 1,
-                        detail,
-                    }],
-                    ..Default::default()
-                };
-                let enc = b.encode_to_vec();
-                let before = self.wal.len();
-                match self.wal.append(&enc).and_then(|()| self.wal.sync()) {
-                    Ok(()) => {
-                        self.current_rows += 1;
-                        self.current.push(b);
-                    }
-                    Err(e) => {
-                        warn!(error = %e, "could not record a refused batch");
-                        self.rollback(before);
-                    }
-                }
+                self.refusals.add(sensor, reason, stage, detail);
             }
             Command::Flush { reply } => {
                 let r = self.flush();
@@ -404,16 +583,21 @@ impl Store {
             Command::Status { reply } => {
                 let _asker_gone = reply.send(self.status()).is_err();
             }
+            Command::Stop => unreachable!("stop ends the loop"),
         }
     }
 
     fn submit_group(&mut self, cmds: Vec<Command>) {
         let before = self.wal.len();
-        let mut tentative: BTreeMap<String, u64> = BTreeMap::new();
+        let mut tentative: Watermarks = BTreeMap::new();
+        let unflushed = self.unflushed_bytes();
         type Reply = oneshot::Sender<Result<AckStatus, IngestError>>;
         let mut accepted: Vec<(Batch, Reply, Arc<AtomicBool>)> = Vec::new();
         let mut failure: Option<StorageError> = None;
         let mut failed: Vec<(Reply, Arc<AtomicBool>)> = Vec::new();
+        // Resends of a batch appended earlier in this same group: answered DUPLICATE only once
+        // that batch is durable (if the group fails, they fail with it).
+        let mut pending_dups: Vec<(Reply, Arc<AtomicBool>)> = Vec::new();
         for c in cmds {
             let Command::Submit {
                 batch,
@@ -430,14 +614,33 @@ impl Store {
                     .is_err();
                 continue;
             }
+            let k = key(&batch);
             let mark = tentative
-                .get(&batch.sensor_id)
-                .or_else(|| self.watermarks.get(&batch.sensor_id))
+                .get(&k)
+                .or_else(|| self.watermarks.get(&k))
                 .copied()
                 .unwrap_or(0);
             if batch.seq <= mark {
                 self.duplicates += 1;
-                let _stream_gone = reply.send(Ok(AckStatus::Duplicate)).is_err();
+                let stored = self.watermarks.get(&k).is_some_and(|&w| batch.seq <= w);
+                if stored {
+                    let _stream_gone = reply.send(Ok(AckStatus::Duplicate)).is_err();
+                } else {
+                    pending_dups.push((reply, stream_failed));
+                }
+                continue;
+            }
+            if let Some(refusal) = self.refusal(&batch, mark, unflushed, &tentative) {
+                if refusal.is_permanent() || matches!(refusal, IngestError::Capacity { .. }) {
+                    *self.rejected.entry(refusal.reason()).or_default() += 1;
+                }
+                if matches!(refusal, IngestError::Capacity { .. })
+                    && let Some(suppressed) = CAPACITY_LOGGED.admit()
+                {
+                    warn!(error = %refusal, suppressed, "refused a new sensor id or instance; its agent spools and retries");
+                }
+                stream_failed.store(true, Ordering::Relaxed);
+                let _stream_gone = reply.send(Err(refusal)).is_err();
                 continue;
             }
             if failure.is_some() {
@@ -446,7 +649,7 @@ impl Store {
             }
             match self.wal.append(&encoded) {
                 Ok(()) => {
-                    tentative.insert(batch.sensor_id.clone(), batch.seq);
+                    tentative.insert(k, batch.seq);
                     accepted.push((batch, reply, stream_failed));
                 }
                 Err(e) => {
@@ -471,7 +674,11 @@ impl Store {
                 );
             }
             self.disk_full = disk_full;
-            for (reply, stream_failed) in accepted.into_iter().map(|(_, r, f)| (r, f)).chain(failed)
+            for (reply, stream_failed) in accepted
+                .into_iter()
+                .map(|(_, r, f)| (r, f))
+                .chain(failed)
+                .chain(pending_dups)
             {
                 stream_failed.store(true, Ordering::Relaxed);
                 let _stream_gone = reply.send(Err(f.clone().into())).is_err();
@@ -485,14 +692,54 @@ impl Store {
         let now = now_us();
         for (batch, reply, _) in accepted {
             let rows = batch.lake_rows();
-            self.watermarks.insert(batch.sensor_id.clone(), batch.seq);
+            self.watermarks.insert(key(&batch), batch.seq);
+            self.note_instance(&batch, now);
             let s = self.sensors.entry(batch.sensor_id.clone()).or_default();
             s.batches += 1;
             s.rows += rows;
             s.last_batch_us = now;
             self.current_rows += rows as usize;
+            self.current_bytes += batch.encoded_len() as u64;
             self.current.push(batch);
             let _stream_gone = reply.send(Ok(AckStatus::Stored)).is_err();
+        }
+        for (reply, _) in pending_dups {
+            let _stream_gone = reply.send(Ok(AckStatus::Duplicate)).is_err();
+        }
+    }
+
+    /// Appends the refusals counted since the last flush to the WAL as `lost` rows (one per
+    /// sender, reason and stage: a flood of garbage costs one row, not one per message). If the
+    /// WAL cannot take them they stay counted for the next flush.
+    fn record_refusals(&mut self) {
+        if self.refusals.groups.is_empty() {
+            return;
+        }
+        let before = self.wal.len();
+        let batches: Vec<Batch> = self
+            .refusals
+            .groups
+            .iter()
+            .map(|((sensor, _, stage), g)| {
+                let mut b = collector_lost(*stage, "batches", g.count, g.detail.clone());
+                b.sensor_id.clone_from(sensor);
+                b
+            })
+            .collect();
+        let appended = batches
+            .iter()
+            .try_for_each(|b| self.wal.append(&b.encode_to_vec()))
+            .and_then(|()| self.wal.sync());
+        match appended {
+            Ok(()) => {
+                self.refusals = Refusals::default();
+                self.current_rows += batches.len();
+                self.current.extend(batches);
+            }
+            Err(e) => {
+                warn!(error = %e, "could not record refused batches; they stay counted for the next flush");
+                self.rollback(before);
+            }
         }
     }
 
@@ -500,6 +747,7 @@ impl Store {
     /// Parquet, oldest first. On failure the segments stay sealed (and in the WAL) and the
     /// next flush retries.
     pub fn flush(&mut self) -> Result<(), FlushError> {
+        self.record_refusals();
         if !self.current.is_empty() {
             let len = self.wal.len();
             match self.wal.rotate() {
@@ -507,6 +755,7 @@ impl Store {
                     self.sealed_wal_bytes += len;
                     let batches = std::mem::take(&mut self.current);
                     self.current_rows = 0;
+                    self.current_bytes = 0;
                     self.sealed
                         .push_back((seg, batches, self.watermarks.clone()));
                 }
@@ -530,10 +779,7 @@ impl Store {
                     return Err(e.into());
                 }
             };
-            let cp = Checkpoint {
-                flushed_through: *seg,
-                sensors: marks.clone(),
-            };
+            let cp = Checkpoint::of(*seg, marks);
             if let Err(e) = cp.store(&self.cfg.root) {
                 self.note_flush_error(e.is_disk_full());
                 return Err(e);
@@ -582,18 +828,128 @@ impl Store {
         }
     }
 
+    /// Why a new (not duplicate) batch is refused, if it is.
+    fn refusal(
+        &self,
+        b: &Batch,
+        mark: u64,
+        unflushed: u64,
+        tentative: &Watermarks,
+    ) -> Option<IngestError> {
+        let invalid = |reason: String| IngestError::Invalid {
+            sensor: b.sensor_id.clone(),
+            seq: b.seq,
+            reason,
+        };
+        if b.seq > mark.saturating_add(MAX_SEQ_JUMP) {
+            return Some(invalid(format!(
+                "seq {} jumps more than {MAX_SEQ_JUMP} past the sensor's last stored seq {mark}",
+                b.seq
+            )));
+        }
+        let k = key(b);
+        let known = |k: &SensorKey| self.watermarks.contains_key(k) || tentative.contains_key(k);
+        if !known(&k) {
+            let same_id = |(s, _): &&SensorKey| *s == b.sensor_id;
+            let ids = self
+                .watermarks
+                .keys()
+                .chain(tentative.keys())
+                .map(|(s, _)| s)
+                .collect::<std::collections::BTreeSet<_>>();
+            let instances = self
+                .watermarks
+                .keys()
+                .chain(tentative.keys())
+                .filter(same_id)
+                .collect::<std::collections::BTreeSet<_>>()
+                .len();
+            if !ids.contains(&b.sensor_id) && ids.len() >= self.cfg.max_sensors {
+                return Some(IngestError::Capacity {
+                    sensor: b.sensor_id.clone(),
+                    seq: b.seq,
+                    reason: format!(
+                        "the collector already keeps {} sensor ids (--max-sensors)",
+                        self.cfg.max_sensors
+                    ),
+                });
+            }
+            if instances >= self.cfg.max_instances {
+                return Some(IngestError::Capacity {
+                    sensor: b.sensor_id.clone(),
+                    seq: b.seq,
+                    reason: format!(
+                        "sensor id already has {instances} agent instances (give each agent its own id)"
+                    ),
+                });
+            }
+        }
+        if unflushed > self.cfg.max_unflushed_bytes {
+            return Some(StorageError::Backlog.into());
+        }
+        None
+    }
+
+    /// Bytes accepted but not yet in Parquet.
+    fn unflushed_bytes(&self) -> u64 {
+        self.current_bytes + self.sealed_wal_bytes
+    }
+
+    /// Tracks which agent instances send for a sensor id: a new one (a re-deployed agent, a
+    /// fresh spool) is logged once; an earlier one sending again while another is active
+    /// means two agents share the id.
+    fn note_instance(&mut self, b: &Batch, now: i64) {
+        let s = self.sensors.entry(b.sensor_id.clone()).or_default();
+        let inst = b.instance_id;
+        match s.instances.get(&inst) {
+            None if !s.instances.is_empty() => info!(
+                sensor = %b.sensor_id,
+                instance = format!("{inst:016x}"),
+                "a new agent instance for this sensor id (re-deployed, or a fresh spool); its batches are stored under their own sequence"
+            ),
+            Some(_) if s.last_instance != inst && !s.shared_id => {
+                let other_active = s
+                    .instances
+                    .get(&s.last_instance)
+                    .is_some_and(|&t| now - t < SHARED_WINDOW_US);
+                if other_active {
+                    s.shared_id = true;
+                    warn!(
+                        sensor = %b.sensor_id,
+                        "two agents send with the same sensor id; both are stored — give each its own --sensor-id"
+                    );
+                }
+            }
+            _ => {}
+        }
+        s.instances.insert(inst, now);
+        s.last_instance = inst;
+    }
+
     fn status(&self) -> StatusResponse {
-        let sensors = self
-            .watermarks
-            .iter()
-            .map(|(id, &last_seq)| {
+        let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+        for ((id, inst), &seq) in &self.watermarks {
+            let current = self
+                .sensors
+                .get(id)
+                .map_or(*inst == 0, |i| i.last_instance == *inst);
+            let e = last.entry(id.as_str()).or_default();
+            if current || *e == 0 {
+                *e = seq;
+            }
+        }
+        let sensors = last
+            .into_iter()
+            .map(|(id, last_seq)| {
                 let i = self.sensors.get(id);
                 SensorStatus {
-                    sensor_id: id.clone(),
+                    sensor_id: id.to_string(),
                     last_seq,
                     last_batch_us: i.map_or(0, |i| i.last_batch_us),
                     batches: i.map_or(0, |i| i.batches),
                     rows: i.map_or(0, |i| i.rows),
+                    instances: i.map_or(0, |i| i.instances.len() as u64),
+                    shared_id: i.is_some_and(|i| i.shared_id),
                 }
             })
             .collect();
@@ -665,11 +1021,9 @@ mod tests {
     }
 
     fn cfg(root: &Path) -> StoreConfig {
-        StoreConfig {
-            root: root.to_path_buf(),
-            lake: Lake::local(root).unwrap(),
-            flush_rows: 1_000_000,
-        }
+        let mut c = StoreConfig::new(root.to_path_buf(), Lake::local(root).unwrap());
+        c.flush_rows = 1_000_000;
+        c
     }
 
     fn submit(s: &mut Store, b: Batch) -> Result<AckStatus, IngestError> {
@@ -696,6 +1050,219 @@ mod tests {
             }
         }
         n
+    }
+
+    /// (sensor, stage, count, detail) of every `lost` row.
+    fn lost_rows(root: &Path) -> Vec<(String, String, u64, String)> {
+        use arrow::array::AsArray;
+        let mut out = Vec::new();
+        for day in fs::read_dir(root.join("lost")).unwrap().flatten() {
+            for f in fs::read_dir(day.path()).unwrap().flatten() {
+                let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                    File::open(f.path()).unwrap(),
+                )
+                .unwrap()
+                .build()
+                .unwrap();
+                for b in r {
+                    let b = b.unwrap();
+                    let text = |c: &str| b.column_by_name(c).unwrap().as_string::<i32>().clone();
+                    let (sensor, stage, detail) = (text("sensor"), text("stage"), text("detail"));
+                    let count = b
+                        .column_by_name("count")
+                        .unwrap()
+                        .as_primitive::<arrow::datatypes::UInt64Type>()
+                        .clone();
+                    for i in 0..b.num_rows() {
+                        out.push((
+                            sensor.value(i).to_string(),
+                            stage.value(i).to_string(),
+                            count.value(i),
+                            detail.value(i).to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    fn refuse(s: &mut Store, sensor: &str, stage: LostStage, detail: &str) {
+        s.handle(Command::Rejected {
+            sensor: sensor.into(),
+            reason: "invalid",
+            detail: detail.into(),
+            stage,
+        });
+    }
+
+    #[test]
+    fn a_flood_of_refusals_is_one_counted_row_per_sender_and_flush() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Store::open(cfg(d.path())).unwrap();
+        for i in 0..10_000 {
+            refuse(
+                &mut s,
+                "peer:10.0.0.1",
+                LostStage::CollectorRejected,
+                &format!("bad {i}"),
+            );
+        }
+        refuse(&mut s, "s-1", LostStage::CollectorDenied, "not yours");
+        s.flush().unwrap();
+        // More senders than are counted apart: the rest are `peers:other`.
+        for i in 0..MAX_REFUSAL_GROUPS + 5 {
+            refuse(
+                &mut s,
+                &format!("peer:10.1.{}.{}", i / 256, i % 256),
+                LostStage::CollectorRejected,
+                "x",
+            );
+        }
+        s.flush().unwrap();
+        let rows = lost_rows(d.path());
+        assert_eq!(rows.len(), 2 + MAX_REFUSAL_GROUPS + 1, "{:?}", &rows[..3]);
+        let of = |sensor: &str| rows.iter().filter(|r| r.0 == sensor).collect::<Vec<_>>();
+        assert_eq!(
+            of("peer:10.0.0.1"),
+            [&(
+                "peer:10.0.0.1".into(),
+                "collector_rejected".into(),
+                10_000,
+                "bad 0".into()
+            )]
+        );
+        assert_eq!(of("s-1")[0].1, "collector_denied");
+        assert_eq!(of(OTHER_SENDERS)[0].2, 5);
+        let total: u64 = rows.iter().map(|r| r.2).sum();
+        assert_eq!(total, 10_000 + 1 + MAX_REFUSAL_GROUPS as u64 + 5);
+        assert_eq!(
+            s.status().rejected.iter().map(|r| r.value).sum::<u64>(),
+            total
+        );
+    }
+
+    /// Review M7: per-sensor state is bounded. A new sensor id beyond `max_sensors`, or a new
+    /// agent instance beyond `max_instances`, is refused as retryable (UNAVAILABLE: the agent
+    /// spools), counted, and stored once room is made; known ids go on as before.
+    #[test]
+    fn new_sensor_ids_and_instances_beyond_the_caps_are_retryable_refusals() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = cfg(d.path());
+        (c.max_sensors, c.max_instances) = (2, 2);
+        let mut s = Store::open(c).unwrap();
+        let inst = |sensor: &str, instance: u64, seq: u64| Batch {
+            instance_id: instance,
+            ..batch(sensor, seq, 1)
+        };
+        assert_eq!(submit(&mut s, inst("a", 1, 1)).unwrap(), AckStatus::Stored);
+        assert_eq!(submit(&mut s, inst("b", 1, 1)).unwrap(), AckStatus::Stored);
+        let e = submit(&mut s, inst("c", 1, 1)).unwrap_err();
+        assert!(matches!(e, IngestError::Capacity { .. }), "{e:?}");
+        assert!(!e.is_permanent());
+        assert_eq!(tonic::Status::from(e).code(), tonic::Code::Unavailable);
+        assert_eq!(submit(&mut s, inst("a", 2, 1)).unwrap(), AckStatus::Stored);
+        let e = submit(&mut s, inst("a", 3, 1)).unwrap_err();
+        assert!(matches!(e, IngestError::Capacity { .. }), "{e:?}");
+        // Known ids and instances go on.
+        assert_eq!(submit(&mut s, inst("b", 1, 2)).unwrap(), AckStatus::Stored);
+        assert_eq!(submit(&mut s, inst("a", 2, 2)).unwrap(), AckStatus::Stored);
+        let st = s.status();
+        assert_eq!(
+            st.rejected
+                .iter()
+                .map(|r| (r.name.as_str(), r.value))
+                .collect::<Vec<_>>(),
+            [("capacity", 2)]
+        );
+        s.flush().unwrap();
+        assert_eq!(flows_rows(d.path()), 5);
+    }
+
+    /// Review M4: bytes accepted but not yet in Parquet are bounded. Beyond the budget a batch
+    /// is refused as UNAVAILABLE (retryable, nothing lost); after a flush it is accepted.
+    #[test]
+    fn beyond_the_unflushed_byte_budget_batches_wait() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = cfg(d.path());
+        let one = batch("a", 1, 20).encoded_len() as u64;
+        (c.max_unflushed_bytes, c.flush_bytes) = (3 * one, u64::MAX);
+        let mut s = Store::open(c).unwrap();
+        for seq in 1..=4 {
+            assert_eq!(
+                submit(&mut s, batch("a", seq, 20)).unwrap(),
+                AckStatus::Stored
+            );
+        }
+        let e = submit(&mut s, batch("a", 5, 20)).unwrap_err();
+        assert!(
+            matches!(e, IngestError::Storage(StorageError::Backlog)),
+            "{e:?}"
+        );
+        assert_eq!(tonic::Status::from(e).code(), tonic::Code::Unavailable);
+        s.flush().unwrap();
+        assert_eq!(
+            submit(&mut s, batch("a", 5, 20)).unwrap(),
+            AckStatus::Stored
+        );
+        s.flush().unwrap();
+        assert_eq!(flows_rows(d.path()), 100);
+    }
+
+    /// Submits one group; the answers in order.
+    fn submit_all(s: &mut Store, batches: Vec<Batch>) -> Vec<Result<AckStatus, IngestError>> {
+        let mut rxs = Vec::new();
+        let cmds = batches
+            .into_iter()
+            .map(|b| {
+                let (tx, rx) = oneshot::channel();
+                rxs.push(rx);
+                Command::Submit {
+                    encoded: b.encode_to_vec(),
+                    batch: b,
+                    failed: Arc::default(),
+                    reply: tx,
+                }
+            })
+            .collect();
+        s.submit_group(cmds);
+        rxs.into_iter().map(|mut r| r.try_recv().unwrap()).collect()
+    }
+
+    /// Review M2: a resend of a batch appended earlier in the same group is DUPLICATE only if
+    /// that batch became durable; when the group's WAL write fails, the resend fails with it
+    /// (the agent retries it) instead of being told it is stored.
+    #[test]
+    fn a_resend_in_the_same_group_shares_the_fate_of_the_original() {
+        let d = tempfile::tempdir().unwrap();
+        let mut s = Store::open(cfg(d.path())).unwrap();
+        let ok = submit_all(&mut s, vec![batch("a", 1, 1), batch("a", 1, 1)]);
+        assert!(
+            matches!(ok[..], [Ok(AckStatus::Stored), Ok(AckStatus::Duplicate)]),
+            "{ok:?}"
+        );
+        // The next group's WAL write fails (the segment is /dev/full: ENOSPC).
+        let full = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/dev/full", wal::seg_path(full.path(), 1)).unwrap();
+        let healthy = std::mem::replace(&mut s.wal, Wal::open(full.path(), 1).unwrap());
+        let failed = submit_all(&mut s, vec![batch("a", 2, 1), batch("a", 2, 1)]);
+        assert!(
+            matches!(
+                failed[..],
+                [
+                    Err(IngestError::Storage(StorageError::DiskFull)),
+                    Err(IngestError::Storage(StorageError::DiskFull))
+                ]
+            ),
+            "{failed:?}"
+        );
+        // Space is back: the resend is stored, not taken for a duplicate.
+        s.wal = healthy;
+        let again = submit_all(&mut s, vec![batch("a", 2, 1)]);
+        assert!(matches!(again[..], [Ok(AckStatus::Stored)]), "{again:?}");
+        s.flush().unwrap();
+        assert_eq!(flows_rows(d.path()), 2);
     }
 
     #[test]
@@ -757,6 +1324,6 @@ mod tests {
         let s = Store::open(cfg(d.path())).unwrap();
         assert_eq!(flows_rows(d.path()), 5);
         assert_eq!(Checkpoint::load(d.path()).unwrap().flushed_through, seg);
-        assert_eq!(s.watermarks.get("a"), Some(&1));
+        assert_eq!(s.watermarks.get(&("a".to_string(), 0)), Some(&1));
     }
 }

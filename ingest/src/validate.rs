@@ -12,6 +12,9 @@ pub struct Limits {
     pub max_batch_rows: usize,
     /// Accept timestamps up to this far in the future (clock skew), microseconds.
     pub max_future_us: i64,
+    /// Accept timestamps at most this old, microseconds (older rows would each open a day
+    /// partition and a rollup of their own).
+    pub max_age_us: i64,
 }
 
 impl Default for Limits {
@@ -20,21 +23,20 @@ impl Default for Limits {
             max_batch_bytes: 32 << 20,
             max_batch_rows: 1_000_000,
             max_future_us: 86_400 * 1_000_000,
+            max_age_us: 7 * 86_400 * 1_000_000,
         }
     }
 }
 
+/// Longest name-like text (interface, OS hint, tool, agent version).
+pub const MAX_NAME: usize = 64;
+/// Longest TCP option signature (40 option bytes give at most ~160 characters).
+pub const MAX_SIGNATURE: usize = 256;
+
 /// Earliest accepted timestamp: 2000-01-01T00:00:00Z.
 pub const MIN_TS_US: i64 = 946_684_800 * 1_000_000;
 
-/// True if `id` is a valid sensor id.
-pub fn valid_sensor_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 128
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
+pub use scanscope_common::valid_sensor_id;
 
 /// Checks every field a reader relies on. `encoded_len` is the batch's size on the wire.
 pub fn validate(
@@ -71,10 +73,20 @@ pub fn validate(
     if b.seq == 0 {
         return Err(invalid("seq must be at least 1".into()));
     }
+    if b.agent_version.len() > MAX_NAME {
+        return Err(invalid("agent_version too long".into()));
+    }
     let max_ts = now_us.saturating_add(limits.max_future_us);
-    let ts_ok = |t: i64| (MIN_TS_US..=max_ts).contains(&t);
+    let min_ts = now_us.saturating_sub(limits.max_age_us).max(MIN_TS_US);
+    let ts_ok = |t: i64| (min_ts..=max_ts).contains(&t);
     let ip_ok = |a: &[u8], b: &[u8]| (a.len() == 4 || a.len() == 16) && a.len() == b.len();
     let kind_ok = |k: i32| vocab::kind(k).is_some();
+    // Review L10: a `tcp_syn` of protocol 17 would be counted as a TCP port hit.
+    let proto_fits = |k: i32, p: u32| {
+        vocab::kind(k)
+            .zip(u8::try_from(p).ok())
+            .is_some_and(|(k, p)| k.admits_proto(p))
+    };
     let secs_ok = |s: f64| s.is_finite() && s > 0.0 && s <= 86_400.0 * 7.0;
     for (i, f) in b.flows.iter().enumerate() {
         let bad = |what: &str| invalid(format!("flows[{i}]: {what}"));
@@ -92,6 +104,9 @@ pub fn validate(
         }
         if f.proto > 255 || f.dst_port > 65_535 || !kind_ok(f.kind) {
             return Err(bad("proto, dst_port or kind out of range"));
+        }
+        if !proto_fits(f.kind, f.proto) {
+            return Err(bad("kind does not fit the IP protocol"));
         }
         if f.icmp_type.is_some_and(|v| v > 255) || f.icmp_code.is_some_and(|v| v > 255) {
             return Err(bad("icmp type/code out of range"));
@@ -129,8 +144,19 @@ pub fn validate(
         if u8s.iter().any(|&v| v > 255) || u16s.iter().any(|&v| v > 65_535) || !kind_ok(e.kind) {
             return Err(bad("a header field is out of range"));
         }
+        if !proto_fits(e.kind, e.proto) {
+            return Err(bad("kind does not fit the IP protocol"));
+        }
         if e.payload.len() > 4096 || e.tcp_options_raw.len() > 40 || e.tools.len() > 16 {
             return Err(bad("payload, options or tools too long"));
+        }
+        // Every text is bounded too, so no column of a segment can outgrow what Arrow holds.
+        if e.iface.len() > MAX_NAME
+            || e.os_hint.len() > MAX_NAME
+            || e.tcp_options.len() > MAX_SIGNATURE
+            || e.tools.iter().any(|t| t.len() > MAX_NAME)
+        {
+            return Err(bad("iface, os_hint, tcp_options or a tool name too long"));
         }
         if e.weight == 0 {
             return Err(bad("weight must be at least 1"));
@@ -207,6 +233,7 @@ mod tests {
                 src_ip: vec![0; 16],
                 dst_ip: vec![0; 16],
                 kind: Kind::Udp as i32,
+                proto: 17,
                 weight: 1,
                 ..Default::default()
             }],
@@ -235,6 +262,8 @@ mod tests {
             ("port", Box::new(|b| b.flows[0].dst_port = 70_000)),
             ("kind", Box::new(|b| b.flows[0].kind = 0)),
             ("kind unknown", Box::new(|b| b.flows[0].kind = 99)),
+            ("syn over udp", Box::new(|b| b.flows[0].proto = 17)),
+            ("udp event over tcp", Box::new(|b| b.events[0].proto = 6)),
             ("past", Box::new(|b| b.flows[0].interval_start_us = 5)),
             (
                 "future",
@@ -245,6 +274,24 @@ mod tests {
             ("ttl", Box::new(|b| b.events[0].ttl = 256)),
             ("weight", Box::new(|b| b.events[0].weight = 0)),
             ("payload", Box::new(|b| b.events[0].payload = vec![0; 5000])),
+            ("iface", Box::new(|b| b.events[0].iface = "x".repeat(65))),
+            (
+                "os_hint",
+                Box::new(|b| b.events[0].os_hint = "x".repeat(65)),
+            ),
+            (
+                "tool",
+                Box::new(|b| b.events[0].tools = vec!["x".repeat(65)]),
+            ),
+            (
+                "options",
+                Box::new(|b| b.events[0].tcp_options = "M".repeat(257)),
+            ),
+            ("version", Box::new(|b| b.agent_version = "v".repeat(65))),
+            (
+                "older than the window",
+                Box::new(|b| b.flows[0].interval_start_us = NOW - 8 * 86_400_000_000),
+            ),
         ];
         for (name, f) in cases {
             let mut b = batch();

@@ -147,6 +147,14 @@ pub enum Cell<'a> {
     List(Vec<Cell<'a>>),
 }
 
+/// What every table's builder does (the builders `lake_table!` declares).
+pub trait TableBuilder: Default {
+    /// Rows appended since the last finish.
+    fn rows(&self) -> usize;
+    /// The rows appended so far as one record batch (the builder is empty afterwards).
+    fn finish_batch(&mut self) -> Result<arrow::array::RecordBatch, arrow::error::ArrowError>;
+}
+
 /// A column type: its [`ColumnType`], nullability and Arrow builder.
 pub trait Col {
     const TYPE: ColumnType;
@@ -559,6 +567,16 @@ macro_rules! lake_table {
             /// The rows appended so far as one record batch (the builder is empty afterwards).
             pub fn finish(&mut self) -> Result<::arrow::array::RecordBatch, ::arrow::error::ArrowError> {
                 ::arrow::array::RecordBatch::try_new($row::schema(), self.finish_columns())
+            }
+        }
+
+        impl $crate::table::TableBuilder for $builder {
+            fn rows(&self) -> usize {
+                self.rows
+            }
+
+            fn finish_batch(&mut self) -> Result<::arrow::array::RecordBatch, ::arrow::error::ArrowError> {
+                self.finish()
             }
         }
     };

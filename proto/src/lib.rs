@@ -26,6 +26,7 @@ pub mod v1 {
     tonic::include_proto!("scanscope.v1");
 }
 
+pub mod codec;
 pub mod vocab;
 
 impl v1::Batch {

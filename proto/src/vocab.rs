@@ -60,6 +60,6 @@ mod tests {
             assert!(kind(n).is_some(), "kind {n}");
         }
         assert!(v1::Kind::try_from(14).is_err());
-        assert!(v1::LostStage::try_from(8).is_err());
+        assert!(v1::LostStage::try_from(10).is_err());
     }
 }

@@ -43,6 +43,8 @@ pub enum AgentError {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Uplink(#[from] UplinkError),
+    #[error(transparent)]
+    Privilege(#[from] crate::privilege::PrivilegeError),
     #[error("no interface given (use --iface)")]
     NoInterface,
     #[error("--{flag} must be between {min} and {max}")]
@@ -113,10 +115,14 @@ pub fn default_sensor_id() -> String {
 /// Events per batch before a batch is sealed early (between interval ends).
 const BATCH_EVENTS: usize = 10_000;
 
+/// Encoded bytes per batch before it is sealed early: well under the collector's default
+/// limit (32 MiB), so an interval with millions of tuples becomes several batches.
+const BATCH_BYTES: usize = 8 << 20;
+
 /// How long program runs that read the old epoch may still write the old tuple table.
 const EPOCH_GRACE: Duration = Duration::from_millis(20);
 
-struct State {
+struct State<'u> {
     ebpf: Ebpf,
     decoder: Decoder,
     sink: Option<JsonlSink>,
@@ -127,19 +133,50 @@ struct State {
     events_in_interval: u64,
     bad_records: u64,
     bad_reported: u64,
-    uplink: Option<Uplink>,
+    /// JSON lines that could not be written, and how many of those were reported.
+    output_reported: u64,
+    output_warned: Option<Instant>,
+    /// The collector stream; owned by `run`, which finishes it on every way out.
+    uplink: &'u mut Option<Uplink>,
     batch: BatchBuilder,
 }
 
-impl State {
-    fn emit(&mut self, r: &Record) -> Result<(), AgentError> {
-        if let Some(s) = &mut self.sink {
-            s.write(r)?;
+impl State<'_> {
+    /// Hands one record to the outputs. A local output that fails is counted (reported as
+    /// lost, stage `agent_output`) and warned about at most once a minute; the agent goes on.
+    fn emit(&mut self, r: &Record) {
+        if let Some(s) = &mut self.sink
+            && let Err(e) = s.write(r)
+        {
+            self.output_failed(&e);
         }
-        if self.uplink.is_some() {
-            self.batch.add(r);
+        if let Some(u) = &*self.uplink
+            && let Some(full) = self.batch.add_within(r, BATCH_BYTES)
+        {
+            let rows = full.records();
+            if let Err(e) = u.push(full) {
+                warn!(error = %e, rows, "could not queue a batch for the collector; it is lost");
+            }
         }
-        Ok(())
+    }
+
+    /// Flushes the local output (a failure is counted, as for a write).
+    fn flush_output(&mut self) {
+        if let Some(s) = &mut self.sink
+            && let Err(e) = s.flush()
+        {
+            self.output_failed(&e);
+        }
+    }
+
+    fn output_failed(&mut self, e: &SinkError) {
+        if self
+            .output_warned
+            .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+        {
+            warn!(error = %e, "local output failing; its records are counted as lost (agent_output)");
+            self.output_warned = Some(Instant::now());
+        }
     }
 
     /// Hands the records collected so far to the uplink as one batch.
@@ -162,7 +199,7 @@ impl State {
             match rec {
                 Ok(raw) => match self.decoder.event(&raw) {
                     Some(ev) => {
-                        self.emit(&Record::Event(ev))?;
+                        self.emit(&Record::Event(ev));
                         n += 1;
                     }
                     None => self.bad_records += 1,
@@ -174,10 +211,8 @@ impl State {
             }
         }
         self.events_in_interval += n;
-        if n > 0
-            && let Some(s) = &mut self.sink
-        {
-            s.flush()?;
+        if n > 0 {
+            self.flush_output();
         }
         if self.batch.rows() >= BATCH_EVENTS {
             self.seal();
@@ -195,7 +230,7 @@ impl State {
         let mut flows = 0u64;
         for (k, v) in &tables {
             if let Some(f) = self.decoder.flow(start, secs, k, v) {
-                self.emit(&Record::Flow(f))?;
+                self.emit(&Record::Flow(f));
                 flows += 1;
             }
         }
@@ -258,7 +293,10 @@ impl State {
             excluded = delta.get(counter::EXCLUDED_CIDR) + delta.get(counter::OWN_SOCKET),
             "interval"
         );
-        self.emit(&Record::Stats(stats))?;
+        self.emit(&Record::Stats(stats));
+        // Flushed before the lost records, so this interval's output failures are in them.
+        self.flush_output();
+        let output_failed = self.sink.as_ref().map_or(0, |s| s.failed);
         let now = Utc::now();
         for (stage, unit, count) in [
             (
@@ -276,6 +314,11 @@ impl State {
                 "events",
                 self.bad_records - self.bad_reported,
             ),
+            (
+                LostStage::AgentOutput,
+                "records",
+                output_failed - self.output_reported,
+            ),
         ] {
             if count > 0 {
                 warn!(?stage, count, "data lost");
@@ -286,13 +329,12 @@ impl State {
                     unit,
                     count,
                 };
-                self.emit(&Record::Lost(lost))?;
+                self.emit(&Record::Lost(lost));
             }
         }
         self.bad_reported = self.bad_records;
-        if let Some(s) = &mut self.sink {
-            s.flush()?;
-        }
+        self.output_reported = output_failed;
+        self.flush_output();
         self.seal();
         self.interval_start = now;
         self.interval_began = Instant::now();
@@ -308,8 +350,30 @@ fn read_config(path: &Option<PathBuf>) -> Result<RuntimeConfig, ConfigError> {
     }
 }
 
-/// Runs the agent until `shutdown` completes, then drains everything one last time.
-pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+/// The privileged part of a run, done before anything talks to the network: the
+/// configuration read, the outputs opened, the program loaded and attached, the counters'
+/// baseline read. After it the agent needs only what [`crate::privilege::RETAINED`] keeps.
+pub struct Prepared {
+    cfg: RuntimeConfig,
+    sink: Option<JsonlSink>,
+    ebpf: Ebpf,
+    prev_counters: CounterSnapshot,
+    prev_ports: Vec<u64>,
+    attachments: Vec<Attachment>,
+    ringbuf: aya::maps::RingBuf<aya::maps::MapData>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("attachments", &self.attachments)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Loads and attaches (see [`Prepared`]). Synchronous, so the binary can do it before any
+/// other thread exists and then drop its capabilities for the whole process.
+pub fn prepare(opts: &AgentOptions) -> Result<Prepared, AgentError> {
     if opts.ifaces.is_empty() {
         return Err(AgentError::NoInterface);
     }
@@ -324,10 +388,6 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         Some(p) => Some(JsonlSink::create(p)?),
         None => None,
     };
-    let uplink = match &opts.uplink {
-        Some(u) => Some(Uplink::start(u.clone())?),
-        None => None,
-    };
     let mut ebpf = load::load(&cfg)?;
     // The counters' baseline is read before attaching: a packet that arrives between the attach
     // and a later baseline read would be missing from every interval's stats.
@@ -337,11 +397,72 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
     for i in &opts.ifaces {
         attachments.push(load::attach(&mut ebpf, i)?);
     }
+    let ringbuf = drain::take_ringbuf(&mut ebpf)?;
+    Ok(Prepared {
+        cfg,
+        sink,
+        ebpf,
+        prev_counters,
+        prev_ports,
+        attachments,
+        ringbuf,
+    })
+}
+
+/// Runs the agent until `shutdown` completes, then drains everything one last time.
+pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    let prepared = prepare(&opts)?;
+    run_prepared(opts, prepared, shutdown).await
+}
+
+/// Runs a prepared agent (see [`prepare`]) until `shutdown`.
+pub async fn run_prepared(
+    opts: AgentOptions,
+    prepared: Prepared,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let mut uplink = match &opts.uplink {
+        Some(u) => Some(Uplink::start(u.clone())?),
+        None => None,
+    };
+    // Whatever ends the run (shutdown or an error), what the uplink holds is delivered or
+    // spooled: never lost with the process.
+    let result = sense(&opts, prepared, &mut uplink, shutdown).await;
+    if let Some(u) = uplink.take() {
+        let (stats, left) = u.finish(opts.shutdown_grace).await;
+        info!(
+            batches = stats.pushed,
+            acked = stats.acked,
+            spooled = stats.spooled,
+            dropped = stats.dropped_batches,
+            rejected = stats.rejected_batches,
+            left_in_spool = left,
+            "uplink stopped"
+        );
+    }
+    result
+}
+
+/// Runs the stages until `shutdown`, then drains everything once more.
+async fn sense(
+    opts: &AgentOptions,
+    prepared: Prepared,
+    uplink: &mut Option<Uplink>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let Prepared {
+        cfg,
+        sink,
+        ebpf,
+        prev_counters,
+        prev_ports,
+        attachments,
+        ringbuf: rb,
+    } = prepared;
     let ifaces: HashMap<u32, String> = attachments
         .iter()
         .map(|a| (a.ifindex, a.iface.clone()))
         .collect();
-    let rb = drain::take_ringbuf(&mut ebpf)?;
     // SAFETY: the ring buffer owns its file descriptor and lives inside the AsyncFd until the
     // AsyncFd is dropped, so the descriptor stays open while it is registered.
     let mut rb = unsafe { AsyncFd::register(rb) }.map_err(|e| AgentError::Io {
@@ -359,6 +480,8 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
         events_in_interval: 0,
         bad_records: 0,
         bad_reported: 0,
+        output_reported: 0,
+        output_warned: None,
         uplink,
         batch: BatchBuilder::default(),
     };
@@ -380,8 +503,10 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
                     if new.tuple_entries != cfg.tuple_entries || new.ringbuf_bytes != cfg.ringbuf_bytes {
                         warn!("tuple_entries and ringbuf_bytes take effect only after a restart");
                     }
-                    load::apply_config(&mut st.ebpf, &new)?;
-                    info!("configuration reloaded");
+                    match load::apply_config(&mut st.ebpf, &new) {
+                        Ok(()) => info!("configuration reloaded"),
+                        Err(e) => warn!(error = %e, "configuration not (fully) reloaded; the sensor goes on"),
+                    }
                 }
                 Err(e) => warn!(error = %e, "configuration not reloaded; keeping the current one"),
             },
@@ -421,21 +546,9 @@ pub async fn run(opts: AgentOptions, shutdown: impl Future<Output = ()>) -> Resu
             "ring-buffer records could not be decoded"
         );
     }
-    if let Some(s) = &mut st.sink {
-        s.flush()?;
-        info!(records = s.written, "output written");
-    }
-    if let Some(u) = st.uplink.take() {
-        let (stats, left) = u.finish(opts.shutdown_grace).await;
-        info!(
-            batches = stats.pushed,
-            acked = stats.acked,
-            spooled = stats.spooled,
-            dropped = stats.dropped_batches,
-            rejected = stats.rejected_batches,
-            left_in_spool = left,
-            "uplink stopped"
-        );
+    st.flush_output();
+    if let Some(s) = &st.sink {
+        info!(records = s.written, failed = s.failed, "output written");
     }
     Ok(())
 }

@@ -60,6 +60,9 @@ pub struct SensorArgs {
     /// Name to verify in the collector's certificate (default: the URL's host).
     #[arg(long, env = "SCANSCOPE_TLS_DOMAIN")]
     pub tls_domain: Option<String>,
+    /// Send the bearer token over plain http:// (a closed network only).
+    #[arg(long)]
+    pub insecure: bool,
     /// Seconds to wait at shutdown for the collector to acknowledge what is queued.
     #[arg(long, env = "SCANSCOPE_SHUTDOWN_GRACE_SECS", default_value_t = 5.0)]
     pub shutdown_grace_secs: f64,
@@ -83,6 +86,11 @@ impl SensorArgs {
             });
         }
         let sensor_id = self.sensor_id.unwrap_or_else(agent::default_sensor_id);
+        if !scanscope_common::valid_sensor_id(&sensor_id) {
+            return Err(AgentError::Uplink(crate::uplink::UplinkError::BadSensorId(
+                sensor_id,
+            )));
+        }
         let uplink = if self.collectors.is_empty() {
             None
         } else {
@@ -90,9 +98,16 @@ impl SensorArgs {
                 Some(p) => Some(read_token(p)?),
                 None => None,
             };
+            if token.is_some()
+                && !self.insecure
+                && let Some(u) = self.collectors.iter().find(|u| !u.starts_with("https://"))
+            {
+                return Err(crate::uplink::UplinkError::PlaintextToken(u.clone()).into());
+            }
             let mut u = UplinkOptions::new(self.collectors, sensor_id.clone(), self.spool_dir);
             u.spool_max_bytes = self.spool_max_bytes;
             u.token = token;
+            u.insecure = self.insecure;
             u.tls = ClientTls {
                 ca: self.ca,
                 cert: self.client_cert,

@@ -21,7 +21,9 @@
 use std::{collections::BTreeMap, path::Path};
 
 use ipnet::IpNet;
-use scanscope_common::{KIND_COUNT, Kind, MAX_PAYLOAD, SensorConfig, action, config_flags};
+use scanscope_common::{
+    EXCLUDE_ENTRIES, KIND_COUNT, Kind, MAX_PAYLOAD, SensorConfig, action, config_flags,
+};
 use serde::Deserialize;
 
 /// Errors reading or validating a configuration file.
@@ -55,6 +57,8 @@ pub enum ConfigError {
     BadRingBuf(u32),
     #[error("config: tuple_entries must be between 1024 and 16777216, not {0}")]
     BadTupleEntries(u32),
+    #[error("config: {0} exclude entries; at most 4096 fit the kernel's prefix table")]
+    TooManyExcludes(usize),
     #[error("config: exclude entry {0:?} is not a CIDR prefix")]
     BadCidr(String),
 }
@@ -201,6 +205,9 @@ impl RuntimeConfig {
                 return Err(ConfigError::BadRingBuf(n));
             }
             cfg.ringbuf_bytes = n;
+        }
+        if file.exclude.len() > EXCLUDE_ENTRIES as usize {
+            return Err(ConfigError::TooManyExcludes(file.exclude.len()));
         }
         for c in &file.exclude {
             let net: IpNet = c

@@ -17,7 +17,8 @@
 //! 7. [`uplink`] — batches records to the collector over gRPC (`scanscope.v1`), in order, with
 //!    an on-disk spool while the collector is down, failover and backoff.
 //!
-//! [`agent`] runs the stages; [`args`] is the command line of `scanscope-sensor`. Test support
+//! [`agent`] runs the stages ([`agent::prepare`] does the privileged part, after which
+//! [`privilege`] drops every capability but `CAP_BPF` and `CAP_NET_ADMIN`); [`args`] is the command line of `scanscope-sensor`. Test support
 //! (the reference parser, frame builder and BPF_PROG_TEST_RUN harness) lives in the
 //! `scanscope-testkit` crate.
 //!
@@ -37,6 +38,7 @@ pub mod drain;
 pub mod fingerprint;
 pub mod load;
 pub mod object;
+pub mod privilege;
 pub mod record;
 pub mod sink;
 pub mod tcp_options;

@@ -277,20 +277,30 @@ pub fn apply_config(ebpf: &mut Ebpf, cfg: &RuntimeConfig) -> Result<(), LoadErro
             .ok_or(LoadError::MissingMap(maps::EXCLUDE))?;
         let mut trie: LpmTrie<_, [u8; 16], u8> =
             LpmTrie::try_from(m).map_err(map_err(maps::EXCLUDE))?;
-        let old: Vec<Key<[u8; 16]>> = trie.keys().filter_map(Result::ok).collect();
-        for k in &old {
-            trie.remove(k).map_err(map_err(maps::EXCLUDE))?;
-        }
-        for net in &cfg.exclude {
-            let (addr, len) = match net.addr() {
+        // New prefixes first, then the stale ones out: no moment counts an excluded source.
+        let new: Vec<([u8; 16], u32)> = cfg
+            .exclude
+            .iter()
+            .map(|net| match net.addr() {
                 IpAddr::V4(a) => (
                     a.to_ipv6_mapped().octets(),
                     u32::from(net.prefix_len()) + 96,
                 ),
                 IpAddr::V6(a) => (a.octets(), u32::from(net.prefix_len())),
-            };
-            trie.insert(&Key::new(len, addr), 1, 0)
+            })
+            .collect();
+        let old: Vec<Key<[u8; 16]>> = trie.keys().filter_map(Result::ok).collect();
+        for (addr, len) in &new {
+            trie.insert(&Key::new(*len, *addr), 1, 0)
                 .map_err(map_err(maps::EXCLUDE))?;
+        }
+        for k in &old {
+            if !new
+                .iter()
+                .any(|(a, l)| *a == k.data() && *l == k.prefix_len())
+            {
+                trie.remove(k).map_err(map_err(maps::EXCLUDE))?;
+            }
         }
     }
     let m = ebpf

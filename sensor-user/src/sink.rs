@@ -1,4 +1,6 @@
-//! Sink stage: where records go. JSON lines today; the collector stream joins it later.
+//! Sink stage: the agent's local output, JSON lines (the collector stream is `uplink`). A line
+//! that cannot be written is counted (`failed`, reported as lost, stage `agent_output`); the
+//! agent goes on.
 use std::{
     fs::File,
     io::{BufWriter, Write},
@@ -30,6 +32,10 @@ pub struct JsonlSink {
     out: BufWriter<Box<dyn Write + Send>>,
     /// Records written so far.
     pub written: u64,
+    /// Records that could not be written.
+    pub failed: u64,
+    /// Records buffered since the last successful flush.
+    pending: u64,
 }
 
 impl std::fmt::Debug for JsonlSink {
@@ -57,26 +63,74 @@ impl JsonlSink {
             path: name,
             out: BufWriter::with_capacity(1 << 16, w),
             written: 0,
+            failed: 0,
+            pending: 0,
         })
     }
 
-    /// Writes one record.
+    /// Writes one record (buffered; a failure is counted in `failed` and returned).
     pub fn write(&mut self, r: &Record) -> Result<(), SinkError> {
-        let err = |source| SinkError::Write {
-            path: self.path.clone(),
-            source,
-        };
-        serde_json::to_writer(&mut self.out, r).map_err(|e| err(std::io::Error::other(e)))?;
-        self.out.write_all(b"\n").map_err(err)?;
-        self.written += 1;
+        let line = serde_json::to_vec(r).map_err(|e| self.fail(std::io::Error::other(e), 1))?;
+        self.out
+            .write_all(&line)
+            .and_then(|()| self.out.write_all(b"\n"))
+            .map_err(|e| self.fail(e, 1))?;
+        self.pending += 1;
         Ok(())
     }
 
-    /// Flushes buffered lines (after every batch).
+    /// Flushes buffered lines (after every batch). On failure the buffered lines are counted
+    /// in `failed` and dropped, so later lines can still go out.
     pub fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush().map_err(|source| SinkError::Write {
+        match self.out.flush() {
+            Ok(()) => {
+                self.written += self.pending;
+                self.pending = 0;
+                Ok(())
+            }
+            Err(e) => {
+                let n = self.pending;
+                self.pending = 0;
+                let placeholder: Box<dyn Write + Send> = Box::new(std::io::sink());
+                let old = std::mem::replace(&mut self.out, BufWriter::new(placeholder));
+                let (inner, _dropped) = old.into_parts();
+                self.out = BufWriter::with_capacity(1 << 16, inner);
+                Err(self.fail(e, n))
+            }
+        }
+    }
+
+    fn fail(&mut self, source: std::io::Error, records: u64) -> SinkError {
+        self.failed += records;
+        SinkError::Write {
             path: self.path.clone(),
             source,
-        })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Lost;
+
+    #[test]
+    fn a_full_device_is_counted_not_fatal() {
+        let mut s = JsonlSink::create(Path::new("/dev/full")).unwrap();
+        let r = Record::Lost(Lost {
+            ts: chrono::Utc::now(),
+            sensor: "s".into(),
+            stage: scanscope_common::LostStage::KernelRingbuf,
+            unit: "events",
+            count: 1,
+        });
+        for _ in 0..3 {
+            s.write(&r).unwrap();
+        }
+        assert!(s.flush().is_err());
+        assert_eq!((s.written, s.failed), (0, 3));
+        s.write(&r).unwrap();
+        assert!(s.flush().is_err());
+        assert_eq!(s.failed, 4);
     }
 }

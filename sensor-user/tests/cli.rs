@@ -48,3 +48,29 @@ fn bad_interval_is_refused() {
     assert_eq!(code, 2);
     assert!(err.contains("--interval-secs"), "{err}");
 }
+
+#[test]
+fn a_token_over_plain_http_is_refused_unless_insecure() {
+    let dir = std::env::temp_dir().join(format!("scanscope-cli-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let token = dir.join("token");
+    std::fs::write(&token, "s3cret\n").expect("write");
+    let token = token.display().to_string();
+    let (code, err) = run(&[
+        "--iface",
+        "lo",
+        "--collector",
+        "http://127.0.0.1:7878",
+        "--token-file",
+        &token,
+    ]);
+    assert_eq!(code, 2);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("refusing to send the bearer token over plain"),
+        "{err}"
+    );
+    let (code, err) = run(&["--iface", "lo", "--sensor-id", "bad id"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("sensor id \"bad id\""), "{err}");
+}

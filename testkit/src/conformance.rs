@@ -505,3 +505,34 @@ pub fn differential_fuzz(h: &mut Harness, seed: u64, total: usize) -> Result<Che
     }
     Ok(sum)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reference::{Outcome, parse};
+
+    /// The vocabulary's kind/protocol rule (which the collector enforces on every record)
+    /// holds for everything the parser classifies: every kind's frame and 20 000 fuzzed ones.
+    #[test]
+    fn every_classified_kind_fits_its_protocol() {
+        let frames = every_kind()
+            .into_iter()
+            .map(|(_, f)| f)
+            .chain(fuzz_frames(0x4b1d, 20_000));
+        let mut counted = 0;
+        for f in frames {
+            if let Outcome::Counted(p) = parse(&f) {
+                assert!(
+                    p.kind.admits_proto(p.proto),
+                    "{:?} over {}",
+                    p.kind,
+                    p.proto
+                );
+                counted += 1;
+            }
+        }
+        assert!(counted > 1000, "only {counted} frames classified");
+        assert!(!Kind::TcpSyn.admits_proto(17) && !Kind::Udp.admits_proto(6));
+        assert!(!Kind::IcmpEcho.admits_proto(6) && Kind::IcmpOther.admits_proto(58));
+    }
+}

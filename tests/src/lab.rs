@@ -162,6 +162,11 @@ impl Lab {
         }
     }
 
+    /// The running agent's process id (`ip netns exec` execs it: same pid).
+    pub fn sensor_pid(&self) -> Option<u32> {
+        self.sensor.as_ref().map(Child::id)
+    }
+
     /// Kills the sensor with SIGKILL: no final drain, no spool spill — a crash.
     pub fn kill_sensor(&mut self) -> Result<()> {
         let mut child = self.sensor.take().context("sensor not running")?;

@@ -6,6 +6,7 @@
 //! * [`scanners`] — the real scanners' command lines, and running them in a namespace.
 //! * [`transport`] — the collector as a child process, synthetic batches, lake readers.
 //! * [`records`] — sums over the agent's JSON-lines records.
+//! * [`vm`] — qemu VMs with a kernel of their own (older kernels, power cuts) and their PID 1.
 //!
 //! Network safety: every packet stays inside network namespaces these modules create and delete
 //! (RAII guards, also on panic). They have no default route and no link to the host's
@@ -20,6 +21,7 @@ pub mod multilab;
 pub mod records;
 pub mod scanners;
 pub mod transport;
+pub mod vm;
 
 pub use lab::*;
 pub use records::*;

@@ -179,7 +179,8 @@ impl MultiLab {
             &["ip", "netns", "exec", &self.core],
             "0.0.0.0:0",
             lake,
-            &["--flush-secs", "0.5", "--no-auto-rollup"],
+            // The lab's router namespace is a closed network: no TLS needed.
+            &["--flush-secs", "0.5", "--no-auto-rollup", "--insecure"],
         )?;
         self.collector = Some(c);
         Ok(())
@@ -251,7 +252,10 @@ impl MultiLab {
     }
 
     /// Runs dnsmasq on the core namespace's loopback with PTR records.
-    pub fn start_dns(&mut self, ptr: &[(&str, &str)]) -> Result<()> {
+    /// Starts dnsmasq in the core namespace: `named` sources get a PTR name whose forward (A)
+    /// record points back at them; `ptr_only` sources a PTR name with no such A record (what a
+    /// scanner that controls only its reverse zone can claim).
+    pub fn start_dns(&mut self, named: &[(&str, &str)], ptr_only: &[(&str, &str)]) -> Result<()> {
         let mut cmd = Command::new("ip");
         cmd.args([
             "netns",
@@ -274,7 +278,10 @@ impl MultiLab {
         .arg("--local=/in-addr.arpa/")
         .arg("--pid-file")
         .arg("--user=root");
-        for (ip, name) in ptr {
+        for (ip, name) in named {
+            cmd.arg(format!("--host-record={name},{ip}"));
+        }
+        for (ip, name) in ptr_only {
             let v4: std::net::Ipv4Addr = ip.parse()?;
             let o = v4.octets();
             cmd.arg(format!(

@@ -95,6 +95,11 @@ impl CollectorProc {
         Ok(())
     }
 
+    /// The collector's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// `http://ADDR`.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -125,17 +130,30 @@ impl CollectorProc {
         }
     }
 
-    /// SIGTERM (final flush) and wait; fails if the collector exits with an error.
+    /// SIGTERM (final flush) and wait; fails if the collector exits with an error or has not
+    /// exited within [`STOP_WITHIN`] (then it is killed).
     pub fn stop(&mut self) -> Result<()> {
         if let Some(mut c) = self.child.take() {
             // SAFETY: kill(2) on our own child's pid.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
-            let status = c.wait()?;
+            let deadline = Instant::now() + STOP_WITHIN;
+            let status = loop {
+                if let Some(s) = c.try_wait()? {
+                    break s;
+                }
+                if Instant::now() > deadline {
+                    c.kill().ok();
+                    c.wait().ok();
+                    bail!(
+                        "collector still running {} s after SIGTERM: {}",
+                        STOP_WITHIN.as_secs(),
+                        self.log_tail()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
             if !status.success() {
-                bail!(
-                    "collector exited with {status}: {}",
-                    std::fs::read_to_string(&self.log).unwrap_or_default()
-                );
+                bail!("collector exited with {status}: {}", self.log_tail());
             }
         }
         Ok(())
@@ -145,7 +163,18 @@ impl CollectorProc {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The last lines of the log (for error messages; a fuzzed collector logs megabytes).
+    pub fn log_tail(&self) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        let from = lines.len().saturating_sub(40);
+        format!("…{}", lines[from..].join("\n"))
+    }
 }
+
+/// How long a collector may take to exit after SIGTERM (its final flush included).
+pub const STOP_WITHIN: Duration = Duration::from_secs(60);
 
 impl Drop for CollectorProc {
     fn drop(&mut self) {
@@ -390,7 +419,8 @@ impl Certs {
         let (ca_cert, issuer) = ca()?;
         let (_, rogue_issuer) = ca()?;
         let (sc, sk) = leaf(&issuer, vec!["localhost".into(), "127.0.0.1".into()], true)?;
-        let (cc, ck) = leaf(&issuer, vec!["sensor-1".into()], false)?;
+        // The client certificate names the sensor ids it may write (subject alternative names).
+        let (cc, ck) = leaf(&issuer, vec!["s-tls".into(), "sensor-1".into()], false)?;
         let (rc, rk) = leaf(&rogue_issuer, vec!["rogue".into()], false)?;
         let w = |name: &str, body: &str| -> Result<PathBuf> {
             let p = dir.join(name);

@@ -29,7 +29,13 @@ fn multi_sensor_rollup_names_tools_breadth_orgs_and_keeps_floods_out() {
     let lake = lab.dir.join("lake");
     lab.start_collector(&lake).expect("collector");
     lab.start_agents(1.0).expect("agents");
-    lab.start_dns(&[(M_ZMAP, ZMAP_PTR)]).expect("dnsmasq");
+    // The zmap source's PTR name is confirmed by its A record; the nmap source claims a
+    // Shodan name in its reverse zone only, which must not make it Shodan's.
+    lab.start_dns(
+        &[(M_ZMAP, ZMAP_PTR)],
+        &[(M_NMAP, "scan-11.census.shodan.io")],
+    )
+    .expect("dnsmasq");
     lab.run_scenario().expect("scans");
     std::thread::sleep(std::time::Duration::from_millis(1500));
     lab.stop_agents().expect("agents stop cleanly");
@@ -118,6 +124,11 @@ fn multi_sensor_rollup_names_tools_breadth_orgs_and_keeps_floods_out() {
                "country": "NL", "asn": 64500})
     );
     assert_eq!(nmap["as_org"], "Lab Scanning AS");
+    assert_eq!(
+        nmap["rdns"],
+        Value::Null,
+        "a PTR name without a matching A record is not used"
+    );
     let masscan = ip(M_MASSCAN);
     assert_eq!(ports(&masscan), vec![80, 443]);
     assert_eq!(

@@ -8,7 +8,6 @@
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -16,7 +15,7 @@ use scanscope_testkit::{
     conformance::fuzz_frames,
     reference::{self, Outcome},
 };
-use scanscope_tests::sensor_binary;
+use scanscope_tests::{sensor_binary, vm};
 use serde_json::Value;
 
 /// Kernel image name prefix → the program build it must take.
@@ -29,22 +28,8 @@ const FUZZ_SEED: u64 = 0x5ca9_5c09e;
 const FUZZ_FRAMES: usize = 3000;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(900);
 
-fn kernels_dir() -> PathBuf {
-    std::env::var_os("SCANSCOPE_KERNELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/scanscope/kernels"))
-}
-
 fn find_kernel(prefix: &str) -> Option<PathBuf> {
-    std::fs::read_dir(kernels_dir())
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(prefix))
-        })
+    vm::find_kernel_file(prefix)
 }
 
 fn vm_init_binary() -> Option<PathBuf> {
@@ -54,18 +39,11 @@ fn vm_init_binary() -> Option<PathBuf> {
         .filter(|p| p.is_file())
 }
 
-fn on_path(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// Why this test cannot run here.
 fn missing() -> Option<String> {
     let mut why: Vec<String> = scanscope_tests::unavailable_reason().into_iter().collect();
     for tool in ["qemu-system-x86_64", "cpio", "ldd"] {
-        if !on_path(tool) {
+        if !vm::on_path(tool) {
             why.push(format!("{tool} is not installed (scripts/setup.sh)"));
         }
     }
@@ -73,7 +51,7 @@ fn missing() -> Option<String> {
         if find_kernel(prefix).is_none() {
             why.push(format!(
                 "no {prefix}* in {} (scripts/fetch-kernels.sh)",
-                kernels_dir().display()
+                vm::kernels_dir().display()
             ));
         }
     }
@@ -83,86 +61,20 @@ fn missing() -> Option<String> {
     (!why.is_empty()).then(|| why.join("; "))
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("spawn");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Copies a binary (without debug info) and the shared libraries `ldd` names into `root`.
-fn install(root: &Path, bin: &Path, at: &str) {
-    let dest = root.join(at.trim_start_matches('/'));
-    std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
-    run(Command::new("objcopy")
-        .arg("--strip-debug")
-        .arg(bin)
-        .arg(&dest));
-    for line in run(Command::new("ldd").arg(bin)).lines() {
-        let lib = match line.split_once("=>") {
-            Some((_, rest)) => rest.split_whitespace().next(),
-            None => line.split_whitespace().next(),
-        };
-        let Some(lib) = lib.filter(|l| l.starts_with('/')) else {
-            continue;
-        };
-        let to = root.join(lib.trim_start_matches('/'));
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(lib, &to).unwrap();
-    }
-}
-
 /// The initramfs: `/init` (scanscope-vm-init), `/bin/scanscope-sensor`, their libraries.
 fn initramfs(dir: &Path) -> PathBuf {
-    let root = dir.join("root");
-    for d in ["bin", "proc", "sys", "dev", "tmp"] {
-        std::fs::create_dir_all(root.join(d)).unwrap();
-    }
-    install(&root, &vm_init_binary().unwrap(), "/init");
-    install(&root, &sensor_binary().unwrap(), "/bin/scanscope-sensor");
-    let cpio = dir.join("initramfs.cpio");
-    run(Command::new("sh").current_dir(&root).args([
-        "-c",
-        &format!(
-            "find . | cpio -o -H newc -R 0:0 --quiet > '{}'",
-            cpio.display()
-        ),
-    ]));
-    cpio
-}
-
-/// Kills qemu if the test fails while it runs.
-struct Vm(Child);
-impl Drop for Vm {
-    fn drop(&mut self) {
-        self.0.kill().ok();
-        self.0.wait().ok();
-    }
+    let fs = vm::Initramfs::new(dir).unwrap();
+    fs.binary(&vm_init_binary().unwrap(), "/init").unwrap();
+    fs.binary(&sensor_binary().unwrap(), "/bin/scanscope-sensor")
+        .unwrap();
+    fs.pack().unwrap()
 }
 
 /// Boots `kernel`; returns the `SCANSCOPE-VM ` lines of its serial console.
 fn boot(kernel: &Path, initrd: &Path, console: &Path) -> Vec<String> {
-    let log = std::fs::File::create(console).unwrap();
     let started = Instant::now();
-    let mut vm = Vm(Command::new("qemu-system-x86_64")
-        .args(["-accel", "tcg", "-m", "1024", "-smp", "1"])
-        .args(["-nographic", "-no-reboot", "-kernel"])
-        .arg(kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", "console=ttyS0 rdinit=/init panic=-1 quiet"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .expect("start qemu"));
-    loop {
-        if vm.0.try_wait().unwrap().is_some() {
-            break;
-        }
+    let mut vm = vm::Vm::boot(kernel, initrd, "", &[], console).expect("start qemu");
+    while !vm.exited().unwrap() {
         assert!(
             started.elapsed() < BOOT_TIMEOUT,
             "{} did not power off within {BOOT_TIMEOUT:?}; console in {}",
@@ -176,14 +88,7 @@ fn boot(kernel: &Path, initrd: &Path, console: &Path) -> Vec<String> {
         kernel.display(),
         started.elapsed().as_secs_f64()
     );
-    // SeaBIOS may leave its last words on the same line as the first marker.
-    let text = String::from_utf8_lossy(&std::fs::read(console).unwrap()).into_owned();
-    text.lines()
-        .filter_map(|l| {
-            l.find("SCANSCOPE-VM ")
-                .map(|i| l[i + 13..].trim_end().to_string())
-        })
-        .collect()
+    vm.console_lines()
 }
 
 fn json_line(lines: &[String], key: &str) -> Value {

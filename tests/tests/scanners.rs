@@ -35,6 +35,41 @@ fn real_scanners_are_counted_exactly_and_recognised() {
     ];
     lab.start_sensor(&standard_config(), 1.0)
         .expect("start sensor");
+    // Least privilege: attached, the agent keeps CAP_BPF and CAP_NET_ADMIN only, for good,
+    // and runs confined by its seccomp filter.
+    let status = std::fs::read_to_string(format!(
+        "/proc/{}/status",
+        lab.sensor_pid().expect("sensor pid")
+    ))
+    .expect("agent status");
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let retained = format!("{:016x}", (1u64 << 39) | (1u64 << 12));
+    for set in ["CapEff:", "CapPrm:", "CapBnd:"] {
+        assert_eq!(field(set), retained, "{set} of the running agent");
+    }
+    assert_eq!(field("CapInh:"), "0000000000000000");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    // Confined: every thread (the runtime's workers too) runs under the seccomp filter.
+    let pid = lab.sensor_pid().expect("sensor pid");
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("agent threads")
+        .flatten()
+        .map(|t| std::fs::read_to_string(t.path().join("status")).unwrap_or_default())
+        .collect();
+    assert!(threads.len() > 1, "the agent runs its runtime's threads");
+    for t in &threads {
+        assert!(
+            t.lines().any(|l| l == "Seccomp:\t2"),
+            "a thread without the filter: {t}"
+        );
+    }
     run_standard_scans(&lab).expect("scans");
     own_connection(&lab).expect("own connection");
     // Reconfigure at run time (SIGHUP): exclude the nmap source too, then let it send 4 SYNs

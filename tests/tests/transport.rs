@@ -110,14 +110,14 @@ async fn every_row_stored_once_and_status_reports_it() -> Result<()> {
     }
     let (stats, left) = up.finish(Duration::from_secs(30)).await;
     assert_eq!((stats.pushed, stats.acked, left), (20, 20, 0));
-    // Resending an acknowledged batch is recognised and not written again.
-    let acks = raw_stream(
-        &c.url(),
-        None,
-        None,
-        vec![with_ids(synthetic_batch(0, 500), "s-basic", 1)],
-    )
-    .await?;
+    // Resending an acknowledged batch (same agent instance, same seq) is recognised and not
+    // written again.
+    let instance = std::fs::read_to_string(dir.path().join("spool/instance"))?;
+    let resend = Batch {
+        instance_id: u64::from_str_radix(instance.trim(), 16)?,
+        ..with_ids(synthetic_batch(0, 500), "s-basic", 1)
+    };
+    let acks = raw_stream(&c.url(), None, None, vec![resend]).await?;
     assert_eq!(acks.len(), 1);
     assert_eq!(
         acks[0].status,
@@ -266,7 +266,7 @@ async fn tls_mutual_tls_and_tokens_refuse_bad_credentials() -> Result<()> {
     let certs = Certs::generate(dir.path())?;
     let data = dir.path().join("lake");
     let tokens = dir.path().join("tokens");
-    std::fs::write(&tokens, "# sensors\ns3cret\n")?;
+    std::fs::write(&tokens, "# sensor-id token\ns-tls s3cret\n")?;
     let p = |x: &Path| x.display().to_string();
     let (sc, sk, ca, tf) = (
         p(&certs.server_cert),
@@ -344,6 +344,12 @@ async fn tls_mutual_tls_and_tokens_refuse_bad_credentials() -> Result<()> {
             .await
             .is_err()
     );
+    // Every credential right, but a batch for a sensor neither the token nor the certificate
+    // names: PERMISSION_DENIED, counted, nothing stored.
+    let e = raw_stream(&url, Some(tls(good_cert)), Some("s3cret"), intruder(1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     // Plain text to the TLS port fails.
     let plain = format!("http://127.0.0.1:{}", c.addr.port());
     assert!(
@@ -359,6 +365,12 @@ async fn tls_mutual_tls_and_tokens_refuse_bad_credentials() -> Result<()> {
         .find(|r| r.name == "unauthenticated")
         .map(|r| r.value);
     assert_eq!(refused, Some(2));
+    let denied = st
+        .rejected
+        .iter()
+        .find(|r| r.name == "permission_denied")
+        .map(|r| r.value);
+    assert_eq!(denied, Some(1));
     assert_eq!(
         st.sensors
             .iter()
@@ -468,7 +480,7 @@ async fn malformed_and_oversized_batches_are_refused_and_others_go_on() -> Resul
             .as_primitive::<arrow::datatypes::UInt64Type>();
         for i in 0..b.num_rows() {
             if stage.value(i) == "collector_rejected" && unit.value(i) == "batches" {
-                collector_side += 1;
+                collector_side += count.value(i);
             }
             if stage.value(i) == "collector_rejected"
                 && sensor.value(i) == "s-good"
@@ -661,5 +673,260 @@ async fn collector_rolls_up_a_closed_day_by_itself_and_again_after_late_data() -
         .collect();
     assert_eq!(files, vec![std::ffi::OsString::from("rollup.parquet")]);
     c.stop()?;
+    Ok(())
+}
+
+/// Review H2: a peer that sends `seq = u64::MAX` for another sensor's id used to make every
+/// later real batch of that sensor a "duplicate". Now the jump is refused, and the agent's
+/// batches live under its own instance's watermark anyway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_huge_seq_silences_nobody() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    let mut c = CollectorProc::start("127.0.0.1:0", &data, &["--flush-secs", "0.2"])?;
+    let spool = dir.path().join("spool");
+    let up = Uplink::start(opts(vec![c.url()], "s-victim", &spool))?;
+    for i in 0..3 {
+        up.push(synthetic_batch(i, 10))?;
+    }
+    let (stats, _) = up.finish(Duration::from_secs(30)).await;
+    assert_eq!(stats.acked, 3);
+    let e = raw_stream(
+        &c.url(),
+        None,
+        None,
+        vec![with_ids(synthetic_batch(99, 10), "s-victim", u64::MAX)],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    let up = Uplink::start(opts(vec![c.url()], "s-victim", &spool))?;
+    for i in 3..6 {
+        up.push(synthetic_batch(i, 10))?;
+    }
+    let (stats, left) = up.finish(Duration::from_secs(30)).await;
+    assert_eq!((stats.acked, left), (3, 0));
+    c.stop()?;
+    check_synthetic(&data, "s-victim", 6, 10)?;
+    Ok(())
+}
+
+/// Review H3: a re-deployed agent (fresh spool: seqs from 1 again) and a second agent with the
+/// same sensor id used to lose their batches as "duplicates". Now each agent instance has its
+/// own watermark: everything is stored, and Status tells both cases apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redeployed_or_second_agent_with_the_same_id_loses_nothing() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    let mut c = CollectorProc::start("127.0.0.1:0", &data, &["--flush-secs", "0.2"])?;
+    let (a, b) = (dir.path().join("spool-a"), dir.path().join("spool-b"));
+    let run = |spool: std::path::PathBuf, range: std::ops::Range<u32>| {
+        let url = c.url();
+        async move {
+            let up = Uplink::start(opts(vec![url], "s-reset", &spool))?;
+            for i in range.clone() {
+                up.push(synthetic_batch(i, 10))?;
+            }
+            let (stats, left) = up.finish(Duration::from_secs(30)).await;
+            anyhow::ensure!(
+                (stats.acked, left) == (range.len() as u64, 0),
+                "{stats:?} {left}"
+            );
+            anyhow::Ok(())
+        }
+    };
+    run(a.clone(), 0..5).await?;
+    // Re-deployed: a new spool, its seqs start at 1 again.
+    run(b.clone(), 5..10).await?;
+    let st = status(&c.url(), None, None).await?;
+    let s = st
+        .sensors
+        .iter()
+        .find(|s| s.sensor_id == "s-reset")
+        .unwrap();
+    assert_eq!((s.instances, s.shared_id), (2, false), "{s:?}");
+    // Both agents at once: their batches alternate.
+    for (spool, i) in [(&a, 10), (&b, 11), (&a, 12), (&b, 13)] {
+        run(spool.clone(), i..i + 1).await?;
+    }
+    let st = status(&c.url(), None, None).await?;
+    let s = st
+        .sensors
+        .iter()
+        .find(|s| s.sensor_id == "s-reset")
+        .unwrap();
+    assert_eq!((s.instances, s.shared_id), (2, true), "{s:?}");
+    assert!(
+        c.log_text()
+            .contains("two agents send with the same sensor id"),
+        "logged once"
+    );
+    c.stop()?;
+    check_synthetic(&data, "s-reset", 14, 10)?;
+    Ok(())
+}
+
+/// A token names the sensors its holder may write: a batch for another id is refused
+/// (PERMISSION_DENIED, counted), and Status shows a token holder only its own sensors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_name_the_sensors_they_may_write() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "s-a tok-a\ns-b tok-b\n* tok-admin\n")?;
+    let tf = tokens.display().to_string();
+    let mut c = CollectorProc::start(
+        "127.0.0.1:0",
+        &data,
+        &["--flush-secs", "0.2", "--token-file", &tf],
+    )?;
+    let mut o = opts(vec![c.url()], "s-a", &dir.path().join("spool"));
+    o.token = Some("tok-a".into());
+    assert!(
+        Uplink::start(o.clone()).is_err(),
+        "a token over plain http needs insecure"
+    );
+    o.insecure = true;
+    let up = Uplink::start(o)?;
+    for i in 0..3 {
+        up.push(synthetic_batch(i, 10))?;
+    }
+    let (stats, left) = up.finish(Duration::from_secs(30)).await;
+    assert_eq!((stats.acked, left), (3, 0));
+    let e = raw_stream(
+        &c.url(),
+        None,
+        Some("tok-a"),
+        vec![with_ids(synthetic_batch(9, 10), "s-b", 1)],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    let acks = raw_stream(
+        &c.url(),
+        None,
+        Some("tok-b"),
+        vec![with_ids(synthetic_batch(9, 10), "s-b", 1)],
+    )
+    .await?;
+    assert_eq!(acks.len(), 1);
+    let ids = |st: StatusResponse| -> Vec<String> {
+        st.sensors.into_iter().map(|s| s.sensor_id).collect()
+    };
+    assert_eq!(ids(status(&c.url(), None, Some("tok-a")).await?), ["s-a"]);
+    let all = status(&c.url(), None, Some("tok-admin")).await?;
+    let denied = all
+        .rejected
+        .iter()
+        .find(|r| r.name == "permission_denied")
+        .map(|r| r.value);
+    assert_eq!(denied, Some(1));
+    assert_eq!(ids(all), ["s-a", "s-b"]);
+    c.stop()?;
+    check_synthetic(&data, "s-a", 3, 10)?;
+    check_synthetic(&data, "s-b", 1, 10)?;
+    Ok(())
+}
+
+/// Streams `batches` on one raw stream; every ack that arrived, and the status the stream
+/// ended with, if it ended with one.
+async fn raw_stream_all(url: &str, batches: Vec<Batch>) -> Result<(Vec<Ack>, Option<Status>)> {
+    let ch = channel(url, None).await?;
+    let mut c = IngestClient::new(ch).max_encoding_message_size(usize::MAX);
+    let mut s = c
+        .stream(Request::new(tokio_stream::iter(batches)))
+        .await?
+        .into_inner();
+    let mut acks = Vec::new();
+    loop {
+        match s.message().await {
+            Ok(Some(a)) => acks.push(a),
+            Ok(None) => return Ok((acks, None)),
+            Err(e) => return Ok((acks, Some(e))),
+        }
+    }
+}
+
+/// Review M1: an oversized message used to end the stream at once, overtaking the acks of the
+/// batches before it (the agent then dropped the wrong batch). Now the refusal comes after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_size_refusal_comes_after_the_acks_before_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    let mut c = CollectorProc::start(
+        "127.0.0.1:0",
+        &data,
+        &["--flush-secs", "0.2", "--max-batch-bytes", "200000"],
+    )?;
+    for round in 0..5u64 {
+        let good = with_ids(synthetic_batch(60, 5), "s-order", round * 2 + 1);
+        let big = with_ids(synthetic_batch(61, 10_000), "s-order", round * 2 + 2);
+        let (acks, end) = raw_stream_all(&c.url(), vec![good, big]).await?;
+        assert_eq!(
+            acks.iter().map(|a| a.seq).collect::<Vec<_>>(),
+            [round * 2 + 1],
+            "round {round}"
+        );
+        assert_eq!(end.map(|e| e.code()), Some(Code::ResourceExhausted));
+    }
+    c.stop()?;
+    Ok(())
+}
+
+/// Review H4: every batch refused (a fault it carries) used to make the agent reconnect at once,
+/// forever. Now each refusal in a row waits longer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_in_a_row_back_off() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    let mut c = CollectorProc::start("127.0.0.1:0", &data, &["--flush-secs", "0.2"])?;
+    let up = Uplink::start(opts(vec![c.url()], "s-refused", &dir.path().join("spool")))?;
+    for i in 0..30 {
+        let mut bad = synthetic_batch(i, 3);
+        bad.flows[0].packets = 0; // refused: INVALID_ARGUMENT
+        up.push(bad)?;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let st = status(&c.url(), None, None).await?;
+    let refused: u64 = st
+        .rejected
+        .iter()
+        .filter(|r| r.name == "invalid_argument")
+        .map(|r| r.value)
+        .sum();
+    // backoff_min 100 ms: refusals at ~0, 0, 0.1, 0.3, 0.7, 1.5 s (+ the lost reports between).
+    assert!((3..=8).contains(&refused), "{refused} refusals in 3 s");
+    assert!(up.pending() > 0, "the rest waits at the agent");
+    up.abort().await;
+    c.stop()?;
+    Ok(())
+}
+
+/// A peer whose stream stays open (an idle sensor, or a stalled or hostile one) used to keep the
+/// collector from exiting after SIGTERM: its connection task held the store. Now the store is
+/// stopped explicitly: what was acknowledged is in Parquet, and the collector exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_stream_does_not_hold_up_shutdown() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    let mut c = CollectorProc::start("127.0.0.1:0", &data, &["--flush-secs", "3600"])?;
+    let ch = channel(&c.url(), None).await?;
+    let mut client = IngestClient::new(ch);
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.send(with_ids(synthetic_batch(70, 25), "s-open", 1))
+        .await?;
+    let mut acks = client
+        .stream(Request::new(tokio_stream::wrappers::ReceiverStream::new(
+            rx,
+        )))
+        .await?
+        .into_inner();
+    let ack = acks.message().await?.context("an ack")?;
+    assert_eq!(ack.seq, 1);
+    // The stream (tx) and the connection stay open through the stop.
+    let stopped = tokio::task::spawn_blocking(move || c.stop().map(|()| c)).await?;
+    let _c = stopped?;
+    drop(tx);
+    check_synthetic(&data, "s-open", 1, 25)?;
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! Reverse DNS through a configured resolver (hickory): rate-limited, bounded concurrency, one
+//! Reverse DNS through a configured resolver (hickory), forward-confirmed (a PTR name counts
+//! only if its A/AAAA records hold the address): rate-limited, bounded concurrency, one
 //! timeout per query, and a persistent cache (`_state/rdns_cache.json`, answers kept 7 days,
 //! "no name" answers 1 day) so re-runs of a rollup do not ask again. Off by default.
 use std::{
@@ -168,17 +169,29 @@ async fn query(cfg: &RdnsConfig, ips: Vec<IpAddr>) -> Result<Vec<(IpAddr, Answer
         set.spawn(async move {
             let _permit = permit;
             let answer = match tokio::time::timeout(per_query, r.reverse_lookup(ip)).await {
-                Ok(Ok(lookup)) => lookup
-                    .answers()
-                    .iter()
-                    .find_map(|rec| match &rec.data {
+                Ok(Ok(lookup)) => {
+                    let name = lookup.answers().iter().find_map(|rec| match &rec.data {
                         hickory_resolver::proto::rr::RData::PTR(p) => {
                             Some(p.0.to_utf8().trim_end_matches('.').to_string())
                         }
                         _ => None,
-                    })
-                    .map(Ok)
-                    .or(Some(Err(()))),
+                    });
+                    match name {
+                        // Forward-confirmed: the name's A/AAAA records hold the address. A
+                        // scanner controls its own reverse zone; without this it could name
+                        // itself after any organisation.
+                        Some(n) => Some(
+                            match tokio::time::timeout(per_query, r.lookup_ip(format!("{n}.")))
+                                .await
+                            {
+                                Ok(Ok(fwd)) if fwd.iter().any(|a| a == ip) => Ok(n),
+                                Ok(Ok(_)) | Ok(Err(_)) => Err(()),
+                                Err(_) => return (ip, None),
+                            },
+                        ),
+                        None => Some(Err(())),
+                    }
+                }
                 Ok(Err(e)) if e.is_no_records_found() => Some(Err(())),
                 _ => None,
             };

@@ -34,6 +34,9 @@ pub const CLASS_UDP: u64 = 2;
 /// Buckets of the 30-minute series in a day.
 pub const SERIES_BUCKETS: usize = 48;
 
+/// Most distinct OS hints kept per source.
+pub const MAX_OS_HINTS: usize = 16;
+
 /// Most payload strings kept per source and field.
 pub const MAX_PAYLOAD_VALUES: usize = 10;
 
@@ -182,8 +185,9 @@ impl SensorSet {
     pub fn insert(&mut self, id: u32) {
         if id < 64 {
             self.mask |= 1 << id;
-        } else if !self.extra.contains(&id) {
-            self.extra.push(id);
+        } else if let Err(at) = self.extra.binary_search(&id) {
+            // Sorted, so a source seen by thousands of sensors stays cheap to update.
+            self.extra.insert(at, id);
         }
     }
 
@@ -380,8 +384,8 @@ impl DayAgg {
                 last: i64::MIN,
                 ..DosState::default()
             });
-            d.packets += f.packets;
-            d.bytes += f.bytes;
+            d.packets = d.packets.saturating_add(f.packets);
+            d.bytes = d.bytes.saturating_add(f.bytes);
             d.first = d.first.min(f.first);
             d.last = d.last.max(f.last);
             d.kinds |= 1 << kind_bit;
@@ -406,32 +410,34 @@ impl DayAgg {
         let s = &mut self.ips[si];
         s.first = s.first.min(f.first);
         s.last = s.last.max(f.last);
-        s.packets += f.packets;
-        s.bytes += f.bytes;
+        s.packets = s.packets.saturating_add(f.packets);
+        s.bytes = s.bytes.saturating_add(f.bytes);
         s.kinds |= 1 << kind_bit;
         if let Some(r) = spoof_reason {
             s.spoof |= r.bit();
         }
         s.sensors.insert(f.sensor);
         match role {
-            Role::Backscatter => s.backscatter_packets += f.packets,
+            Role::Backscatter => {
+                s.backscatter_packets = s.backscatter_packets.saturating_add(f.packets)
+            }
             Role::Probe => {
                 let class = f.info.class;
                 let port = if class == CLASS_ICMP { 0 } else { f.port };
                 s.add_probe((u64::from(f.dst) << 18) | (class << 16) | u64::from(port));
                 s.buckets |= 1 << bucket;
                 if class == CLASS_ICMP {
-                    s.icmp_ping += f.packets;
+                    s.icmp_ping = s.icmp_ping.saturating_add(f.packets);
                     s.max_icmp_flow_bytes = s.max_icmp_flow_bytes.max(f.bytes);
                 } else {
                     if class == CLASS_UDP && f.port == 53 {
                         s.max_dns_flow_bytes = s.max_dns_flow_bytes.max(f.bytes);
                     }
                     let i = ((class - 1) as usize) * 65536 + usize::from(f.port);
-                    self.port_packets[i] += f.packets;
+                    self.port_packets[i] = self.port_packets[i].saturating_add(f.packets);
                     self.port_buckets[i] |= 1 << bucket;
                 }
-                self.series_packets[bucket] += f.packets;
+                self.series_packets[bucket] = self.series_packets[bucket].saturating_add(f.packets);
             }
             Role::Other => {
                 if kind == Kind::IcmpOther {
@@ -497,9 +503,11 @@ impl DayAgg {
             }
             if hint_ids[r] != u32::MAX {
                 let h = hints.name(hint_ids[r]);
-                match e.os_hints.iter_mut().find(|(n, _)| n == h) {
-                    Some((_, c)) => *c += 1,
-                    None => e.os_hints.push((h.to_string(), 1)),
+                match e.os_hints.iter().position(|(n, _)| n == h) {
+                    Some(i) => e.os_hints[i].1 += 1,
+                    // Bounded: the agent knows four hints; more are a peer's noise.
+                    None if e.os_hints.len() < MAX_OS_HINTS => e.os_hints.push((h.to_string(), 1)),
+                    None => {}
                 }
             }
             if probe && ttl.value(r) >= 200 {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use prost::Message;
 use scanscope_proto::v1::{
-    Ack, Batch, Counter, StatusRequest, StatusResponse, ingest_server::Ingest,
+    Ack, AckStatus, Batch, Counter, LostStage, StatusRequest, StatusResponse, ingest_server::Ingest,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
@@ -16,7 +16,7 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use tracing::{debug, warn};
 
 use crate::{
-    auth::TokenAuth,
+    auth::{Allowed, TokenAuth},
     error::IngestError,
     store::StoreHandle,
     validate::{self, Limits},
@@ -28,24 +28,56 @@ pub struct IngestService {
     store: StoreHandle,
     limits: Limits,
     auth: TokenAuth,
+    /// Client certificates are required (mutual TLS): the ids they name bind the stream too.
+    bind_certs: bool,
 }
 
 impl IngestService {
-    pub fn new(store: StoreHandle, limits: Limits, auth: TokenAuth) -> Self {
+    pub fn new(store: StoreHandle, limits: Limits, auth: TokenAuth, bind_certs: bool) -> Self {
         IngestService {
             store,
             limits,
             auth,
+            bind_certs,
         }
+    }
+
+    /// What the request's credentials allow: its token's ids (set by the interceptor), and,
+    /// under mutual TLS, those of its client certificate.
+    fn allowed<T>(&self, req: &Request<T>) -> Allowed {
+        let token = req
+            .extensions()
+            .get::<Allowed>()
+            .cloned()
+            .unwrap_or(Allowed::Any);
+        if !self.bind_certs {
+            return token;
+        }
+        let cert = req
+            .peer_certs()
+            .and_then(|c| c.first().map(Allowed::of_certificate))
+            .unwrap_or_else(|| Allowed::Ids(Default::default()));
+        token.and(&cert)
     }
 }
 
-type Pending = (
-    u64,
-    oneshot::Receiver<Result<scanscope_proto::v1::AckStatus, IngestError>>,
-);
+/// An answer that is already known (a refusal), queued behind the pending acks.
+fn answered(
+    r: Result<AckStatus, IngestError>,
+) -> oneshot::Receiver<Result<AckStatus, IngestError>> {
+    let (tx, rx) = oneshot::channel();
+    let _receiver_held = tx.send(r).is_ok();
+    rx
+}
+
+type Pending = (u64, oneshot::Receiver<Result<AckStatus, IngestError>>);
 
 /// A name for the sender of a refused batch: its sensor id if valid, else its address.
+/// Refusals are logged at most 20 per 10 s (`suppressed`: how many were not logged since the
+/// last line); every one is counted in the lake's `lost` table.
+static REFUSALS_LOGGED: scanscope_telemetry::Throttle =
+    scanscope_telemetry::Throttle::new(std::time::Duration::from_secs(10), 20);
+
 fn sender_label(sensor: &str, peer: Option<SocketAddr>) -> String {
     if validate::valid_sensor_id(sensor) {
         sensor.to_string()
@@ -83,6 +115,7 @@ impl Ingest for IngestService {
         req: Request<Streaming<Batch>>,
     ) -> Result<Response<Self::StreamStream>, Status> {
         let peer = req.remote_addr();
+        let allowed = self.allowed(&req);
         let mut inbound = req.into_inner();
         let (out_tx, out_rx) = mpsc::channel::<Result<Ack, Status>>(256);
         let (pend_tx, mut pend_rx) = mpsc::channel::<Pending>(256);
@@ -127,41 +160,61 @@ impl Ingest for IngestService {
                     Err(s) => {
                         let e = inbound_error(s);
                         if e.is_permanent() {
-                            warn!(peer = ?peer, error = %e, "refused a message");
+                            if let Some(suppressed) = REFUSALS_LOGGED.admit() {
+                                warn!(peer = ?peer, error = %e, suppressed, "refused a message");
+                            }
                             store
-                                .rejected(sender_label("", peer), e.reason(), e.to_string())
+                                .rejected(
+                                    sender_label("", peer),
+                                    e.reason(),
+                                    e.to_string(),
+                                    LostStage::CollectorRejected,
+                                )
                                 .await;
                         }
-                        let _peer_gone = out_tx.send(Err(e.into())).await.is_err();
+                        // Behind the acks of the batches before it: the sender learns exactly
+                        // which of its batches were stored.
+                        let _acker_gone = pend_tx.send((0, answered(Err(e)))).await.is_err();
                         return;
                     }
                 };
                 let encoded = batch.encode_to_vec();
                 let now = chrono::Utc::now().timestamp_micros();
-                if let Err(e) = validate::validate(&batch, encoded.len(), &limits, now) {
-                    warn!(peer = ?peer, error = %e, "refused a batch");
+                let checked =
+                    validate::validate(&batch, encoded.len(), &limits, now).and_then(|()| {
+                        if allowed.permits(&batch.sensor_id) {
+                            Ok(())
+                        } else {
+                            Err(IngestError::Denied {
+                                sensor: batch.sensor_id.clone(),
+                            })
+                        }
+                    });
+                if let Err(e) = checked {
+                    if let Some(suppressed) = REFUSALS_LOGGED.admit() {
+                        warn!(peer = ?peer, error = %e, suppressed, "refused a batch");
+                    }
+                    let stage = match e {
+                        IngestError::Denied { .. } => LostStage::CollectorDenied,
+                        _ => LostStage::CollectorRejected,
+                    };
                     store
                         .rejected(
                             sender_label(&batch.sensor_id, peer),
                             e.reason(),
                             e.to_string(),
+                            stage,
                         )
                         .await;
                     // Earlier batches of this stream are acked first, then the refusal.
-                    let (tx, rx) = oneshot::channel();
-                    let _receiver_held = tx.send(Err(e)).is_ok();
-                    let _acker_gone = pend_tx.send((batch.seq, rx)).await.is_err();
+                    let _acker_gone = pend_tx.send((batch.seq, answered(Err(e)))).await.is_err();
                     return;
                 }
                 let seq = batch.seq;
                 // Queue in order (the store answers in queue order); the acker waits.
                 let rx = match store.enqueue(batch, encoded, failed.clone()).await {
                     Ok(rx) => rx,
-                    Err(e) => {
-                        let (tx, rx) = oneshot::channel();
-                        let _receiver_held = tx.send(Err(e)).is_ok();
-                        rx
-                    }
+                    Err(e) => answered(Err(e)),
                 };
                 if pend_tx.send((seq, rx)).await.is_err() {
                     return;
@@ -173,13 +226,16 @@ impl Ingest for IngestService {
 
     async fn status(
         &self,
-        _req: Request<StatusRequest>,
+        req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
+        let allowed = self.allowed(&req);
         let mut s = self
             .store
             .status()
             .await
             .ok_or_else(|| Status::unavailable("collector is shutting down"))?;
+        // A peer sees only the sensors its credentials name.
+        s.sensors.retain(|x| allowed.permits(&x.sensor_id));
         let refused = self.auth.refused.load(std::sync::atomic::Ordering::Relaxed);
         if refused > 0 {
             s.rejected.push(Counter {

@@ -31,9 +31,9 @@ use aya_ebpf::{
     programs::XdpContext,
 };
 use scanscope_common::{
-    EventRecord, KIND_SLOTS, Kind, MAX_IPV6_EXT, MAX_PAYLOAD, MAX_TCP_OPTIONS, PORT_SLOTS,
-    PORTS_UDP_BASE, SensorConfig, TupleKey, TupleValue, action, config_flags, counter, ip_flags,
-    ipv4_mapped, proto,
+    EXCLUDE_ENTRIES, EventRecord, KIND_SLOTS, Kind, MAX_IPV6_EXT, MAX_PAYLOAD, MAX_TCP_OPTIONS,
+    PORT_SLOTS, PORTS_UDP_BASE, SensorConfig, TupleKey, TupleValue, action, config_flags, counter,
+    ip_flags, ipv4_mapped, proto,
 };
 
 /// Default tuple-table size; the agent sets the real one before loading.
@@ -56,7 +56,7 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 #[map]
 static SCRATCH: PerCpuArray<Parsed> = PerCpuArray::with_max_entries(1, 0);
 #[map]
-static EXCLUDE: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(4096, 0);
+static EXCLUDE: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(EXCLUDE_ENTRIES, 0);
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;

@@ -2,7 +2,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sensor_user::{agent, args::SensorArgs};
+use sensor_user::{agent, args::SensorArgs, privilege};
 
 fn main() -> ExitCode {
     let cli = SensorArgs::parse();
@@ -12,6 +12,20 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
+        }
+    };
+    // Load and attach while this is the only thread, then keep only CAP_BPF and CAP_NET_ADMIN
+    // and install the seccomp filter: the runtime's threads (and all network parsing) start
+    // with the reduced sets, confined.
+    let prepared = match agent::prepare(&opts).and_then(|p| {
+        privilege::drop_to_retained()?;
+        privilege::confine()?;
+        Ok(p)
+    }) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
         }
     };
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -25,7 +39,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(agent::run(opts, scanscope_telemetry::shutdown_signal())) {
+    // Handlers installed now (in the runtime): a SIGTERM from here on is a graceful stop.
+    let shutdown = {
+        let _in_rt = rt.enter();
+        scanscope_telemetry::shutdown_signal()
+    };
+    match rt.block_on(agent::run_prepared(opts, prepared, shutdown)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

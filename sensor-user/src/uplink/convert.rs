@@ -134,16 +134,38 @@ pub fn lost(l: &Lost) -> pb::Lost {
 #[derive(Debug, Default)]
 pub struct BatchBuilder {
     batch: pb::Batch,
+    /// Encoded size of what is held (each message plus its field header).
+    bytes: usize,
 }
 
 impl BatchBuilder {
     /// Adds one record.
     pub fn add(&mut self, r: &Record) {
-        match r {
-            Record::Event(e) => self.batch.events.push(event(e)),
-            Record::Flow(f) => self.batch.flows.push(flow(f)),
-            Record::Stats(s) => self.batch.stats.push(stats(s)),
-            Record::Lost(l) => self.batch.lost.push(lost(l)),
+        fn put<M: prost::Message>(v: &mut Vec<M>, m: M) -> usize {
+            let n = m.encoded_len();
+            v.push(m);
+            n + prost::length_delimiter_len(n) + 1
+        }
+        self.bytes += match r {
+            Record::Event(e) => put(&mut self.batch.events, event(e)),
+            Record::Flow(f) => put(&mut self.batch.flows, flow(f)),
+            Record::Stats(s) => put(&mut self.batch.stats, stats(s)),
+            Record::Lost(l) => put(&mut self.batch.lost, lost(l)),
+        };
+    }
+
+    /// Encoded bytes held (without the sensor id and seq the outbox adds).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Adds one record; once `limit` encoded bytes are held, takes them as a batch.
+    pub fn add_within(&mut self, r: &Record, limit: usize) -> Option<pb::Batch> {
+        self.add(r);
+        if self.bytes >= limit {
+            self.take()
+        } else {
+            None
         }
     }
 
@@ -157,6 +179,7 @@ impl BatchBuilder {
         if self.rows() == 0 {
             return None;
         }
+        self.bytes = 0;
         Some(std::mem::take(&mut self.batch))
     }
 }
@@ -164,7 +187,67 @@ impl BatchBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost::Message;
     use scanscope_common::LostStage;
+
+    #[test]
+    fn the_byte_count_is_the_encoded_size() {
+        let mut b = BatchBuilder::default();
+        let f = Flow {
+            interval_start: Utc::now(),
+            interval_secs: 60.0,
+            sensor: "s".into(),
+            src_ip: "198.51.100.7".parse().unwrap(),
+            dst_ip: "2001:db8::1".parse().unwrap(),
+            proto: 6,
+            kind: Kind::TcpSyn,
+            dst_port: 443,
+            icmp_type: None,
+            icmp_code: None,
+            packets: 3,
+            bytes: 120,
+            first_seen: Utc::now(),
+            last_seen: Utc::now(),
+        };
+        for _ in 0..1000 {
+            b.add(&Record::Flow(f.clone()));
+        }
+        let n = b.bytes();
+        assert_eq!(n, b.take().unwrap().encoded_len());
+        assert_eq!(b.bytes(), 0);
+    }
+
+    #[test]
+    fn an_interval_of_many_flows_becomes_batches_under_the_limit() {
+        // Review M5: 600 000 IPv4 flows (~37 MB encoded) in one batch exceeded the collector's
+        // 32 MiB limit and were all refused.
+        let limit = 8 << 20;
+        let f = |i: u32| Flow {
+            interval_start: Utc::now(),
+            interval_secs: 60.0,
+            sensor: "s".into(),
+            src_ip: IpAddr::from(i.to_be_bytes()),
+            dst_ip: "198.51.100.7".parse().unwrap(),
+            proto: 6,
+            kind: Kind::TcpSyn,
+            dst_port: (i % 65_536) as u16,
+            icmp_type: None,
+            icmp_code: None,
+            packets: 1,
+            bytes: 44,
+            first_seen: Utc::now(),
+            last_seen: Utc::now(),
+        };
+        let mut b = BatchBuilder::default();
+        let mut sealed = Vec::new();
+        for i in 0..600_000 {
+            sealed.extend(b.add_within(&Record::Flow(f(i)), limit));
+        }
+        sealed.extend(b.take());
+        assert!(sealed.len() >= 4, "{} batches", sealed.len());
+        assert_eq!(sealed.iter().map(|x| x.flows.len()).sum::<usize>(), 600_000);
+        assert!(sealed.iter().all(|x| x.encoded_len() <= limit + 64));
+    }
 
     #[test]
     fn lost_stages_convert_by_name() {

@@ -16,7 +16,7 @@ use std::{
 };
 
 use rand::Rng;
-use scanscope_proto::v1::{Batch, ingest_client::IngestClient};
+use scanscope_proto::v1::{Ack, AckStatus, Batch, ingest_client::IngestClient};
 use tokio::{
     sync::{Notify, mpsc, watch},
     task::JoinHandle,
@@ -46,6 +46,8 @@ pub enum UplinkError {
     },
     #[error("another agent uses the spool directory {0}")]
     SpoolLocked(PathBuf),
+    #[error("spool directory {path} is writable by group or others (mode {mode:o}); make it 0700")]
+    SpoolExposed { path: PathBuf, mode: u32 },
     #[error("collector URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
     #[error("reading {what} {path}: {source}")]
@@ -57,6 +59,14 @@ pub enum UplinkError {
     },
     #[error("bearer token is not a valid header value")]
     BadToken,
+    #[error(
+        "sensor id {0:?}: use 1–128 characters of letters, digits and . _ : - (the collector refuses others)"
+    )]
+    BadSensorId(String),
+    #[error(
+        "refusing to send the bearer token over plain {0}: anyone on the path could read it (use https://, or pass --insecure)"
+    )]
+    PlaintextToken(String),
 }
 
 /// Client-side TLS files.
@@ -85,6 +95,8 @@ pub struct UplinkOptions {
     pub window: usize,
     pub token: Option<String>,
     pub tls: ClientTls,
+    /// Send the token over plain http (a closed network; the operator said so).
+    pub insecure: bool,
     /// Backoff between reconnection rounds: first and largest delay.
     pub backoff_min: Duration,
     pub backoff_max: Duration,
@@ -102,6 +114,7 @@ impl UplinkOptions {
             window: 32,
             token: None,
             tls: ClientTls::default(),
+            insecure: false,
             backoff_min: Duration::from_millis(200),
             backoff_max: Duration::from_secs(30),
         }
@@ -187,6 +200,18 @@ fn endpoint(url: &str, tls: &ClientTls) -> Result<Endpoint, UplinkError> {
 impl Uplink {
     /// Opens the spool (batches a previous run left are sent first) and starts the sender.
     pub fn start(opts: UplinkOptions) -> Result<Uplink, UplinkError> {
+        if !scanscope_common::valid_sensor_id(&opts.sensor_id) {
+            return Err(UplinkError::BadSensorId(opts.sensor_id.clone()));
+        }
+        if opts.token.is_some()
+            && !opts.insecure
+            && let Some(u) = opts.collectors.iter().find(|u| !u.starts_with("https://"))
+        {
+            return Err(UplinkError::PlaintextToken(u.clone()));
+        }
+        if opts.token.is_some() && opts.insecure {
+            warn!("--insecure: the bearer token may travel over plain http");
+        }
         let endpoints = opts
             .collectors
             .iter()
@@ -306,13 +331,17 @@ fn stopping_now(stop: &watch::Receiver<Option<Instant>>, shared: &Shared) -> boo
     }
 }
 
-async fn session(
-    shared: &Shared,
+/// How long connecting and opening the stream may take: a peer that accepts the TCP connection
+/// but never answers (a black hole; a collector's host still booting behind a port forward)
+/// must not hold the uplink until keepalives give up.
+const OPEN_WITHIN: Duration = Duration::from_secs(10);
+
+/// Connects and opens the batch stream: the acks, and the sender of batches.
+async fn open(
     ep: &Endpoint,
     token: &Token,
     window: usize,
-    stop: &mut watch::Receiver<Option<Instant>>,
-) -> SessionEnd {
+) -> Result<(tonic::Streaming<Ack>, mpsc::Sender<Batch>), SessionEnd> {
     let channel = match ep.connect().await {
         Ok(c) => c,
         Err(e) => {
@@ -322,11 +351,11 @@ async fn session(
                 reason = format!("{reason}: {s}");
                 src = s.source();
             }
-            return SessionEnd::Failed {
+            return Err(SessionEnd::Failed {
                 reason,
                 code: None,
                 progress: false,
-            };
+            });
         }
     };
     let mut client = IngestClient::with_interceptor(channel, token.clone())
@@ -335,9 +364,33 @@ async fn session(
         .max_encoding_message_size(usize::MAX)
         .max_decoding_message_size(4 << 20);
     let (tx, rx) = mpsc::channel::<Batch>(window);
-    let mut acks = match client.stream(ReceiverStream::new(rx)).await {
-        Ok(r) => r.into_inner(),
-        Err(s) => return classify(&s, false),
+    match client.stream(ReceiverStream::new(rx)).await {
+        Ok(r) => Ok((r.into_inner(), tx)),
+        Err(s) => Err(classify(&s, false)),
+    }
+}
+
+async fn session(
+    shared: &Shared,
+    ep: &Endpoint,
+    token: &Token,
+    window: usize,
+    stop: &mut watch::Receiver<Option<Instant>>,
+) -> SessionEnd {
+    let opened = tokio::time::timeout(OPEN_WITHIN, open(ep, token, window)).await;
+    let (mut acks, tx) = match opened {
+        Ok(Ok(o)) => o,
+        Ok(Err(end)) => return end,
+        Err(_) => {
+            return SessionEnd::Failed {
+                reason: format!(
+                    "no answer within {} s of connecting (TCP, TLS, HTTP/2 and the stream)",
+                    OPEN_WITHIN.as_secs()
+                ),
+                code: None,
+                progress: false,
+            };
+        }
     };
     shared.outbox().connected();
     let mut progress = false;
@@ -368,8 +421,21 @@ async fn session(
         tokio::select! {
             m = acks.message() => match m {
                 Ok(Some(ack)) => {
+                    let status = AckStatus::try_from(ack.status);
+                    let known = matches!(status, Ok(AckStatus::Stored | AckStatus::Duplicate));
+                    if !known || !shared.outbox().ack(ack.seq) {
+                        // Review L9: a confused collector (or something between) cannot make
+                        // the agent drop batches; the stream is ended and they are resent.
+                        return SessionEnd::Failed {
+                            reason: format!(
+                                "collector acknowledged seq {} with status {}, not a batch in flight; resending",
+                                ack.seq, ack.status
+                            ),
+                            code: None,
+                            progress,
+                        };
+                    }
                     progress = true;
-                    shared.outbox().ack(ack.seq);
                 }
                 Ok(None) => return SessionEnd::Failed { reason: "collector closed the stream".into(), code: None, progress },
                 Err(s) => return classify(&s, progress),
@@ -390,6 +456,9 @@ async fn sender(
     mut stop: watch::Receiver<Option<Instant>>,
 ) {
     let mut attempt: u32 = 0;
+    // Refusals in a row: each waits longer before the next batch is offered, so a fault that
+    // every batch carries (a bad clock, a refused id) cannot make a reconnect loop.
+    let mut refusals: u32 = 0;
     let mut last_warn: Option<(String, std::time::Instant)> = None;
     'outer: loop {
         for (url, ep) in &endpoints {
@@ -405,12 +474,25 @@ async fn sender(
                     }
                     SessionEnd::Rejected(detail) => {
                         error!(collector = %url, %detail, "collector refused a batch; dropping it (counted as lost)");
-                        let mut o = shared.outbox();
-                        o.reject_front(&detail);
-                        if let Err(e) = o.flush_lost() {
-                            warn!(error = %e, "could not queue the lost-data report");
+                        {
+                            let mut o = shared.outbox();
+                            o.reject_front(&detail);
+                            if let Err(e) = o.flush_lost() {
+                                warn!(error = %e, "could not queue the lost-data report");
+                            }
                         }
-                        // Reconnect at once with the next batch.
+                        // The next batch is offered after a growing pause (the first at once).
+                        refusals = refusals.saturating_add(1);
+                        if refusals > 1 {
+                            let wait = backoff_min
+                                .saturating_mul(1u32 << (refusals - 2).min(16))
+                                .min(backoff_max);
+                            let deadline = (*stop.borrow()).unwrap_or(Instant::now() + wait);
+                            tokio::select! {
+                                () = tokio::time::sleep_until((Instant::now() + wait).min(deadline)) => {}
+                                _ = stop.changed() => {}
+                            }
+                        }
                     }
                     SessionEnd::Failed {
                         reason,
@@ -420,6 +502,7 @@ async fn sender(
                         shared.outbox().disconnected();
                         if progress {
                             attempt = 0;
+                            refusals = 0;
                         }
                         let msg = format!("{url}: {reason}");
                         let repeat = last_warn.as_ref().is_some_and(|(m, t)| {

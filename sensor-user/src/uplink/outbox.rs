@@ -11,9 +11,12 @@
 //! keep increasing across restarts.
 use std::{
     collections::VecDeque,
-    fs::{self, File},
-    io::{self, Write},
-    os::fd::AsRawFd,
+    fs::{self, File, OpenOptions},
+    io::{self, Read, Write},
+    os::{
+        fd::AsRawFd,
+        unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt},
+    },
     path::{Path, PathBuf},
 };
 
@@ -30,6 +33,61 @@ fn remove_spool_file(p: &Path) {
         && e.kind() != io::ErrorKind::NotFound
     {
         warn!(path = %p.display(), error = %e, "could not remove a spool file");
+    }
+}
+
+/// Spool files hold scanners' payload bytes: readable by the agent's user only.
+const FILE_MODE: u32 = 0o600;
+const DIR_MODE: u32 = 0o700;
+
+/// Opens a spool file for writing without following a symlink planted in its place (review
+/// L4): `create_new` for a file that must not exist, else created or opened as it is.
+fn open_for_write(p: &Path, create_new: bool) -> io::Result<File> {
+    let mut o = OpenOptions::new();
+    o.write(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+    if create_new {
+        o.create_new(true);
+    } else {
+        o.create(true);
+    }
+    o.open(p)
+}
+
+/// What reading a spool file gave.
+enum SpoolRead {
+    Batch(Batch),
+    /// The bytes are not a batch (torn, damaged): counted as lost, the file removed.
+    Damaged,
+    /// The file could not be read (EIO, EMFILE, …): counted as lost, the file kept beside the
+    /// spool as `<seq>.batch.unreadable` for the operator.
+    Unreadable(io::Error),
+}
+
+fn read_spool_file(p: &Path) -> SpoolRead {
+    let read = || -> io::Result<Vec<u8>> {
+        let mut f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(p)?;
+        let mut data = Vec::new();
+        f.read_to_end(&mut data)?;
+        Ok(data)
+    };
+    // One retry: EMFILE and EINTR-like faults pass.
+    match read().or_else(|_| read()) {
+        Ok(d) => decode_file(&d).map_or(SpoolRead::Damaged, SpoolRead::Batch),
+        Err(e) => SpoolRead::Unreadable(e),
+    }
+}
+
+/// Moves an unreadable spool file aside (kept, out of the spool's listing).
+fn set_aside(p: &Path) {
+    let mut to = p.as_os_str().to_owned();
+    to.push(".unreadable");
+    if let Err(e) = fs::rename(p, &to) {
+        warn!(path = %p.display(), error = %e, "could not set an unreadable spool file aside");
     }
 }
 
@@ -99,6 +157,8 @@ pub struct Outbox {
     disk_bytes: u64,
     connected: bool,
     next_seq: u64,
+    /// This installation's identity (`<spool>/instance`), sent with every batch.
+    instance: u64,
     reserved_until: u64,
     pending_lost: Vec<Lost>,
     pub stats: OutboxStats,
@@ -138,7 +198,8 @@ fn decode_file(data: &[u8]) -> Option<Batch> {
 fn write_durable(dir: &Path, name: &str, data: &[u8]) -> Result<PathBuf, UplinkError> {
     let path = dir.join(name);
     let tmp = dir.join(format!(".{name}.tmp"));
-    let r = File::create(&tmp)
+    remove_spool_file(&tmp);
+    let r = open_for_write(&tmp, true)
         .and_then(|mut f| {
             f.write_all(data)?;
             f.sync_all()
@@ -152,14 +213,44 @@ fn write_durable(dir: &Path, name: &str, data: &[u8]) -> Result<PathBuf, UplinkE
     Ok(path)
 }
 
+/// The summary of a spool file being dropped (None if it cannot be read), and the file gone.
+fn summarize_and_remove(p: &Path) -> Option<Summary> {
+    match read_spool_file(p) {
+        SpoolRead::Batch(b) => {
+            remove_spool_file(p);
+            Some(Summary::of(&b))
+        }
+        SpoolRead::Damaged => {
+            remove_spool_file(p);
+            None
+        }
+        SpoolRead::Unreadable(_) => {
+            set_aside(p);
+            None
+        }
+    }
+}
+
 impl Outbox {
     /// Opens the spool directory: locks it, reads the sequence reservation and lists the
     /// batches a previous run left (they are sent first).
     pub fn open(cfg: OutboxConfig) -> Result<Outbox, UplinkError> {
         let dir = cfg.spool_dir.clone();
-        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&dir)
+            .map_err(io_err("creating", &dir))?;
+        let meta = fs::metadata(&dir).map_err(io_err("reading", &dir))?;
+        if meta.permissions().mode() & 0o022 != 0 {
+            // Review L4: others could plant files or links where the agent writes.
+            return Err(UplinkError::SpoolExposed {
+                path: dir,
+                mode: meta.permissions().mode() & 0o7777,
+            });
+        }
         let lock_path = dir.join("lock");
-        let lock = File::create(&lock_path).map_err(io_err("creating", &lock_path))?;
+        let lock = open_for_write(&lock_path, false).map_err(io_err("creating", &lock_path))?;
         // SAFETY: flock on a descriptor we own; no memory is passed.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(UplinkError::SpoolLocked(dir));
@@ -192,10 +283,35 @@ impl Outbox {
         }
         entries.sort_by_key(|e| e.seq);
         let seq_path = dir.join("seq");
-        let reserved: u64 = match fs::read_to_string(&seq_path) {
-            Ok(s) => s.trim().parse().unwrap_or(0),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        let (reserved, seq_intact): (u64, bool) = match fs::read_to_string(&seq_path) {
+            Ok(s) => match s.trim().parse() {
+                Ok(n) => (n, true),
+                Err(_) => (0, false),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (0, true),
             Err(e) => return Err(io_err("reading", &seq_path)(e)),
+        };
+        // The instance id keys the collector's watermark: with a new one, seqs from 1 again
+        // are stored, not taken for resends. A lost sequence reservation therefore means a new
+        // instance too.
+        let instance = match fs::read_to_string(dir.join("instance")) {
+            Ok(s) if seq_intact => u64::from_str_radix(s.trim(), 16).ok().filter(|&i| i != 0),
+            Ok(_) => {
+                warn!(
+                    "the spool's sequence reservation is unreadable; starting a new agent instance"
+                );
+                None
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(io_err("reading", &dir.join("instance"))(e)),
+        };
+        let instance = match instance {
+            Some(i) => i,
+            None => {
+                let i = rand::random::<u64>().max(1);
+                write_durable(&dir, "instance", format!("{i:016x}\n").as_bytes())?;
+                i
+            }
         };
         let last_spooled = entries.last().map_or(0, |e| e.seq);
         let next_seq = reserved.max(last_spooled + 1).max(1);
@@ -208,6 +324,7 @@ impl Outbox {
             connected: false,
             next_seq,
             reserved_until: 0,
+            instance,
             pending_lost: Vec::new(),
             stats: OutboxStats::default(),
             _lock: lock,
@@ -241,6 +358,11 @@ impl Outbox {
             .count()
     }
 
+    /// This installation's instance id.
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
     /// Bytes held in the spool directory.
     pub fn spool_bytes(&self) -> u64 {
         self.disk_bytes
@@ -261,6 +383,7 @@ impl Outbox {
         self.next_seq += 1;
         batch.sensor_id.clone_from(&self.cfg.sensor_id);
         batch.seq = seq;
+        batch.instance_id = self.instance;
         batch.created_us = now_us();
         batch.agent_version.clone_from(&self.cfg.agent_version);
         batch.lost.append(&mut self.pending_lost);
@@ -297,14 +420,7 @@ impl Outbox {
             let e = self.entries.remove(i).expect("index in range");
             self.disk_bytes -= e.bytes;
             let summary = match &e.held {
-                Held::Disk(p) => {
-                    let s = fs::read(p)
-                        .ok()
-                        .and_then(|d| decode_file(&d))
-                        .map(|b| Summary::of(&b));
-                    remove_spool_file(p);
-                    s
-                }
+                Held::Disk(p) => summarize_and_remove(p),
                 Held::Mem(b) => Some(Summary::of(b)),
             };
             self.note_lost(
@@ -405,27 +521,42 @@ impl Outbox {
                     self.cursor += 1;
                     return Some(b.clone());
                 }
-                Held::Disk(p) => match fs::read(p).ok().and_then(|d| decode_file(&d)) {
-                    Some(b) => {
-                        self.cursor += 1;
-                        return Some(b);
-                    }
-                    None => {
-                        let p = p.clone();
-                        warn!(path = %p.display(), "unreadable spool file; dropping it");
-                        let e = self.entries.remove(self.cursor).expect("index in range");
-                        self.disk_bytes -= e.bytes;
-                        remove_spool_file(&p);
-                        self.note_lost(LostStage::AgentSpool, None, "unreadable spool file");
-                    }
-                },
+                Held::Disk(p) => {
+                    let p = p.clone();
+                    let detail = match read_spool_file(&p) {
+                        SpoolRead::Batch(b) => {
+                            self.cursor += 1;
+                            return Some(b);
+                        }
+                        SpoolRead::Damaged => {
+                            warn!(path = %p.display(), "damaged spool file; dropping it");
+                            remove_spool_file(&p);
+                            "damaged spool file"
+                        }
+                        SpoolRead::Unreadable(error) => {
+                            warn!(path = %p.display(), %error, "unreadable spool file; set aside as .unreadable");
+                            set_aside(&p);
+                            "unreadable spool file (set aside)"
+                        }
+                    };
+                    let e = self.entries.remove(self.cursor).expect("index in range");
+                    self.disk_bytes -= e.bytes;
+                    self.note_lost(LostStage::AgentSpool, None, detail);
+                }
             }
         }
         None
     }
 
     /// The collector acknowledged every batch up to `seq`.
-    pub fn ack(&mut self, seq: u64) {
+    ///
+    /// Returns false, removing nothing, if `seq` is not a batch in flight: a confused or
+    /// hostile collector cannot make the agent drop what it never received.
+    #[must_use]
+    pub fn ack(&mut self, seq: u64) -> bool {
+        if !self.entries.iter().take(self.cursor).any(|e| e.seq == seq) {
+            return false;
+        }
         while let Some(e) = self.entries.front() {
             if e.seq > seq || self.cursor == 0 {
                 break;
@@ -441,6 +572,7 @@ impl Outbox {
                 }
             }
         }
+        true
     }
 
     /// The collector refused the oldest batch for good (malformed or too large): drop it.
@@ -453,12 +585,7 @@ impl Outbox {
                 }
                 Held::Disk(p) => {
                     self.disk_bytes -= e.bytes;
-                    let s = fs::read(&p)
-                        .ok()
-                        .and_then(|d| decode_file(&d))
-                        .map(|b| Summary::of(&b));
-                    remove_spool_file(&p);
-                    s
+                    summarize_and_remove(&p)
                 }
             };
             self.stats.rejected_batches += 1;
@@ -546,13 +673,13 @@ mod tests {
         // Spool non-empty: new batches keep order behind it.
         assert_eq!(o.push(batch(3)).unwrap(), 3);
         assert_eq!(drain_seqs(&mut o), [1, 2, 3]);
-        o.ack(1);
+        assert!(o.ack(1));
         assert_eq!(o.len(), 2);
         // Stream breaks before 2 and 3 are acked: they are resent, in order.
         o.disconnected();
         o.connected();
         assert_eq!(drain_seqs(&mut o), [2, 3]);
-        o.ack(3);
+        assert!(o.ack(3));
         assert!(o.is_empty());
         assert_eq!(o.spooled(), 0);
         // Connected and empty: in memory.
@@ -577,6 +704,7 @@ mod tests {
             seq: 1,
             created_us: now_us(),
             agent_version: "t".into(),
+            instance_id: u64::MAX, // fixed64: the same size for every instance
             ..batch(10)
         })
         .len() as u64;
@@ -597,11 +725,74 @@ mod tests {
         let sent: Vec<Batch> = std::iter::from_fn(|| o.next_to_send()).collect();
         assert_eq!(sent.iter().map(|b| b.seq).collect::<Vec<_>>(), [2, 3]);
         // The next batch carries the lost records.
-        o.ack(3);
+        assert!(o.ack(3));
         o.push(batch(1)).unwrap();
         let b = o.next_to_send().unwrap();
         assert_eq!(b.lost.len(), lost.len());
         assert!(o.pending_lost().is_empty());
+    }
+
+    /// Review L9: an ack for a seq that is not in flight (never sent, or not yet sent) removes
+    /// nothing.
+    #[test]
+    fn acks_for_batches_not_in_flight_remove_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let mut o = Outbox::open(cfg(d.path(), 1 << 20)).unwrap();
+        o.connected();
+        for p in 1..=3 {
+            o.push(batch(p)).unwrap();
+        }
+        assert_eq!(drain_seqs(&mut o), [1, 2, 3]);
+        o.push(batch(4)).unwrap();
+        assert!(!o.ack(u64::MAX));
+        assert!(!o.ack(4), "4 is queued, not sent");
+        assert!(!o.ack(0));
+        assert_eq!((o.len(), o.stats.acked), (4, 0));
+        assert!(o.ack(2));
+        assert_eq!((o.len(), o.stats.acked), (2, 2));
+        assert!(!o.ack(2), "already acknowledged");
+        assert_eq!(drain_seqs(&mut o), [4]);
+    }
+
+    /// Review L4: the spool is private and writes follow no planted symlink.
+    #[test]
+    fn the_spool_is_private_and_follows_no_symlinks() {
+        use std::os::unix::fs::{PermissionsExt, symlink};
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        fs::write(&victim, b"precious").unwrap();
+        let spool = d.path().join("spool");
+        fs::create_dir(&spool).unwrap();
+        fs::set_permissions(&spool, fs::Permissions::from_mode(0o700)).unwrap();
+        symlink(&victim, spool.join("lock")).unwrap();
+        assert!(
+            Outbox::open(cfg(&spool, 1 << 20)).is_err(),
+            "lock is a symlink"
+        );
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        fs::remove_file(spool.join("lock")).unwrap();
+
+        // A temporary name planted as a link is replaced, not followed.
+        symlink(&victim, spool.join(format!(".{:020}.batch.tmp", 1))).unwrap();
+        {
+            let mut o = Outbox::open(cfg(&spool, 1 << 20)).unwrap();
+            o.push(batch(1)).unwrap();
+        }
+        assert_eq!(fs::read(&victim).unwrap(), b"precious");
+        let file = spool.join(format!("{:020}.batch", 1));
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&file), 0o600);
+        assert_eq!(mode(&spool.join("lock")), 0o600);
+
+        let fresh = d.path().join("new/spool");
+        drop(Outbox::open(cfg(&fresh, 1 << 20)).unwrap());
+        assert_eq!(mode(&fresh), 0o700);
+
+        fs::set_permissions(&spool, fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            Outbox::open(cfg(&spool, 1 << 20)),
+            Err(UplinkError::SpoolExposed { mode: 0o777, .. })
+        ));
     }
 
     #[test]
@@ -622,6 +813,70 @@ mod tests {
                     && l.unit == "packets"
                     && l.count == 7)
         );
+    }
+
+    /// Corpus fuzz of the spool reader: spools of known batches with random files damaged
+    /// (bit flip, truncation, appended or replacing garbage, emptied). Reading never panics,
+    /// every intact batch comes back in order with its content, and each damaged file is one
+    /// counted `unreadable_batches` loss.
+    #[test]
+    fn spool_survives_random_damage_and_loses_only_damaged_files() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let mut rng = StdRng::seed_from_u64(0x5b00_1f22);
+        let cases = std::env::var("SCANSCOPE_SPOOL_FUZZ")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300);
+        for case in 0..cases {
+            let d = tempfile::tempdir().unwrap();
+            let n = rng.random_range(1..12u64);
+            {
+                let mut o = Outbox::open(cfg(d.path(), 1 << 20)).unwrap();
+                for p in 1..=n {
+                    assert_eq!(o.push(batch(p)).unwrap(), p);
+                }
+            }
+            let mut damaged = std::collections::BTreeSet::new();
+            for seq in 1..=n {
+                if !rng.random_bool(0.3) {
+                    continue;
+                }
+                let path = d.path().join(format!("{seq:020}.batch"));
+                let mut data = fs::read(&path).unwrap();
+                match rng.random_range(0..5) {
+                    0 => {
+                        let at = rng.random_range(0..data.len());
+                        data[at] ^= 1 << rng.random_range(0..8);
+                    }
+                    1 => data.truncate(rng.random_range(0..data.len())),
+                    2 => data.extend((0..rng.random_range(1..32)).map(|_| rng.random::<u8>())),
+                    3 => {
+                        data = (0..rng.random_range(0..64))
+                            .map(|_| rng.random::<u8>())
+                            .collect()
+                    }
+                    _ => data.clear(),
+                }
+                fs::write(&path, &data).unwrap();
+                damaged.insert(seq);
+            }
+            let mut o = Outbox::open(cfg(d.path(), 1 << 20)).unwrap();
+            o.connected();
+            let mut got = Vec::new();
+            while let Some(b) = o.next_to_send() {
+                assert_eq!(b.flows[0].packets, b.seq, "case {case}: content intact");
+                got.push(b.seq);
+            }
+            let want: Vec<u64> = (1..=n).filter(|s| !damaged.contains(s)).collect();
+            assert_eq!(got, want, "case {case}");
+            let unreadable: u64 = o
+                .pending_lost()
+                .iter()
+                .filter(|l| l.unit == "unreadable_batches")
+                .map(|l| l.count)
+                .sum();
+            assert_eq!(unreadable, damaged.len() as u64, "case {case}");
+        }
     }
 
     #[test]

@@ -50,7 +50,7 @@ fn main() -> Result<()> {
     let lake = dir.join("lake");
     lab.start_collector(&lake)?;
     lab.start_agents(1.0)?;
-    lab.start_dns(&[(M_ZMAP, ZMAP_PTR)])?;
+    lab.start_dns(&[(M_ZMAP, ZMAP_PTR)], &[])?;
     println!("   three sensors attached and streaming to the collector");
     println!(
         "   scanning: nmap from {M_NMAP}, masscan from {M_MASSCAN} (Censys range), zmap from {M_ZMAP},\n   Mirai-style hping3 from {M_MIRAI}, a spoofed SYN flood, SYN-ACK backscatter for {M_VICTIM}…"

@@ -6,8 +6,7 @@
 //! 127.0.0.1 and ::1, stops the agent and prints its JSON lines. Every result line starts with
 //! `SCANSCOPE-VM ` on the serial console; the host test asserts on them. Powers off at the end.
 use std::{
-    ffi::CString,
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader},
     net::{TcpStream, UdpSocket},
     process::{Command, Stdio},
     sync::mpsc,
@@ -19,63 +18,12 @@ use scanscope_testkit::{
     conformance::{check_against_reference, differential_fuzz, every_kind, sample_all},
     testrun::Harness,
 };
+use scanscope_tests::vm::guest::{iface_up, mount_pseudo, power_off, say};
 
 /// Frames of the seeded differential fuzz run inside the VM (emulated CPU: fewer than on the
 /// host); the host test recomputes the reference's figures for the same seed.
 const FUZZ_SEED: u64 = 0x5ca9_5c09e;
 const FUZZ_FRAMES: usize = 3000;
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "SCANSCOPE-VM {line}").ok();
-    out.flush().ok();
-}
-
-fn mount(src: &str, target: &str, fstype: &str) -> Result<()> {
-    std::fs::create_dir_all(target)?;
-    let c = |s: &str| CString::new(s).expect("no NUL");
-    let (src, target_c, fstype) = (c(src), c(target), c(fstype));
-    // SAFETY: valid C strings; no mount data.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target_c.as_ptr(),
-            fstype.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EBUSY) {
-            return Err(e).with_context(|| format!("mount {target}"));
-        }
-    }
-    Ok(())
-}
-
-/// Brings `lo` up (SIOCSIFFLAGS with IFF_UP).
-fn loopback_up() -> Result<()> {
-    // SAFETY: plain socket/ioctl calls on a zeroed ifreq holding the name "lo".
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
-        if fd < 0 {
-            bail!("socket: {}", std::io::Error::last_os_error());
-        }
-        let mut ifr: libc::ifreq = std::mem::zeroed();
-        ifr.ifr_name[0] = b'l' as libc::c_char;
-        ifr.ifr_name[1] = b'o' as libc::c_char;
-        if libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut ifr) != 0 {
-            bail!("SIOCGIFFLAGS lo: {}", std::io::Error::last_os_error());
-        }
-        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-        if libc::ioctl(fd, libc::SIOCSIFFLAGS, &ifr) != 0 {
-            bail!("SIOCSIFFLAGS lo: {}", std::io::Error::last_os_error());
-        }
-        libc::close(fd);
-    }
-    Ok(())
-}
 
 fn conformance() -> Result<()> {
     let mut h = Harness::new(&sample_all()).context("load the XDP program")?;
@@ -99,7 +47,7 @@ fn conformance() -> Result<()> {
 /// answered by an ICMP port unreachable), 2 TCP connects to 127.0.0.1:1 (each SYN answered by a
 /// RST that belongs to this host's connecting socket).
 fn agent() -> Result<()> {
-    loopback_up()?;
+    iface_up("lo", None)?;
     let mut child = Command::new("/bin/scanscope-sensor")
         .args([
             "--iface",
@@ -154,10 +102,7 @@ fn agent() -> Result<()> {
 }
 
 fn run() -> Result<()> {
-    mount("proc", "/proc", "proc")?;
-    mount("sysfs", "/sys", "sysfs")?;
-    mount("devtmpfs", "/dev", "devtmpfs")?;
-    mount("tmpfs", "/tmp", "tmpfs")?;
+    mount_pseudo()?;
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
     say(&serde_json::json!({
         "kernel": release.trim(),
@@ -173,9 +118,5 @@ fn main() {
         Ok(()) => say("done ok"),
         Err(e) => say(&format!("done error {e:#}")),
     }
-    // SAFETY: PID 1 powering the VM off after flushing; nothing else runs.
-    unsafe {
-        libc::sync();
-        libc::reboot(libc::RB_POWER_OFF);
-    }
+    power_off()
 }
