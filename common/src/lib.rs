@@ -36,6 +36,33 @@ pub mod maps {
     pub const EVENTS: &str = "EVENTS";
     /// `LpmTrie<[u8; 16], u8>`: excluded source prefixes (IPv4 as mapped IPv6, prefix + 96).
     pub const EXCLUDE: &str = "EXCLUDE";
+    /// `SockMap` of 2 entries: the responder's listening sockets, [`crate::respond::SLOT_V4`]
+    /// and [`crate::respond::SLOT_V6`].
+    pub const RESPONDER: &str = "RESPONDER";
+    /// `LpmTrie<[u8; 16], u8>`: the destination prefixes the responder answers (IPv4 mapped).
+    pub const RESPOND_ADDRS: &str = "RESPOND_ADDRS";
+    /// `Array<u64>` of [`crate::respond::PASS_WORDS`]: a bit per TCP port the responder never
+    /// takes (the host's own services).
+    pub const RESPOND_PASS: &str = "RESPOND_PASS";
+}
+
+/// The responder's steering program (sk_lookup) and its tables.
+pub mod respond {
+    /// Name of the sk_lookup program in the object (Linux ≥ 5.9).
+    pub const PROGRAM_NAME: &str = "scanscope_respond";
+    /// `RESPONDER` slot of the IPv4 listener.
+    pub const SLOT_V4: u32 = 0;
+    /// `RESPONDER` slot of the IPv6 listener.
+    pub const SLOT_V6: u32 = 1;
+    /// Entries of `RESPOND_ADDRS`.
+    pub const ADDR_ENTRIES: u32 = 1024;
+    /// 64-bit words of the pass-through port bitmap (65 536 ports).
+    pub const PASS_WORDS: u32 = 1024;
+
+    /// The word and bit of `port` in the pass-through bitmap.
+    pub const fn pass_bit(port: u16) -> (u32, u64) {
+        ((port >> 6) as u32, 1u64 << (port & 63))
+    }
 }
 
 /// Name of the XDP program in the object (kernels ≥ 5.18: copies with `bpf_xdp_load_bytes`).
@@ -301,6 +328,13 @@ pub mod counter {
     pub const RINGBUF_FULL: u32 = 51;
     /// Packets not kept in the tuple table because it was full.
     pub const TUPLE_TABLE_FULL: u32 = 52;
+    /// TCP connections the sk_lookup program handed to the responder.
+    pub const RESPOND_STEERED: u32 = 53;
+    /// TCP connections to a responder address on a pass-through port (left to the host).
+    pub const RESPOND_PASS_PORT: u32 = 54;
+    /// TCP connections for the responder while it had no listening socket (left to the host:
+    /// it answers RST as in dark mode).
+    pub const RESPOND_NO_SOCKET: u32 = 55;
     /// Slots in the array.
     pub const SLOTS: u32 = 64;
 
@@ -328,6 +362,9 @@ pub mod counter {
             SAMPLED => "sampled",
             RINGBUF_FULL => "ringbuf_full",
             TUPLE_TABLE_FULL => "tuple_table_full",
+            RESPOND_STEERED => "respond_steered",
+            RESPOND_PASS_PORT => "respond_pass_port",
+            RESPOND_NO_SOCKET => "respond_no_socket",
             _ => return None,
         })
     }

@@ -8,6 +8,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     future::Future,
     path::PathBuf,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -25,7 +26,8 @@ use crate::{
     decode::Decoder,
     drain::{self, CounterSnapshot, DrainError},
     load::{self, Attachment, LoadError},
-    record::{KindCount, Lost, Record, Stats},
+    record::{KindCount, Lost, Record, Session, Stats},
+    respond::{self, RespondConfig, RespondError, RespondStats},
     sink::{JsonlSink, SinkError},
     uplink::{Uplink, UplinkError, UplinkOptions, convert::BatchBuilder},
 };
@@ -45,6 +47,16 @@ pub enum AgentError {
     Uplink(#[from] UplinkError),
     #[error(transparent)]
     Privilege(#[from] crate::privilege::PrivilegeError),
+    #[error(transparent)]
+    Respond(#[from] RespondError),
+    #[error(
+        "--respond needs TCP passed to this host: the [action] of {0} is \"drop\" in the configuration"
+    )]
+    RespondNeedsPass(&'static str),
+    #[error(
+        "--respond writes its sessions to --jsonl only for now: the collector's contract does not carry them yet (drop --collector)"
+    )]
+    RespondLocalOnly,
     #[error("no interface given (use --iface)")]
     NoInterface,
     #[error("--{flag} must be between {min} and {max}")]
@@ -83,6 +95,8 @@ pub struct AgentOptions {
     /// At shutdown, how long to wait for the collector to acknowledge what is queued before
     /// leaving it in the spool.
     pub shutdown_grace: Duration,
+    /// Answer scanners on every TCP port (`--respond`); `None` = dark mode.
+    pub respond: Option<RespondConfig>,
 }
 
 impl Default for AgentOptions {
@@ -95,6 +109,7 @@ impl Default for AgentOptions {
             config_path: None,
             uplink: None,
             shutdown_grace: Duration::from_secs(5),
+            respond: None,
         }
     }
 }
@@ -139,6 +154,8 @@ struct State<'u> {
     /// The collector stream; owned by `run`, which finishes it on every way out.
     uplink: &'u mut Option<Uplink>,
     batch: BatchBuilder,
+    /// The responder's counters and their values at the last interval's end.
+    respond: Option<(Arc<RespondStats>, Vec<u64>)>,
 }
 
 impl State<'_> {
@@ -266,9 +283,15 @@ impl State<'_> {
                 )
             })
             .collect();
-        let counters = (counter::NON_IP..counter::SLOTS)
+        let mut counters: BTreeMap<&'static str, u64> = (counter::NON_IP..counter::SLOTS)
             .filter_map(|i| counter::name(i).map(|n| (n, delta.get(i))))
             .collect();
+        if let Some((r, prev)) = &mut self.respond {
+            for (i, (name, v)) in r.counters().into_iter().enumerate() {
+                counters.insert(name, v - prev[i]);
+                prev[i] = v;
+            }
+        }
         let stats = Stats {
             interval_start: start,
             interval_secs: secs,
@@ -361,6 +384,8 @@ pub struct Prepared {
     prev_ports: Vec<u64>,
     attachments: Vec<Attachment>,
     ringbuf: aya::maps::RingBuf<aya::maps::MapData>,
+    /// The responder's listening sockets (`--respond`), steered to by the sk_lookup program.
+    responder: Option<(respond::Listeners, RespondConfig)>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -378,6 +403,14 @@ pub fn prepare(opts: &AgentOptions) -> Result<Prepared, AgentError> {
         return Err(AgentError::NoInterface);
     }
     let cfg = read_config(&opts.config_path)?;
+    // The responder answers what XDP passes: no TCP kind may be dropped.
+    if opts.respond.is_some()
+        && let Some(k) = Kind::ALL.into_iter().find(|k| {
+            k.is_tcp() && cfg.kernel.action[*k as usize] == scanscope_common::action::DROP
+        })
+    {
+        return Err(AgentError::RespondNeedsPass(k.name()));
+    }
     // Check interfaces before loading anything, for a clear error.
     for i in &opts.ifaces {
         if load::ifindex(i).is_none() {
@@ -398,6 +431,10 @@ pub fn prepare(opts: &AgentOptions) -> Result<Prepared, AgentError> {
         attachments.push(load::attach(&mut ebpf, i)?);
     }
     let ringbuf = drain::take_ringbuf(&mut ebpf)?;
+    let responder = match &opts.respond {
+        Some(r) => Some(prepare_responder(&mut ebpf, opts, r)?),
+        None => None,
+    };
     Ok(Prepared {
         cfg,
         sink,
@@ -406,7 +443,32 @@ pub fn prepare(opts: &AgentOptions) -> Result<Prepared, AgentError> {
         prev_ports,
         attachments,
         ringbuf,
+        responder,
     })
+}
+
+/// The responder's listeners, its addresses (default: the attached interfaces') and its
+/// pass-through ports (default: 22 and every port listening now), steered to in the kernel.
+fn prepare_responder(
+    ebpf: &mut Ebpf,
+    opts: &AgentOptions,
+    r: &RespondConfig,
+) -> Result<(respond::Listeners, RespondConfig), AgentError> {
+    let mut r = r.clone();
+    if r.addresses.is_empty() {
+        r.addresses =
+            respond::config::interface_addresses(&opts.ifaces).map_err(RespondError::Addresses)?;
+    }
+    let pass = r.pass_ports.clone().unwrap_or_else(|| {
+        let mut p = respond::config::listening_ports();
+        p.insert(22);
+        p
+    });
+    let listeners = respond::Listeners::bind()?;
+    load::attach_responder(ebpf, &listeners.v4, &listeners.v6, &r.addresses, &pass)?;
+    info!(addresses = ?r.addresses, pass_ports = ?pass, "responder ready");
+    r.pass_ports = Some(pass);
+    Ok((listeners, r))
 }
 
 /// Runs the agent until `shutdown` completes, then drains everything one last time.
@@ -443,6 +505,15 @@ pub async fn run_prepared(
     result
 }
 
+/// Aborts a task when dropped (the responder stops with the agent).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Runs the stages until `shutdown`, then drains everything once more.
 async fn sense(
     opts: &AgentOptions,
@@ -458,7 +529,22 @@ async fn sense(
         prev_ports,
         attachments,
         ringbuf: rb,
+        responder,
     } = prepared;
+    // The responder serves on the runtime; its sessions come back to this task as records.
+    let (session_tx, mut sessions) = tokio::sync::mpsc::channel::<Session>(4096);
+    let respond_stats = Arc::new(RespondStats::default());
+    let _responder = responder.map(|(listeners, rc)| {
+        let task = tokio::spawn(respond::serve(
+            listeners,
+            rc,
+            opts.sensor_id.clone(),
+            session_tx.clone(),
+            respond_stats.clone(),
+        ));
+        AbortOnDrop(task)
+    });
+    drop(session_tx);
     let ifaces: HashMap<u32, String> = attachments
         .iter()
         .map(|a| (a.ifindex, a.iface.clone()))
@@ -484,6 +570,12 @@ async fn sense(
         output_warned: None,
         uplink,
         batch: BatchBuilder::default(),
+        respond: _responder.as_ref().map(|_| {
+            (
+                respond_stats.clone(),
+                vec![0; respond_stats.counters().len()],
+            )
+        }),
     };
     info!(sensor = %opts.sensor_id, ifaces = ?opts.ifaces, interval_secs = opts.interval.as_secs_f64(), "sensor running");
 
@@ -510,6 +602,10 @@ async fn sense(
                 }
                 Err(e) => warn!(error = %e, "configuration not reloaded; keeping the current one"),
             },
+            Some(session) = sessions.recv() => {
+                st.emit(&Record::Session(session));
+                st.flush_output();
+            }
             guard = rb.readable_mut() => {
                 let mut guard = guard.map_err(|source| AgentError::Io { what: "polling the ring buffer", source })?;
                 st.drain_events(guard.get_inner_mut())?;
@@ -525,6 +621,13 @@ async fn sense(
         }
     }
 
+    // The responder stops taking connections; the sessions that ended are recorded, those
+    // still open are cut (counted as `respond_cut` in the last stats).
+    drop(_responder);
+    respond_stats.cut_open_sessions();
+    while let Ok(session) = sessions.try_recv() {
+        st.emit(&Record::Session(session));
+    }
     // Final drain: detach first so nothing new arrives, then read everything that is left.
     info!("shutting down: detaching and draining");
     {

@@ -4,6 +4,7 @@ use std::{path::PathBuf, time::Duration};
 
 use crate::{
     agent::{self, AgentError, AgentOptions},
+    respond::RespondConfig,
     uplink::{ClientTls, UplinkOptions},
 };
 
@@ -66,6 +67,13 @@ pub struct SensorArgs {
     /// Seconds to wait at shutdown for the collector to acknowledge what is queued.
     #[arg(long, env = "SCANSCOPE_SHUTDOWN_GRACE_SECS", default_value_t = 5.0)]
     pub shutdown_grace_secs: f64,
+    /// Answer scanners on every TCP port of the sensor's addresses and record their sessions
+    /// (Linux ≥ 5.9). Default: dark mode (count only).
+    #[arg(long, env = "SCANSCOPE_RESPOND")]
+    pub respond: bool,
+    /// The responder's settings (TOML: addresses, pass_ports, caps); implies --respond.
+    #[arg(long, env = "SCANSCOPE_RESPOND_CONFIG")]
+    pub respond_config: Option<PathBuf>,
 }
 
 impl SensorArgs {
@@ -116,6 +124,14 @@ impl SensorArgs {
             };
             Some(u)
         };
+        let respond = match (&self.respond_config, self.respond) {
+            (Some(p), _) => Some(RespondConfig::from_file(p)?),
+            (None, true) => Some(RespondConfig::default()),
+            (None, false) => None,
+        };
+        if respond.is_some() && uplink.is_some() {
+            return Err(AgentError::RespondLocalOnly);
+        }
         Ok(AgentOptions {
             ifaces: self.ifaces,
             jsonl: self.jsonl,
@@ -124,6 +140,7 @@ impl SensorArgs {
             config_path: self.config,
             uplink,
             shutdown_grace: Duration::from_secs_f64(self.shutdown_grace_secs),
+            respond,
         })
     }
 }

@@ -16,6 +16,9 @@
 //! 6. [`sink`] — writes records as JSON lines.
 //! 7. [`uplink`] — batches records to the collector over gRPC (`scanscope.v1`), in order, with
 //!    an on-disk spool while the collector is down, failover and backoff.
+//! 8. [`respond`] (`--respond`) — answers scanners on every TCP port of the sensor's addresses
+//!    (an sk_lookup program steers their connections to its listeners) and records what they
+//!    send as sessions.
 //!
 //! [`agent`] runs the stages ([`agent::prepare`] does the privileged part, after which
 //! [`privilege`] drops every capability but `CAP_BPF` and `CAP_NET_ADMIN`); [`args`] is the command line of `scanscope-sensor`. Test support
@@ -40,6 +43,7 @@ pub mod load;
 pub mod object;
 pub mod privilege;
 pub mod record;
+pub mod respond;
 pub mod sink;
 pub mod tcp_options;
 pub mod uplink;

@@ -3,12 +3,12 @@
 //!
 //! Attachment goes through BPF links (`bpf_link_create`), which the kernel removes when their
 //! last file descriptor closes: the program is detached when the agent exits, even by a crash.
-use std::{ffi::CString, net::IpAddr};
+use std::{ffi::CString, net::IpAddr, os::fd::AsRawFd};
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{Array, LpmTrie, MapError, lpm_trie::Key},
-    programs::{ProgramError, ProgramType, Xdp, XdpMode, xdp::XdpLinkId},
+    maps::{Array, LpmTrie, MapError, SockMap, lpm_trie::Key},
+    programs::{ProgramError, ProgramType, SkLookup, Xdp, XdpMode, xdp::XdpLinkId},
     sys::{BpfHelper, is_helper_supported, is_program_supported},
 };
 use scanscope_common::{PROGRAM_NAME, PROGRAM_NAME_COMPAT, SensorConfig, maps};
@@ -68,6 +68,12 @@ pub enum LoadError {
         name: &'static str,
         #[source]
         source: MapError,
+    },
+    #[error("responder: {what}: {source}")]
+    Responder {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -223,22 +229,27 @@ pub fn load_object(
     Ok(ebpf)
 }
 
+/// A program's load failure: missing privileges named as such, else the verifier's word.
+fn program_error(what: &'static str) -> impl FnOnce(ProgramError) -> LoadError {
+    move |e| {
+        if is_permission_error(&e) {
+            LoadError::Permission {
+                what,
+                source: Box::new(e),
+            }
+        } else {
+            LoadError::Program(e)
+        }
+    }
+}
+
 /// Loads (verifies) one build of the program.
 fn load_variant(ebpf: &mut Ebpf, variant: Variant) -> Result<(), LoadError> {
     let prog = ebpf
         .program_mut(variant.program_name())
         .ok_or(LoadError::MissingProgram(variant.program_name()))?;
     let xdp: &mut Xdp = prog.try_into().map_err(LoadError::Program)?;
-    xdp.load().map_err(|e| {
-        if is_permission_error(&e) {
-            LoadError::Permission {
-                what: "load the XDP program",
-                source: Box::new(e),
-            }
-        } else {
-            LoadError::Program(e)
-        }
-    })
+    xdp.load().map_err(program_error("load the XDP program"))
 }
 
 /// Which build of the program is loaded in `ebpf`, if any.
@@ -369,4 +380,85 @@ pub fn attach(ebpf: &mut Ebpf, iface: &str) -> Result<Attachment, LoadError> {
             }
         }
     }
+}
+
+/// Fills the responder's tables — its listeners, the addresses it answers, the ports it never
+/// takes — and attaches the sk_lookup program to this network namespace (through a BPF link:
+/// gone when the agent exits, and connections then meet the host's normal lookup again).
+pub fn attach_responder(
+    ebpf: &mut Ebpf,
+    v4: &impl AsRawFd,
+    v6: &impl AsRawFd,
+    addresses: &[ipnet::IpNet],
+    pass_ports: &std::collections::BTreeSet<u16>,
+) -> Result<(), LoadError> {
+    use scanscope_common::{ipv4_mapped, respond};
+    let map_err = |name: &'static str| move |source| LoadError::Map { name, source };
+    {
+        let m = ebpf
+            .map_mut(maps::RESPONDER)
+            .ok_or(LoadError::MissingMap(maps::RESPONDER))?;
+        let mut socks: SockMap<_> = SockMap::try_from(m).map_err(map_err(maps::RESPONDER))?;
+        socks
+            .set(respond::SLOT_V4, v4, 0)
+            .map_err(map_err(maps::RESPONDER))?;
+        socks
+            .set(respond::SLOT_V6, v6, 0)
+            .map_err(map_err(maps::RESPONDER))?;
+    }
+    {
+        let m = ebpf
+            .map_mut(maps::RESPOND_ADDRS)
+            .ok_or(LoadError::MissingMap(maps::RESPOND_ADDRS))?;
+        let mut trie: LpmTrie<_, [u8; 16], u8> =
+            LpmTrie::try_from(m).map_err(map_err(maps::RESPOND_ADDRS))?;
+        for net in addresses {
+            let (addr, len) = match net {
+                ipnet::IpNet::V4(n) => (
+                    ipv4_mapped(n.addr().octets()),
+                    u32::from(n.prefix_len()) + 96,
+                ),
+                ipnet::IpNet::V6(n) => (n.addr().octets(), u32::from(n.prefix_len())),
+            };
+            trie.insert(&Key::new(len, addr), 1, 0)
+                .map_err(map_err(maps::RESPOND_ADDRS))?;
+        }
+    }
+    {
+        let m = ebpf
+            .map_mut(maps::RESPOND_PASS)
+            .ok_or(LoadError::MissingMap(maps::RESPOND_PASS))?;
+        let mut bits: Array<_, u64> = Array::try_from(m).map_err(map_err(maps::RESPOND_PASS))?;
+        let mut words = vec![0u64; respond::PASS_WORDS as usize];
+        for &p in pass_ports {
+            let (w, b) = respond::pass_bit(p);
+            words[w as usize] |= b;
+        }
+        for (i, w) in words.into_iter().enumerate() {
+            if w != 0 {
+                bits.set(i as u32, w, 0)
+                    .map_err(map_err(maps::RESPOND_PASS))?;
+            }
+        }
+    }
+    let prog = ebpf
+        .program_mut(respond::PROGRAM_NAME)
+        .ok_or(LoadError::MissingProgram(respond::PROGRAM_NAME))?;
+    let sk: &mut SkLookup = prog.try_into().map_err(LoadError::Program)?;
+    sk.load()
+        .map_err(program_error("load the sk_lookup program"))?;
+    let netns = std::fs::File::open("/proc/self/ns/net").map_err(|e| LoadError::Responder {
+        what: "opening /proc/self/ns/net",
+        source: Box::new(e),
+    })?;
+    sk.attach(netns).map_err(|e| LoadError::Responder {
+        what: "attaching the sk_lookup program",
+        source: Box::new(e),
+    })?;
+    info!(
+        addresses = addresses.len(),
+        pass_ports = ?pass_ports,
+        "responder steering attached (sk_lookup)"
+    );
+    Ok(())
 }

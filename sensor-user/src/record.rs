@@ -127,6 +127,45 @@ pub struct Lost {
     pub count: u64,
 }
 
+/// What an HTTP request said (responder sessions).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct HttpRequest {
+    pub method: String,
+    /// The request target as sent.
+    pub url: String,
+    /// 10 for HTTP/1.0, 11 for HTTP/1.1.
+    pub version: u8,
+    pub host: Option<String>,
+    pub user_agent: Option<String>,
+    /// Header names in the order sent.
+    pub headers: Vec<String>,
+}
+
+/// A connection the responder answered (`--respond`), and what the scanner sent in it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Session {
+    /// When it was accepted.
+    pub ts: DateTime<Utc>,
+    pub sensor: String,
+    pub src_ip: IpAddr,
+    pub src_port: u16,
+    pub dst_ip: IpAddr,
+    pub dst_port: u16,
+    /// By content: `none` (nothing sent), `http`, `unknown`.
+    pub protocol: &'static str,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub duration_ms: u64,
+    /// `closed`, `reset`, `silent`, `idle`, `timeout`, `read_cap`, `answered`.
+    pub end: &'static str,
+    /// The first bytes the scanner sent (up to `payload_bytes`).
+    #[serde(rename = "payload_hex", serialize_with = "ser_hex")]
+    pub payload: Vec<u8>,
+    /// The scanner sent more than was kept.
+    pub payload_cut: bool,
+    pub http: Option<HttpRequest>,
+}
+
 /// Every record the agent emits.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -135,4 +174,5 @@ pub enum Record {
     Flow(Flow),
     Stats(Stats),
     Lost(Lost),
+    Session(Session),
 }

@@ -74,3 +74,56 @@ fn a_token_over_plain_http_is_refused_unless_insecure() {
     assert_eq!(code, 2);
     assert!(err.contains("sensor id \"bad id\""), "{err}");
 }
+
+#[test]
+fn responder_settings_are_checked_before_anything_loads() {
+    let dir = std::env::temp_dir().join(format!("scanscope-cli-respond-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (code, err) = run(&["--iface", "lo", "--respond-config", "/nonexistent/r.toml"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot read responder config /nonexistent/r.toml"),
+        "{err}"
+    );
+    let bad = dir.join("bad.toml");
+    std::fs::write(&bad, "max_sessions = 0\n").expect("write");
+    let (code, err) = run(&[
+        "--iface",
+        "lo",
+        "--respond-config",
+        bad.to_str().expect("path"),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("max_sessions must be between 1 and 65536"),
+        "{err}"
+    );
+    let (code, err) = run(&[
+        "--iface",
+        "lo",
+        "--respond",
+        "--collector",
+        "http://127.0.0.1:1",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--respond writes its sessions to --jsonl only"),
+        "{err}"
+    );
+    let drop = dir.join("drop.toml");
+    std::fs::write(&drop, "[action]\ntcp_syn = \"drop\"\n").expect("write");
+    let (code, err) = run(&[
+        "--iface",
+        "lo",
+        "--respond",
+        "--config",
+        drop.to_str().expect("path"),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "--respond needs TCP passed to this host: the [action] of tcp_syn is \"drop\""
+        ),
+        "{err}"
+    );
+}

@@ -142,6 +142,10 @@ fn program_and_agent_work_on_linux_5_15_and_6_1() {
         assert_eq!(c["fuzz_classified"], want_classified, "{ctx}");
 
         assert!(lines.iter().any(|l| l == "agent-exit 0"), "{ctx}");
+        // The responder's steering (sk_lookup) works on this kernel.
+        let r = json_line(&lines, "respond");
+        assert_eq!(r["accepted_local"], "127.0.0.2:8080", "{ctx}");
+        assert_eq!(r["pass_refused"], true, "{ctx}");
         let records: Vec<Value> = lines
             .iter()
             .filter_map(|l| l.strip_prefix("jsonl "))

@@ -13,27 +13,29 @@
 #![no_main]
 // The bpfel target has no `AtomicU64`; the intrinsic lowers to BPF_ATOMIC (fetch needs cpu v3).
 #![feature(core_intrinsics)]
+// Inline assembly for the sk_lookup context loads (see `ctx_u32`).
+#![feature(asm_experimental_arch)]
 #![allow(internal_features)]
 
 use core::{
     intrinsics::{AtomicOrdering, atomic_xadd},
-    mem::size_of,
+    mem::{offset_of, size_of},
 };
 
 use aya_ebpf::{
-    bindings::{BPF_NOEXIST, bpf_sock_tuple, xdp_action},
+    bindings::{BPF_NOEXIST, bpf_sk_lookup, bpf_sock_tuple, xdp_action},
     helpers::{
         bpf_ktime_get_ns, bpf_sk_lookup_udp, bpf_sk_release, bpf_skc_lookup_tcp,
         bpf_xdp_load_bytes, generated::bpf_probe_read_kernel,
     },
-    macros::{map, xdp},
-    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, lpm_trie::Key},
-    programs::XdpContext,
+    macros::{map, sk_lookup, xdp},
+    maps::{Array, HashMap, LpmTrie, PerCpuArray, RingBuf, SockMap, lpm_trie::Key},
+    programs::{SkLookupContext, XdpContext},
 };
 use scanscope_common::{
     EXCLUDE_ENTRIES, EventRecord, KIND_SLOTS, Kind, MAX_IPV6_EXT, MAX_PAYLOAD, MAX_TCP_OPTIONS,
     PORT_SLOTS, PORTS_UDP_BASE, SensorConfig, TupleKey, TupleValue, action, config_flags, counter,
-    ip_flags, ipv4_mapped, proto,
+    ip_flags, ipv4_mapped, proto, respond,
 };
 
 /// Default tuple-table size; the agent sets the real one before loading.
@@ -57,6 +59,12 @@ static EVENTS: RingBuf = RingBuf::with_byte_size(1 << 22, 0);
 static SCRATCH: PerCpuArray<Parsed> = PerCpuArray::with_max_entries(1, 0);
 #[map]
 static EXCLUDE: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(EXCLUDE_ENTRIES, 0);
+#[map]
+static RESPONDER: SockMap = SockMap::with_max_entries(2, 0);
+#[map]
+static RESPOND_ADDRS: LpmTrie<[u8; 16], u8> = LpmTrie::with_max_entries(respond::ADDR_ENTRIES, 0);
+#[map]
+static RESPOND_PASS: Array<u64> = Array::with_max_entries(respond::PASS_WORDS, 0);
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -683,6 +691,79 @@ fn sample<const COMPAT: bool>(
     }
     entry.submit(0);
     count(counter::SAMPLED, 1);
+}
+
+// ----------------------------------------------------------------------------- responder
+
+const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
+const SK_PASS: u32 = 1;
+
+/// One 4-byte load of the sk_lookup context at a constant offset: the only form the verifier
+/// accepts for context fields. Plain field reads let LLVM share a computed pointer between
+/// loads ("dereference of modified ctx ptr").
+#[inline(always)]
+fn ctx_u32<const OFF: usize>(ctx: *const bpf_sk_lookup) -> u32 {
+    let v: u64;
+    // SAFETY: a read of the context at a constant offset inside it; the verifier checks it.
+    unsafe {
+        core::arch::asm!(
+            "{v} = *(u32 *)({p} + {off})",
+            v = out(reg) v,
+            p = in(reg) ctx,
+            off = const OFF,
+            options(readonly, nostack, preserves_flags),
+        );
+    }
+    v as u32
+}
+
+/// The responder's steering (sk_lookup, Linux ≥ 5.9): a TCP connection to any port of the
+/// responder's addresses, except the pass-through ports, goes to the responder's listening
+/// socket of its family; the kernel does the handshake. Anything else, and every connection
+/// while the responder has no socket, goes on to the normal lookup (the host answers as in
+/// dark mode). The XDP program has counted the SYN already.
+#[sk_lookup]
+pub fn scanscope_respond(ctx: SkLookupContext) -> u32 {
+    let l = ctx.lookup.cast_const();
+    let protocol = ctx_u32::<{ offset_of!(bpf_sk_lookup, protocol) }>(l);
+    if protocol != u32::from(proto::TCP) {
+        return SK_PASS;
+    }
+    let family = ctx_u32::<{ offset_of!(bpf_sk_lookup, family) }>(l);
+    let port = ctx_u32::<{ offset_of!(bpf_sk_lookup, local_port) }>(l);
+    let (dst, slot) = if family == AF_INET {
+        let a = ctx_u32::<{ offset_of!(bpf_sk_lookup, local_ip4) }>(l).to_ne_bytes();
+        (ipv4_mapped(a), respond::SLOT_V4)
+    } else if family == AF_INET6 {
+        const IP6: usize = offset_of!(bpf_sk_lookup, local_ip6);
+        let w = [
+            ctx_u32::<IP6>(l),
+            ctx_u32::<{ IP6 + 4 }>(l),
+            ctx_u32::<{ IP6 + 8 }>(l),
+            ctx_u32::<{ IP6 + 12 }>(l),
+        ];
+        let mut d = [0u8; 16];
+        for (i, word) in w.iter().enumerate() {
+            d[i * 4..i * 4 + 4].copy_from_slice(&word.to_ne_bytes());
+        }
+        (d, respond::SLOT_V6)
+    } else {
+        return SK_PASS;
+    };
+    if RESPOND_ADDRS.get(Key::new(128, dst)).is_none() {
+        return SK_PASS;
+    }
+    let (word, bit) = respond::pass_bit(port as u16);
+    if RESPOND_PASS.get(word).is_some_and(|w| w & bit != 0) {
+        count(counter::RESPOND_PASS_PORT, 1);
+        return SK_PASS;
+    }
+    match RESPONDER.redirect_sk_lookup(&ctx, slot, 0) {
+        Ok(()) => count(counter::RESPOND_STEERED, 1),
+        Err(_) => count(counter::RESPOND_NO_SOCKET, 1),
+    }
+    SK_PASS
 }
 
 #[cfg(not(test))]

@@ -3,7 +3,8 @@
 //! Mounts the pseudo file systems, then: (1) loads the XDP program as the agent does (the build
 //! this kernel takes) and runs the conformance corpus through BPF_PROG_TEST_RUN against the
 //! reference parser; (2) runs the real agent on `lo`, sends known traffic to closed ports on
-//! 127.0.0.1 and ::1, stops the agent and prints its JSON lines. Every result line starts with
+//! 127.0.0.1 and ::1, stops the agent and prints its JSON lines; (3) attaches the responder's
+//! sk_lookup program and connects to an unbound port. Every result line starts with
 //! `SCANSCOPE-VM ` on the serial console; the host test asserts on them. Powers off at the end.
 use std::{
     io::{BufRead, BufReader},
@@ -101,6 +102,31 @@ fn agent() -> Result<()> {
     Ok(())
 }
 
+/// The responder's steering on this kernel: the sk_lookup program loaded and attached, a
+/// connection to 127.0.0.2:8080 (nothing listens there) lands on the responder's listener with
+/// that local address, and one to the pass-through port 22 is refused as before.
+fn steering() -> Result<()> {
+    use sensor_user::{config::RuntimeConfig, load, respond::Listeners};
+    let mut ebpf = load::load(&RuntimeConfig::default()).context("load the object")?;
+    let l = Listeners::bind()?;
+    let addrs = ["127.0.0.2/32".parse()?];
+    load::attach_responder(&mut ebpf, &l.v4, &l.v6, &addrs, &[22].into())?;
+    l.v4.set_nonblocking(false)?;
+    let _client = TcpStream::connect_timeout(&"127.0.0.2:8080".parse()?, Duration::from_secs(5))
+        .context("connect to 127.0.0.2:8080")?;
+    let (accepted, _) = l.v4.accept()?;
+    let pass_refused =
+        TcpStream::connect_timeout(&"127.0.0.2:22".parse()?, Duration::from_secs(5)).is_err();
+    say(&serde_json::json!({
+        "respond": {
+            "accepted_local": accepted.local_addr()?.to_string(),
+            "pass_refused": pass_refused,
+        }
+    })
+    .to_string());
+    Ok(())
+}
+
 fn run() -> Result<()> {
     mount_pseudo()?;
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
@@ -110,7 +136,8 @@ fn run() -> Result<()> {
     })
     .to_string());
     conformance()?;
-    agent()
+    agent()?;
+    steering()
 }
 
 fn main() {

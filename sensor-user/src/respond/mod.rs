@@ -1,0 +1,240 @@
+//! Respond stage: answers scanners on every TCP port of the responder's addresses and records
+//! what they send (`scanscope-sensor --respond`).
+//!
+//! The kernel's sk_lookup program (`scanscope_respond`, Linux ≥ 5.9) hands every TCP connection
+//! to a responder address — any port but the pass-through ones — to one listening socket per
+//! address family, bound to loopback so nothing reaches it otherwise. The kernel does the
+//! handshake; `local_addr()` of an accepted socket is the address and port the scanner chose.
+//! Each connection is one [`session`]: its first bytes decide the protocol (by content, not by
+//! port), the answer is a plausible one, and a [`Session`] record says what the scanner sent.
+//!
+//! Safety: the responder only answers. It never opens a connection, never relays, and never
+//! interprets what it reads beyond parsing it into the record. Caps bound concurrent sessions
+//! (overall and per source), the bytes read per session and its time (first byte, idle,
+//! total); every connection a cap refused and every byte a cap cut is counted.
+//!
+//! ```toml
+//! # --respond-config FILE (every field optional)
+//! addresses = ["198.18.0.0/15", "2001:db8::/64"]  # default: the --iface interfaces' addresses
+//! pass_ports = [22, 9100]       # never taken (default: 22 and every port listening at start)
+//! max_sessions = 512            # concurrent sessions
+//! max_per_source = 16           # concurrent sessions per source address
+//! payload_bytes = 4096          # first payload kept per session
+//! first_byte_secs = 5.0         # wait for the client to speak
+//! idle_secs = 10.0              # silence after that
+//! total_secs = 30.0             # whole session
+//! ```
+pub mod config;
+pub mod http;
+pub mod session;
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use tokio::sync::{Semaphore, mpsc};
+use tracing::warn;
+
+pub use config::RespondConfig;
+
+use crate::record::Session;
+
+/// Errors setting up the responder.
+#[derive(Debug, thiserror::Error)]
+pub enum RespondError {
+    #[error("cannot read responder config {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("responder config {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("responder config: {0}")]
+    Invalid(String),
+    #[error("creating the responder's {family} listener: {source}")]
+    Listen {
+        family: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading the interfaces' addresses: {0}")]
+    Addresses(#[source] std::io::Error),
+}
+
+/// The responder's two listening sockets (IPv4 on 127.0.0.1, IPv6 on ::1, both on a free
+/// port), created before the capabilities are dropped.
+#[derive(Debug)]
+pub struct Listeners {
+    pub v4: std::net::TcpListener,
+    pub v6: std::net::TcpListener,
+}
+
+fn listener(addr: SocketAddr, family: &'static str) -> Result<std::net::TcpListener, RespondError> {
+    let err = |source| RespondError::Listen { family, source };
+    let domain = socket2::Domain::for_address(addr);
+    let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))
+        .map_err(err)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true).map_err(err)?;
+    }
+    s.set_nonblocking(true).map_err(err)?;
+    s.bind(&addr.into()).map_err(err)?;
+    s.listen(4096).map_err(err)?;
+    Ok(s.into())
+}
+
+impl Listeners {
+    /// Binds both listeners.
+    pub fn bind() -> Result<Listeners, RespondError> {
+        Ok(Listeners {
+            v4: listener((Ipv4Addr::LOCALHOST, 0).into(), "IPv4")?,
+            v6: listener((Ipv6Addr::LOCALHOST, 0).into(), "IPv6")?,
+        })
+    }
+}
+
+/// What the responder counts (reported in every `stats` record's `counters`).
+#[derive(Debug, Default)]
+pub struct RespondStats {
+    pub sessions: AtomicU64,
+    /// Connections closed at once: `max_sessions` reached.
+    pub refused_busy: AtomicU64,
+    /// Connections closed at once: `max_per_source` reached for their source.
+    pub refused_source: AtomicU64,
+    /// Sessions whose payload was longer than `payload_bytes` (the rest was read, not kept).
+    pub payload_cut: AtomicU64,
+    /// Session records the agent could not take (its queue was full).
+    pub records_lost: AtomicU64,
+    /// Sessions in progress.
+    pub active: AtomicU64,
+    /// Sessions still open when the agent stopped (not recorded).
+    pub cut: AtomicU64,
+}
+
+impl RespondStats {
+    /// The counters by name, for a `stats` record (running totals).
+    pub fn counters(&self) -> [(&'static str, u64); 6] {
+        let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        [
+            ("respond_sessions", v(&self.sessions)),
+            ("respond_refused_busy", v(&self.refused_busy)),
+            ("respond_refused_source", v(&self.refused_source)),
+            ("respond_payload_cut", v(&self.payload_cut)),
+            ("respond_records_lost", v(&self.records_lost)),
+            ("respond_cut", v(&self.cut)),
+        ]
+    }
+
+    /// At shutdown: the sessions still open will not be recorded; count them.
+    pub fn cut_open_sessions(&self) {
+        let open = self.active.swap(0, Ordering::Relaxed);
+        self.cut.fetch_add(open, Ordering::Relaxed);
+    }
+}
+
+/// Sessions in progress per source address (the per-source cap).
+#[derive(Debug, Default)]
+struct PerSource(Mutex<HashMap<IpAddr, u32>>);
+
+impl PerSource {
+    fn enter(&self, ip: IpAddr, max: u32) -> bool {
+        let mut m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = m.entry(ip).or_default();
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn leave(&self, ip: IpAddr) {
+        let mut m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Serves both listeners until the task is dropped; every finished session goes to `out`.
+pub async fn serve(
+    listeners: Listeners,
+    cfg: RespondConfig,
+    sensor: String,
+    out: mpsc::Sender<Session>,
+    stats: Arc<RespondStats>,
+) -> Result<(), RespondError> {
+    let to_tokio = |l: std::net::TcpListener, family| {
+        tokio::net::TcpListener::from_std(l)
+            .map_err(|source| RespondError::Listen { family, source })
+    };
+    let v4 = to_tokio(listeners.v4, "IPv4")?;
+    let v6 = to_tokio(listeners.v6, "IPv6")?;
+    let cfg = Arc::new(cfg);
+    let busy = Arc::new(Semaphore::new(cfg.max_sessions as usize));
+    let per_source = Arc::new(PerSource::default());
+    let sensor: Arc<str> = sensor.into();
+    loop {
+        let accepted = tokio::select! {
+            a = v4.accept() => a,
+            a = v6.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and the like: pause instead of spinning.
+                warn!(error = %e, "responder accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = busy.clone().try_acquire_owned() else {
+            stats.refused_busy.fetch_add(1, Ordering::Relaxed);
+            continue; // dropped: closed at once
+        };
+        let src = peer.ip().to_canonical();
+        if !per_source.enter(src, cfg.max_per_source) {
+            stats.refused_source.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
+        let (cfg, out, stats, per_source, sensor) = (
+            cfg.clone(),
+            out.clone(),
+            stats.clone(),
+            per_source.clone(),
+            sensor.clone(),
+        );
+        stats.active.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let record = session::run(stream, peer, &cfg, &sensor, &stats).await;
+            per_source.leave(src);
+            drop(permit);
+            // A session that outlived the agent's stop was counted as cut already.
+            let counted_as_cut = stats
+                .active
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_err();
+            if counted_as_cut {
+                return;
+            }
+            stats.sessions.fetch_add(1, Ordering::Relaxed);
+            if out.try_send(record).is_err() {
+                stats.records_lost.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+}
