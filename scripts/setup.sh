@@ -6,14 +6,15 @@
 #
 # What it installs:
 #   * Debian packages: real scanners (nmap, masscan, zmap, hping3), traffic tools (netsniff-ng,
-#     tcpreplay, tcpdump), iproute2, bpftool, pkg-config/libelf for tooling.
+#     tcpreplay, tcpdump), iproute2, bpftool, pkg-config/libelf for tooling; the clients the
+#     responder tests talk to it with (hydra, openssl, ssh, mariadb, redis-cli, mosquitto_pub, psql).
 #   * rust-src for the nightly toolchain (the eBPF crate is built with -Z build-std=core).
 #   * bpf-linker, built against the nightly's own libLLVM (see shared notes/toolchain.md).
 #   * qemu-system-x86, cpio and two older kernels (Linux 5.15 and 6.1, scripts/fetch-kernels.sh):
 #     tests/tests/kernels.rs boots them to check the XDP program on the kernels it supports;
 #     tests/tests/powerloss.rs boots 6.1 (with e2fsprogs for its disk image) to cut its power.
 #   * Python packages used by tests and examples to read the lake: duckdb, pandas, pyarrow, chdb;
-#     mmdb-writer (a test writes its MMDB with it). dnsmasq answers the test's reverse DNS.
+#     mmdb-writer (a test writes its MMDB with it); ja4plus (the responder test's independent JA4). dnsmasq answers the test's reverse DNS.
 set -euo pipefail
 
 log() { printf '[setup] %s\n' "$*"; }
@@ -21,7 +22,8 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------- Debian packages
 APT_PKGS=(nmap masscan zmap hping3 netsniff-ng tcpreplay tcpdump iproute2 bpftool ethtool dnsmasq-base
-          qemu-system-x86 cpio e2fsprogs binutils)
+          qemu-system-x86 cpio e2fsprogs binutils
+          hydra openssl openssh-client mariadb-client redis-tools mosquitto-clients postgresql-client)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -69,12 +71,12 @@ fi
 # ---------------------------------------------------------------- Python readers
 # duckdb, pandas, pyarrow, chdb (embedded ClickHouse) read the lake in tests and examples/;
 # mmdb-writer writes the test's GeoIP/ASN database.
-if ! python3 -c 'import duckdb, pandas, pyarrow, chdb, mmdb_writer' 2>/dev/null; then
-  log "installing duckdb, pandas, pyarrow, chdb, mmdb-writer"
-  python3 -m pip install -q --disable-pip-version-check duckdb pandas pyarrow chdb mmdb-writer \
+if ! python3 -c 'import duckdb, pandas, pyarrow, chdb, mmdb_writer, ja4plus' 2>/dev/null; then
+  log "installing duckdb, pandas, pyarrow, chdb, mmdb-writer, ja4plus"
+  python3 -m pip install -q --disable-pip-version-check duckdb pandas pyarrow chdb mmdb-writer ja4plus \
     || die "pip install failed"
 else
-  log "duckdb/pandas/pyarrow/chdb/mmdb-writer present"
+  log "duckdb/pandas/pyarrow/chdb/mmdb-writer/ja4plus present"
 fi
 
 # ---------------------------------------------------------------- older kernels for the VM test

@@ -16,7 +16,7 @@
 #![no_std]
 
 mod vocab;
-pub use vocab::{LostStage, Role, Tool};
+pub use vocab::{AppProtocol, LostStage, Role, SessionEnd, Tool};
 
 /// Names of the maps in the eBPF object, as the agent looks them up.
 pub mod maps {

@@ -1,5 +1,6 @@
 //! The words every stage shares: what a packet stands for ([`Role`]), the scanning tools the
-//! agent recognises ([`Tool`]) and where data was lost ([`LostStage`]). Each has one stable
+//! agent recognises ([`Tool`]), where data was lost ([`LostStage`]) and what a responder session
+//! spoke and how it ended ([`AppProtocol`], [`SessionEnd`]). Each has one stable
 //! snake_case name, used in JSON lines, the lake and reports.
 
 /// ICMPv4 types that are backscatter: echo reply 0, unreachable 3, source quench 4, redirect 5,
@@ -120,6 +121,77 @@ impl LostStage {
     }
 }
 
+/// Declares a vocabulary enum: each variant with its stable name, `ALL`, `name` and `from_name`.
+macro_rules! named {
+    ($(#[$m:meta])* pub enum $name:ident { $($(#[$vm:meta])* $v:ident => $text:literal,)* }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($(#[$vm])* $v,)* }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$v,)*];
+
+            /// Stable name in output formats.
+            pub const fn name(self) -> &'static str {
+                match self { $($name::$v => $text,)* }
+            }
+
+            /// The value with this [`Self::name`].
+            pub fn from_name(name: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|v| v.name() == name)
+            }
+        }
+    };
+}
+
+named! {
+    /// The application protocol of a responder session, told by what the client sent (and, for
+    /// protocols where the server speaks first, by the banner the port called for).
+    pub enum AppProtocol {
+        /// The client sent nothing.
+        None => "none",
+        /// Bytes of no protocol the responder knows.
+        Unknown => "unknown",
+        Http => "http",
+        Tls => "tls",
+        Ssh => "ssh",
+        Telnet => "telnet",
+        Ftp => "ftp",
+        Smtp => "smtp",
+        Pop3 => "pop3",
+        Imap => "imap",
+        Mysql => "mysql",
+        Postgres => "postgres",
+        Redis => "redis",
+        Mqtt => "mqtt",
+        Rdp => "rdp",
+        Vnc => "vnc",
+    }
+}
+
+named! {
+    /// How a responder session ended.
+    pub enum SessionEnd {
+        /// The client closed the connection.
+        Closed => "closed",
+        /// The client reset the connection (or reading failed).
+        Reset => "reset",
+        /// The client sent nothing within the first-byte timeout.
+        Silent => "silent",
+        /// The client went quiet for the idle timeout.
+        Idle => "idle",
+        /// The session's total time ran out.
+        Timeout => "timeout",
+        /// The client sent more than the responder reads in a session.
+        ReadCap => "read_cap",
+        /// The client reached the cap on login attempts.
+        AuthCap => "auth_cap",
+        /// The responder answered and closed (one request a session, or a refused login).
+        Answered => "answered",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +208,9 @@ mod tests {
             assert_eq!(LostStage::from_number(*s as i32), Some(*s));
         }
         assert_eq!(LostStage::from_number(0), None);
+        for p in AppProtocol::ALL {
+            assert_eq!(AppProtocol::from_name(p.name()), Some(*p));
+        }
+        assert_eq!(SessionEnd::from_name("read_cap"), Some(SessionEnd::ReadCap));
     }
 }

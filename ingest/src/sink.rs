@@ -1,5 +1,5 @@
 //! Sink stage: validated batches → the lake's ingest tables (`flows`, `events`, `sensor_stats`,
-//! `lost`), split by the UTC day of each row's own timestamp.
+//! `lost`, `sessions`), split by the UTC day of each row's own timestamp.
 //!
 //! Each write-ahead-log segment becomes at most one file per table and day, named after the
 //! segment (`part-<segment>.parquet`). Rebuilding a segment after a crash therefore rewrites the
@@ -11,7 +11,7 @@ use std::{
 
 use arrow::{array::RecordBatch, error::ArrowError};
 use chrono::{DateTime, NaiveDate};
-use scanscope_common::{Kind, LostStage};
+use scanscope_common::{AppProtocol, Kind, LostStage, SessionEnd};
 use scanscope_lake::{
     Lake, LakeError, Written, paths,
     table::{Proto, TableBuilder},
@@ -20,6 +20,7 @@ use scanscope_lake::{
         flows::{FlowBuilder, FlowRow},
         lost::{LostBuilder, LostRow},
         sensor_stats::{self, StatsBuilder, StatsRow},
+        sessions::{SessionBuilder, SessionRow},
     },
 };
 use scanscope_proto::{v1::Batch, vocab};
@@ -47,6 +48,11 @@ pub fn day_of(us: i64) -> NaiveDate {
 /// A contract number narrowed to its column's width (the validate stage checked the range).
 fn narrow<T: TryFrom<u32> + Default>(v: u32) -> T {
     T::try_from(v).unwrap_or_default()
+}
+
+/// `None` for an empty contract string (proto3 has no absent string).
+fn non_empty(v: &str) -> Option<&str> {
+    (!v.is_empty()).then_some(v)
 }
 
 /// A validated kind (the validate stage refuses numbers without a kind).
@@ -97,6 +103,7 @@ pub struct Rows {
     events: BTreeMap<NaiveDate, Chunked<EventBuilder>>,
     stats: BTreeMap<NaiveDate, Chunked<StatsBuilder>>,
     lost: BTreeMap<NaiveDate, Chunked<LostBuilder>>,
+    sessions: BTreeMap<NaiveDate, Chunked<SessionBuilder>>,
 }
 
 impl std::fmt::Debug for Rows {
@@ -112,6 +119,7 @@ impl Rows {
             + self.events.values().map(Chunked::len).sum::<usize>()
             + self.stats.values().map(Chunked::len).sum::<usize>()
             + self.lost.values().map(Chunked::len).sum::<usize>()
+            + self.sessions.values().map(Chunked::len).sum::<usize>()
     }
 
     /// True if no rows are held.
@@ -229,6 +237,48 @@ impl Rows {
                     detail: &l.detail,
                 });
         }
+        for x in &b.sessions {
+            let http = x.http.as_ref();
+            let tls = x.tls.as_ref();
+            self.sessions
+                .entry(day_of(x.ts_us))
+                .or_default()
+                .builder()
+                .push(&SessionRow {
+                    ts: x.ts_us,
+                    sensor,
+                    src_ip: ip_text(&x.src_ip),
+                    dst_ip: ip_text(&x.dst_ip),
+                    src_port: narrow(x.src_port),
+                    dst_port: narrow(x.dst_port),
+                    // The validate stage refuses unknown names.
+                    protocol: AppProtocol::from_name(&x.protocol).unwrap_or(AppProtocol::Unknown),
+                    bytes_in: x.bytes_in,
+                    bytes_out: x.bytes_out,
+                    duration_ms: x.duration_ms,
+                    end: SessionEnd::from_name(&x.end).unwrap_or(SessionEnd::Closed),
+                    payload: &x.payload,
+                    payload_cut: x.payload_cut,
+                    http_method: http.map(|h| h.method.as_str()),
+                    http_url: http.map(|h| h.url.as_str()),
+                    http_version: http.map(|h| narrow(h.version)),
+                    http_host: http.and_then(|h| h.host.as_deref()),
+                    http_user_agent: http.and_then(|h| h.user_agent.as_deref()),
+                    http_headers: http.map_or(&[], |h| &h.headers),
+                    ja4: tls.map(|t| t.ja4.as_str()),
+                    tls_sni: tls.and_then(|t| t.sni.as_deref()),
+                    tls_alpn: tls.map_or(&[], |t| &t.alpn),
+                    tls_version: tls.map(|t| t.version.as_str()),
+                    ssh_client_banner: non_empty(&x.ssh_client_banner),
+                    hassh: non_empty(&x.hassh),
+                    auth_methods: x.credentials.iter().map(|c| c.method.as_str()).collect(),
+                    auth_users: x.credentials.iter().map(|c| c.user.as_str()).collect(),
+                    auth_secrets: x.credentials.iter().map(|c| c.secret.as_str()).collect(),
+                    commands: &x.commands,
+                    details: &x.details,
+                    tags: &x.tags,
+                });
+        }
     }
 
     /// Writes all rows of one segment, one file per table and day. Idempotent: a re-run writes
@@ -248,6 +298,7 @@ impl Rows {
         each!(events, EventRow<'_>);
         each!(stats, StatsRow<'_>);
         each!(lost, LostRow<'_>);
+        each!(sessions, SessionRow<'_>);
         Ok(out)
     }
 }

@@ -196,13 +196,80 @@ pub fn validate(
             return Err(bad("unit or detail length"));
         }
     }
+    for (i, x) in b.sessions.iter().enumerate() {
+        let bad = |what: &str| invalid(format!("sessions[{i}]: {what}"));
+        validate_session(x, &ts_ok).map_err(bad)?;
+    }
+    Ok(())
+}
+
+/// Longest text of a session field (URL, user agent, banner, command, credential …).
+pub const MAX_SESSION_TEXT: usize = 4096;
+/// Most entries of a session's lists (headers, ALPN, credentials, commands, details, tags).
+pub const MAX_SESSION_LIST: usize = 256;
+/// Largest session payload (the responder keeps at most 16 KiB).
+pub const MAX_SESSION_PAYLOAD: usize = 16 << 10;
+
+fn validate_session(
+    x: &scanscope_proto::v1::Session,
+    ts_ok: &dyn Fn(i64) -> bool,
+) -> Result<(), &'static str> {
+    use scanscope_common::{AppProtocol, SessionEnd};
+    if !ts_ok(x.ts_us) {
+        return Err("timestamp out of range");
+    }
+    let (a, b) = (&x.src_ip, &x.dst_ip);
+    if !((a.len() == 4 || a.len() == 16) && a.len() == b.len()) {
+        return Err("addresses must be 4 or 16 bytes, same family");
+    }
+    if x.src_port > 65_535 || x.dst_port > 65_535 {
+        return Err("port out of range");
+    }
+    if AppProtocol::from_name(&x.protocol).is_none() || SessionEnd::from_name(&x.end).is_none() {
+        return Err("unknown protocol or end");
+    }
+    if x.payload.len() > MAX_SESSION_PAYLOAD {
+        return Err("payload too long");
+    }
+    let text_ok = |t: &str| t.len() <= MAX_SESSION_TEXT;
+    let list_ok = |l: &[String]| l.len() <= MAX_SESSION_LIST && l.iter().all(|t| text_ok(t));
+    let http_ok = x.http.as_ref().is_none_or(|h| {
+        h.method.len() <= MAX_NAME
+            && text_ok(&h.url)
+            && h.version <= 255
+            && h.host.as_deref().is_none_or(text_ok)
+            && h.user_agent.as_deref().is_none_or(text_ok)
+            && list_ok(&h.headers)
+    });
+    let tls_ok = x.tls.as_ref().is_none_or(|t| {
+        t.ja4.len() <= MAX_NAME * 2
+            && t.version.len() <= MAX_NAME
+            && t.sni.as_deref().is_none_or(text_ok)
+            && list_ok(&t.alpn)
+    });
+    if !http_ok || !tls_ok {
+        return Err("an HTTP or TLS field is too long");
+    }
+    let creds_ok = x.credentials.len() <= MAX_SESSION_LIST
+        && x.credentials
+            .iter()
+            .all(|c| c.method.len() <= MAX_NAME && text_ok(&c.user) && text_ok(&c.secret));
+    if !creds_ok
+        || !text_ok(&x.ssh_client_banner)
+        || x.hassh.len() > MAX_NAME
+        || !list_ok(&x.commands)
+        || !list_ok(&x.details)
+        || !list_ok(&x.tags)
+    {
+        return Err("a text or list is too long");
+    }
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use scanscope_proto::v1::{Event, Flow, Kind};
+    use scanscope_proto::v1::{Credential, Event, Flow, HttpRequest, Kind, Session};
 
     const NOW: i64 = 1_790_000_000_000_000;
 
@@ -235,6 +302,23 @@ mod tests {
                 kind: Kind::Udp as i32,
                 proto: 17,
                 weight: 1,
+                ..Default::default()
+            }],
+            sessions: vec![Session {
+                ts_us: NOW,
+                src_ip: vec![1, 2, 3, 4],
+                dst_ip: vec![5, 6, 7, 8],
+                src_port: 40_000,
+                dst_port: 8080,
+                protocol: "http".into(),
+                end: "answered".into(),
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    url: "/".into(),
+                    version: 11,
+                    ..Default::default()
+                }),
+                credentials: vec![Credential::default()],
                 ..Default::default()
             }],
             ..Default::default()
@@ -288,6 +372,43 @@ mod tests {
                 Box::new(|b| b.events[0].tcp_options = "M".repeat(257)),
             ),
             ("version", Box::new(|b| b.agent_version = "v".repeat(65))),
+            (
+                "session ip",
+                Box::new(|b| b.sessions[0].dst_ip = vec![0; 16]),
+            ),
+            (
+                "session port",
+                Box::new(|b| b.sessions[0].dst_port = 65_536),
+            ),
+            ("session ts", Box::new(|b| b.sessions[0].ts_us = 0)),
+            (
+                "session protocol",
+                Box::new(|b| b.sessions[0].protocol = "gopher".into()),
+            ),
+            (
+                "session end",
+                Box::new(|b| b.sessions[0].end = String::new()),
+            ),
+            (
+                "session payload",
+                Box::new(|b| b.sessions[0].payload = vec![0; MAX_SESSION_PAYLOAD + 1]),
+            ),
+            (
+                "session url",
+                Box::new(|b| {
+                    b.sessions[0].http.as_mut().unwrap().url = "/".repeat(MAX_SESSION_TEXT + 1)
+                }),
+            ),
+            (
+                "session commands",
+                Box::new(|b| b.sessions[0].commands = vec![String::new(); MAX_SESSION_LIST + 1]),
+            ),
+            (
+                "session password",
+                Box::new(|b| {
+                    b.sessions[0].credentials[0].secret = "x".repeat(MAX_SESSION_TEXT + 1)
+                }),
+            ),
             (
                 "older than the window",
                 Box::new(|b| b.flows[0].interval_start_us = NOW - 8 * 86_400_000_000),

@@ -19,7 +19,7 @@ use arrow::{
     },
     datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit},
 };
-use scanscope_common::{Kind, LostStage, Tool};
+use scanscope_common::{AppProtocol, Kind, LostStage, SessionEnd, Tool};
 
 /// The scalar types of lake columns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,6 +300,8 @@ put_str!(
     Kind => |v| v.name(),
     Tool => |v| v.name(),
     LostStage => |v| v.name(),
+    AppProtocol => |v| v.name(),
+    SessionEnd => |v| v.name(),
 );
 
 impl<'a> Put<&'a str> for Utf8 {

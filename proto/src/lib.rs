@@ -30,9 +30,13 @@ pub mod codec;
 pub mod vocab;
 
 impl v1::Batch {
-    /// Records in the batch (events, flows, stats and lost messages).
+    /// Records in the batch (events, flows, stats, lost and session messages).
     pub fn records(&self) -> usize {
-        self.events.len() + self.flows.len() + self.stats.len() + self.lost.len()
+        self.events.len()
+            + self.flows.len()
+            + self.stats.len()
+            + self.lost.len()
+            + self.sessions.len()
     }
 
     /// Rows the batch becomes in the lake: `sensor_stats` holds one row per counter (two per
@@ -43,6 +47,7 @@ impl v1::Batch {
             .iter()
             .map(|s| s.kinds.len() * 2 + s.counters.len() + s.tcp_ports.len() + s.udp_ports.len())
             .sum();
-        (self.events.len() + self.flows.len() + stats + self.lost.len()) as u64
+        (self.events.len() + self.flows.len() + stats + self.lost.len() + self.sessions.len())
+            as u64
     }
 }

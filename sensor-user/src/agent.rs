@@ -53,10 +53,6 @@ pub enum AgentError {
         "--respond needs TCP passed to this host: the [action] of {0} is \"drop\" in the configuration"
     )]
     RespondNeedsPass(&'static str),
-    #[error(
-        "--respond writes its sessions to --jsonl only for now: the collector's contract does not carry them yet (drop --collector)"
-    )]
-    RespondLocalOnly,
     #[error("no interface given (use --iface)")]
     NoInterface,
     #[error("--{flag} must be between {min} and {max}")]
@@ -603,7 +599,7 @@ async fn sense(
                 Err(e) => warn!(error = %e, "configuration not reloaded; keeping the current one"),
             },
             Some(session) = sessions.recv() => {
-                st.emit(&Record::Session(session));
+                st.emit(&Record::Session(Box::new(session)));
                 st.flush_output();
             }
             guard = rb.readable_mut() => {
@@ -626,7 +622,7 @@ async fn sense(
     drop(_responder);
     respond_stats.cut_open_sessions();
     while let Ok(session) = sessions.try_recv() {
-        st.emit(&Record::Session(session));
+        st.emit(&Record::Session(Box::new(session)));
     }
     // Final drain: detach first so nothing new arrives, then read everything that is left.
     info!("shutting down: detaching and draining");

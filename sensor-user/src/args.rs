@@ -129,9 +129,6 @@ impl SensorArgs {
             (None, true) => Some(RespondConfig::default()),
             (None, false) => None,
         };
-        if respond.is_some() && uplink.is_some() {
-            return Err(AgentError::RespondLocalOnly);
-        }
         Ok(AgentOptions {
             ifaces: self.ifaces,
             jsonl: self.jsonl,

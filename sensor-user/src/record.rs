@@ -4,7 +4,7 @@
 use std::{collections::BTreeMap, net::IpAddr};
 
 use chrono::{DateTime, Utc};
-use scanscope_common::{Kind, LostStage, Tool};
+use scanscope_common::{AppProtocol, Kind, LostStage, SessionEnd, Tool};
 use serde::{Serialize, Serializer};
 
 fn ser_kind<S: Serializer>(k: &Kind, s: S) -> Result<S::Ok, S::Error> {
@@ -17,6 +17,14 @@ fn ser_tools<S: Serializer>(t: &[Tool], s: S) -> Result<S::Ok, S::Error> {
 
 fn ser_stage<S: Serializer>(st: &LostStage, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(st.name())
+}
+
+fn ser_name<S: Serializer>(p: &AppProtocol, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(p.name())
+}
+
+fn ser_end<S: Serializer>(e: &SessionEnd, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(e.name())
 }
 
 fn ser_hex<S: Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -141,6 +149,28 @@ pub struct HttpRequest {
     pub headers: Vec<String>,
 }
 
+/// What a TLS ClientHello said (responder sessions).
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct TlsHello {
+    /// JA4 fingerprint.
+    pub ja4: String,
+    pub sni: Option<String>,
+    /// ALPN protocols in order.
+    pub alpn: Vec<String>,
+    /// Highest version offered: `1.3`, `1.2`, `1.1`, `1.0`, `ssl3`.
+    pub version: String,
+}
+
+/// One login attempt (responder sessions).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Credential {
+    /// `password`, `publickey`, `auth_plain`, `auth_login`, `mysql_native`, `vnc_challenge`, …
+    pub method: &'static str,
+    pub user: String,
+    /// The password as sent, a key fingerprint, or a challenge response in hex.
+    pub secret: String,
+}
+
 /// A connection the responder answered (`--respond`), and what the scanner sent in it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Session {
@@ -151,19 +181,33 @@ pub struct Session {
     pub src_port: u16,
     pub dst_ip: IpAddr,
     pub dst_port: u16,
-    /// By content: `none` (nothing sent), `http`, `unknown`.
-    pub protocol: &'static str,
+    /// By content ([`AppProtocol`] names).
+    #[serde(serialize_with = "ser_name")]
+    pub protocol: AppProtocol,
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub duration_ms: u64,
-    /// `closed`, `reset`, `silent`, `idle`, `timeout`, `read_cap`, `answered`.
-    pub end: &'static str,
+    /// [`SessionEnd`] names.
+    #[serde(serialize_with = "ser_end")]
+    pub end: SessionEnd,
     /// The first bytes the scanner sent (up to `payload_bytes`).
     #[serde(rename = "payload_hex", serialize_with = "ser_hex")]
     pub payload: Vec<u8>,
     /// The scanner sent more than was kept.
     pub payload_cut: bool,
     pub http: Option<HttpRequest>,
+    pub tls: Option<TlsHello>,
+    /// The SSH client's identification line.
+    pub ssh_client_banner: Option<String>,
+    /// HASSH of the SSH client's KEXINIT.
+    pub hassh: Option<String>,
+    /// Login attempts, in order.
+    pub credentials: Vec<Credential>,
+    /// Commands the client sent, in order.
+    pub commands: Vec<String>,
+    /// Protocol details as `name=value`.
+    pub details: Vec<String>,
+    pub tags: Vec<String>,
 }
 
 /// Every record the agent emits.
@@ -174,5 +218,5 @@ pub enum Record {
     Flow(Flow),
     Stats(Stats),
     Lost(Lost),
-    Session(Session),
+    Session(Box<Session>),
 }

@@ -98,18 +98,6 @@ fn responder_settings_are_checked_before_anything_loads() {
         err.contains("max_sessions must be between 1 and 65536"),
         "{err}"
     );
-    let (code, err) = run(&[
-        "--iface",
-        "lo",
-        "--respond",
-        "--collector",
-        "http://127.0.0.1:1",
-    ]);
-    assert_eq!(code, 2);
-    assert!(
-        err.contains("--respond writes its sessions to --jsonl only"),
-        "{err}"
-    );
     let drop = dir.join("drop.toml");
     std::fs::write(&drop, "[action]\ntcp_syn = \"drop\"\n").expect("write");
     let (code, err) = run(&[

@@ -4,7 +4,7 @@
 //! the host (nothing listens there: refused), and XDP still counts every SYN.
 use std::process::Command;
 
-use scanscope_tests::*;
+use scanscope_tests::{transport, *};
 use serde_json::Value;
 
 /// curl from the scanner namespace, source address `src`, bounded in time; its stdout and
@@ -129,4 +129,599 @@ fn http_on_any_port_is_answered_and_recorded() {
     assert_eq!(syns(SRC_NMAP, 8081), 1);
     assert_eq!(syns(SRC_V6, 2375), 1);
     assert!(syns(SRC_MIRAI, 22) >= 1, "the refused SYN (curl may retry)");
+}
+
+/// Runs `args` in the scanner namespace within `secs` (the client's own failure is expected:
+/// every login is refused); its stdout and stderr.
+fn client(lab: &Lab, secs: u32, args: &[&str]) -> String {
+    let out = Command::new("timeout")
+        .args([
+            "-k",
+            "2",
+            &secs.to_string(),
+            "ip",
+            "netns",
+            "exec",
+            &lab.scanner_ns,
+        ])
+        .args(args)
+        .current_dir(&lab.dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run the client");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The sessions of `protocol` on `port`.
+fn sessions_on<'a>(records: &'a [Value], protocol: &str, port: u64) -> Vec<&'a Value> {
+    records
+        .iter()
+        .filter(|r| r["type"] == "session" && r["protocol"] == protocol && r["dst_port"] == port)
+        .collect()
+}
+
+/// Every (user, secret) attempt of these sessions, in order.
+fn attempts(sessions: &[&Value]) -> Vec<(String, String)> {
+    sessions
+        .iter()
+        .flat_map(|s| s["credentials"].as_array().cloned().unwrap_or_default())
+        .map(|c| {
+            (
+                c["user"].as_str().unwrap_or_default().to_string(),
+                c["secret"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The `(user, secret)` attempts of these sessions, in order.
+fn methods(sessions: &[&Value]) -> Vec<String> {
+    sessions
+        .iter()
+        .flat_map(|s| s["credentials"].as_array().cloned().unwrap_or_default())
+        .map(|c| c["method"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// A session's `details` entry `name=…`.
+fn detail(s: &Value, name: &str) -> Option<String> {
+    s["details"].as_array()?.iter().find_map(|d| {
+        d.as_str()?
+            .strip_prefix(&format!("{name}="))
+            .map(str::to_string)
+    })
+}
+
+/// The mysql_native_password response to `salt` for `password` (MySQL's documented scramble):
+/// `SHA1(pw) XOR SHA1(salt + SHA1(SHA1(pw)))`.
+fn mysql_scramble(salt: &[u8], password: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let h1 = Sha1::digest(password.as_bytes());
+    let h2 = Sha1::digest(h1);
+    let mut m = Sha1::new();
+    m.update(salt);
+    m.update(h2);
+    let h3 = m.finalize();
+    hex::encode(
+        h1.iter()
+            .zip(h3.iter())
+            .map(|(a, b)| a ^ b)
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// JA4 of every ClientHello in a capture, by the PyPI `ja4plus` package (FoxIO's algorithm,
+/// an implementation independent of ours): destination port → JA4.
+fn ja4plus(pcap: &std::path::Path) -> std::collections::BTreeMap<u64, String> {
+    let script = r#"
+import json, sys
+from scapy.all import rdpcap, TCP
+from ja4plus import JA4Fingerprinter
+fp = JA4Fingerprinter()
+out = {}
+for p in rdpcap(sys.argv[1]):
+    if TCP in p:
+        r = fp.process_packet(p)
+        if r:
+            out[p[TCP].dport] = r if isinstance(r, str) else str(r)
+print(json.dumps(out))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(pcap)
+        .output()
+        .expect("run python3 with ja4plus");
+    assert!(
+        out.status.success(),
+        "ja4plus: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("ja4plus JSON");
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.parse().unwrap(), v.as_str().unwrap().to_string()))
+        .collect()
+}
+
+/// The SSH client identification and HASSH from a capture, computed here from the raw TCP
+/// payload of the client's packets to `port` (scapy reassembly, RFC 4253 parsing, MD5).
+fn hassh_from_pcap(pcap: &std::path::Path, port: u16) -> (String, String) {
+    let script = r#"
+import hashlib, json, struct, sys
+from scapy.all import rdpcap, TCP, Raw
+port = int(sys.argv[2])
+seen, data = set(), b""
+for p in rdpcap(sys.argv[1]):
+    if TCP in p and p[TCP].dport == port and Raw in p and p[TCP].seq not in seen:
+        seen.add(p[TCP].seq)
+        data += bytes(p[Raw].load)
+line, rest = data.split(b"\r\n", 1)
+n, pad = struct.unpack(">IB", rest[:5])
+payload = rest[5:4 + n - pad]
+assert payload[0] == 20, payload[:1]
+lists, off = [], 17
+for _ in range(10):
+    (k,) = struct.unpack(">I", payload[off:off + 4])
+    lists.append(payload[off + 4:off + 4 + k].decode())
+    off += 4 + k
+h = hashlib.md5(";".join([lists[0], lists[2], lists[4], lists[6]]).encode()).hexdigest()
+print(json.dumps([line.decode(), h]))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script])
+        .arg(pcap)
+        .arg(port.to_string())
+        .output()
+        .expect("run python3 with scapy");
+    assert!(
+        out.status.success(),
+        "pcap HASSH: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: (String, String) = serde_json::from_slice(&out.stdout).expect("JSON");
+    v
+}
+
+#[test]
+fn real_clients_are_answered_and_their_logins_recorded() {
+    if privileged_or_skip().is_none() {
+        return;
+    }
+    let mut lab = Lab::new(&e2e_dir("respond-clients")).expect("build the lab");
+    let rc = lab.dir.join("respond.toml");
+    std::fs::write(
+        &rc,
+        format!(
+            "addresses = [\"{SENSOR_V4}\", \"{SENSOR_V6}\"]\npass_ports = [22]\nmax_per_source = 64\n"
+        ),
+    )
+    .unwrap();
+    // The sessions also travel to a collector (in the sensor namespace, on its loopback).
+    let lake = lab.dir.join("lake");
+    let ns = lab.sensor_ns.clone();
+    let mut collector = transport::CollectorProc::start_with_prefix(
+        &["ip", "netns", "exec", &ns],
+        "127.0.0.1:0",
+        &lake,
+        &["--flush-secs", "1"],
+    )
+    .expect("start collector");
+    lab.sensor_args = vec![
+        "--respond-config".into(),
+        rc.display().to_string(),
+        "--collector".into(),
+        collector.url(),
+        "--spool-dir".into(),
+        lab.dir.join("spool").display().to_string(),
+    ];
+    lab.start_sensor("", 1.0)
+        .expect("start the responder sensor");
+    // The capture the TLS and SSH fingerprints are checked against.
+    let pcap = lab.dir.join("clients.pcap");
+    let pcap_s = pcap.display().to_string();
+    let mut tcpdump = lab
+        .spawn_in_scanner(&[
+            "tcpdump",
+            "-i",
+            &lab.scanner_if,
+            "-U",
+            "-n",
+            "-s",
+            "0",
+            "-w",
+            &pcap_s,
+            "tcp and (dst port 8443 or dst port 9443 or dst port 2222)",
+        ])
+        .expect("start tcpdump");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+
+    let pw = lab.dir.join("passwords.txt");
+    let passwords = ["123456", "admin", "hunter2"];
+    std::fs::write(&pw, passwords.join("\n") + "\n").unwrap();
+    let pw = pw.display().to_string();
+    let mut log = String::new();
+    let hydra = |args: &[&str]| {
+        let mut a = vec!["hydra", "-I", "-t", "1"];
+        a.extend_from_slice(args);
+        client(&lab, 60, &a)
+    };
+    for (proto, port) in [("ftp", "21"), ("mysql", "3306")] {
+        log += &hydra(&["-l", "root", "-P", &pw, "-s", port, SENSOR_V4, proto]);
+    }
+    log += &hydra(&[
+        "-l", "root", "-P", &pw, "-s", "8080", SENSOR_V4, "http-get", "/admin",
+    ]);
+    log += &hydra(&["-P", &pw, "-s", "5900", SENSOR_V4, "vnc"]);
+    // hydra 9.4's telnet module sends a broken pair ("" / "oot") for every attempt after the
+    // first on one connection (its own -d output shows it), so each password is one run.
+    for p in passwords {
+        log += &hydra(&["-l", "root", "-p", p, "-s", "2323", SENSOR_V4, "telnet"]);
+    }
+    let url = |scheme: &str, port: u16| format!("{scheme}://{SENSOR_V4}:{port}/");
+    log += &client(
+        &lab,
+        15,
+        &[
+            "openssl",
+            "s_client",
+            "-connect",
+            &format!("{SENSOR_V4}:8443"),
+            "-servername",
+            "probe.example.org",
+            "-alpn",
+            "h2,http/1.1",
+        ],
+    );
+    log += &client(
+        &lab,
+        15,
+        &["curl", "-sk", "--max-time", "5", &url("https", 9443)],
+    );
+    log += &client(
+        &lab,
+        15,
+        &[
+            "ssh",
+            "-p",
+            "2222",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ConnectTimeout=5",
+            &format!("admin@{SENSOR_V4}"),
+            "true",
+        ],
+    );
+    log += &client(
+        &lab,
+        15,
+        &[
+            "mariadb",
+            "-h",
+            SENSOR_V4,
+            "-P",
+            "3306",
+            "-u",
+            "dbadmin",
+            "-pdbsecret",
+            "--connect-timeout=5",
+            "-D",
+            "shop",
+            "-e",
+            "select 1",
+        ],
+    );
+    log += &client(
+        &lab,
+        15,
+        &[
+            "redis-cli",
+            "-h",
+            SENSOR_V4,
+            "-p",
+            "6379",
+            "CONFIG",
+            "SET",
+            "dir",
+            "/var/spool/cron",
+        ],
+    );
+    log += &client(
+        &lab,
+        15,
+        &[
+            "redis-cli",
+            "-h",
+            SENSOR_V4,
+            "-p",
+            "6380",
+            "--no-auth-warning",
+            "-a",
+            "r3dis",
+            "PING",
+        ],
+    );
+    log += &client(
+        &lab,
+        15,
+        &[
+            "mosquitto_pub",
+            "-h",
+            SENSOR_V4,
+            "-p",
+            "1883",
+            "-i",
+            "probe-client",
+            "-u",
+            "mqttuser",
+            "-P",
+            "mqttpw",
+            "-t",
+            "a/b",
+            "-m",
+            "x",
+        ],
+    );
+    log += &client(
+        &lab,
+        15,
+        &[
+            "psql",
+            &format!(
+                "host={SENSOR_V4} port=5432 user=pguser dbname=pgdb password=pgpw connect_timeout=5 application_name=scan"
+            ),
+            "-c",
+            "select 1",
+        ],
+    );
+    for (scheme, port, user) in [
+        ("smtp", 25, "smtpuser:smtppw"),
+        ("pop3", 110, "popuser:poppw"),
+        ("imap", 143, "imapuser:imappw"),
+    ] {
+        let mut a = vec!["curl", "-s", "--max-time", "8", "--user", user];
+        if scheme == "smtp" {
+            a.extend([
+                "--mail-from",
+                "a@example.org",
+                "--mail-rcpt",
+                "victim@example.com",
+                "-T",
+                "/dev/null",
+            ]);
+        }
+        let u = url(scheme, port);
+        a.push(&u);
+        log += &client(&lab, 15, &a);
+    }
+    std::fs::write(lab.dir.join("clients.log"), &log).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let stopped = Command::new("kill")
+        .args(["-INT", &tcpdump.id().to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(stopped, "tcpdump must still run until here");
+    tcpdump.wait().expect("tcpdump exits");
+    let records = lab.stop_sensor().expect("stop sensor");
+    let dump: Vec<String> = records
+        .iter()
+        .filter(|r| r["type"] == "session")
+        .map(|r| r.to_string())
+        .collect();
+    std::fs::write(lab.dir.join("sessions.jsonl"), dump.join("\n")).unwrap();
+
+    // hydra: exactly the pairs it tried, per protocol, each refused.
+    let want: Vec<(String, String)> = passwords
+        .iter()
+        .map(|p| ("root".to_string(), p.to_string()))
+        .collect();
+    for (proto, port) in [("telnet", 2323), ("ftp", 21), ("http", 8080)] {
+        let s = sessions_on(&records, proto, port);
+        let mut got = attempts(&s);
+        got.sort();
+        assert_eq!(got, want, "{proto}: {s:#?}\n{log}");
+    }
+    assert!(log.matches("0 valid password found").count() >= 7, "{log}");
+    // mysql_native_password: the response is the scramble of one of the passwords with the
+    // session's salt; each password once.
+    let my: Vec<&Value> = sessions_on(&records, "mysql", 3306)
+        .into_iter()
+        .filter(|s| !s["credentials"].as_array().unwrap().is_empty())
+        .collect();
+    let mut tried: Vec<&str> = Vec::new();
+    for s in my.iter().filter(|s| s["credentials"][0]["user"] == "root") {
+        let salt = hex::decode(detail(s, "salt").expect("salt")).unwrap();
+        let secret = s["credentials"][0]["secret"].as_str().unwrap();
+        let p = passwords
+            .iter()
+            .find(|p| mysql_scramble(&salt, p) == secret)
+            .unwrap_or_else(|| panic!("no password gives {secret}: {s:#}"));
+        tried.push(p);
+    }
+    tried.sort();
+    assert_eq!(tried, ["123456", "admin", "hunter2"], "{my:#?}");
+    // The mariadb client: its user, its database, and the scramble of its password.
+    let m = my
+        .iter()
+        .find(|s| s["credentials"][0]["user"] == "dbadmin")
+        .unwrap_or_else(|| panic!("no mariadb session: {my:#?}\n{log}"));
+    let salt = hex::decode(detail(m, "salt").unwrap()).unwrap();
+    assert_eq!(
+        m["credentials"][0]["secret"],
+        mysql_scramble(&salt, "dbsecret")
+    );
+    assert_eq!(detail(m, "database").as_deref(), Some("shop"));
+    // VNC: three challenge responses.
+    let vnc = sessions_on(&records, "vnc", 5900);
+    assert_eq!(methods(&vnc), ["vnc_challenge"; 3], "{vnc:#?}");
+    assert!(
+        vnc.iter()
+            .all(|s| detail(s, "rfb").is_some_and(|v| v.starts_with("RFB 003.")))
+    );
+
+    // TLS: JA4 as ja4plus computes it from the capture; SNI and ALPN as sent.
+    let reference = ja4plus(&pcap);
+    let tls = sessions_on(&records, "tls", 8443);
+    assert_eq!(tls.len(), 1, "{tls:#?}");
+    assert_eq!(tls[0]["tls"]["sni"], "probe.example.org");
+    assert_eq!(tls[0]["tls"]["alpn"], serde_json::json!(["h2", "http/1.1"]));
+    let want = |port: u64| {
+        reference
+            .get(&port)
+            .unwrap_or_else(|| panic!("ja4plus found no ClientHello to {port}: {reference:?}"))
+            .as_str()
+    };
+    assert_eq!(tls[0]["tls"]["ja4"], want(8443));
+    let curl_tls = sessions_on(&records, "tls", 9443);
+    assert_eq!(curl_tls.len(), 1, "{curl_tls:#?}");
+    assert_eq!(curl_tls[0]["tls"]["ja4"], want(9443));
+    assert_ne!(
+        want(8443),
+        want(9443),
+        "openssl and curl were asked for different hellos"
+    );
+    assert!(
+        curl_tls[0]["tls"]["sni"].is_null(),
+        "curl sends no SNI to an address"
+    );
+
+    // SSH: the client's banner and HASSH as computed from the capture.
+    let (banner, hassh) = hassh_from_pcap(&pcap, 2222);
+    let ssh = sessions_on(&records, "ssh", 2222);
+    assert_eq!(ssh.len(), 1, "{ssh:#?}");
+    assert!(banner.starts_with("SSH-2.0-OpenSSH"), "{banner}");
+    assert_eq!(ssh[0]["ssh_client_banner"], banner.as_str());
+    assert_eq!(ssh[0]["hassh"], hassh.as_str());
+
+    // Redis: the command and the AUTH attempt; MQTT, PostgreSQL, mail: users and passwords.
+    let redis = sessions_on(&records, "redis", 6379);
+    assert_eq!(
+        redis[0]["commands"],
+        serde_json::json!(["CONFIG SET dir /var/spool/cron"])
+    );
+    assert!(
+        redis[0]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "redis_config")
+    );
+    let auth = sessions_on(&records, "redis", 6380);
+    assert_eq!(
+        attempts(&auth),
+        [("default".to_string(), "r3dis".to_string())]
+    );
+    let mq = sessions_on(&records, "mqtt", 1883);
+    assert_eq!(
+        attempts(&mq),
+        [("mqttuser".to_string(), "mqttpw".to_string())]
+    );
+    assert_eq!(detail(mq[0], "client_id").as_deref(), Some("probe-client"));
+    let pg = sessions_on(&records, "postgres", 5432);
+    assert_eq!(
+        attempts(&pg),
+        [("pguser".to_string(), "pgpw".to_string())],
+        "{pg:#?}"
+    );
+    assert_eq!(detail(pg[0], "database").as_deref(), Some("pgdb"));
+    assert_eq!(detail(pg[0], "application_name").as_deref(), Some("scan"));
+    for (proto, port, user, pass) in [
+        ("smtp", 25, "smtpuser", "smtppw"),
+        ("pop3", 110, "popuser", "poppw"),
+        ("imap", 143, "imapuser", "imappw"),
+    ] {
+        let s = sessions_on(&records, proto, port);
+        assert_eq!(
+            attempts(&s),
+            [(user.to_string(), pass.to_string())],
+            "{proto}: {s:#?}"
+        );
+    }
+    // No session ended in an error of the responder, and the caps held.
+    assert_eq!(counter(&records, "respond_records_lost"), 0);
+    assert_eq!(counter(&records, "respond_refused_busy"), 0);
+
+    // The lake holds every session, as DuckDB reads it: same rows per protocol, same logins.
+    collector.stop().expect("collector stops cleanly");
+    let sql = format!(
+        "SELECT protocol, count(*), sum(len(auth_users)), string_agg(DISTINCT ja4, ','), \
+         string_agg(DISTINCT hassh, ',') FROM read_parquet('{}/sessions/*/*.parquet', \
+         hive_partitioning = true) GROUP BY protocol ORDER BY protocol",
+        lake.display()
+    );
+    let lake_rows = duckdb(&sql);
+    let mut jsonl: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    for s in records.iter().filter(|r| r["type"] == "session") {
+        let e = jsonl
+            .entry(s["protocol"].as_str().unwrap().to_string())
+            .or_default();
+        e.0 += 1;
+        e.1 += s["credentials"].as_array().unwrap().len() as u64;
+    }
+    let from_lake: std::collections::BTreeMap<String, (u64, u64)> = lake_rows
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().to_string(),
+                (r[1].as_u64().unwrap(), r[2].as_u64().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(from_lake, jsonl);
+    let row = |p: &str| lake_rows.iter().find(|r| r[0] == p).unwrap();
+    assert_eq!(
+        row("tls")[3].as_str().map(|j| j.split(',').count()),
+        Some(2)
+    );
+    assert!(row("tls")[3].as_str().unwrap().contains(want(8443)));
+    assert_eq!(row("ssh")[4], hassh.as_str());
+    let mq = duckdb(&format!(
+        "SELECT auth_methods, auth_users, auth_secrets, details, src_ip, dst_port \
+         FROM read_parquet('{}/sessions/*/*.parquet') WHERE protocol = 'mqtt'",
+        lake.display()
+    ));
+    assert_eq!(
+        mq,
+        [serde_json::json!([
+            ["password"],
+            ["mqttuser"],
+            ["mqttpw"],
+            ["client_id=probe-client", "mqtt_level=4"],
+            mq_src(&records),
+            1883
+        ])]
+    );
+}
+
+/// The source address of the MQTT session in the JSON lines.
+fn mq_src(records: &[Value]) -> Value {
+    records
+        .iter()
+        .find(|r| r["type"] == "session" && r["protocol"] == "mqtt")
+        .map(|r| r["src_ip"].clone())
+        .unwrap_or_default()
+}
+
+/// Rows of a DuckDB query, as JSON arrays.
+fn duckdb(sql: &str) -> Vec<Value> {
+    let script = "import duckdb, json, sys\nprint(json.dumps(duckdb.sql(sys.argv[1]).fetchall(), default=str))";
+    let out = Command::new("python3")
+        .args(["-c", script, sql])
+        .output()
+        .expect("run duckdb");
+    assert!(
+        out.status.success(),
+        "duckdb: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("JSON rows")
 }

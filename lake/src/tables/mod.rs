@@ -2,7 +2,7 @@
 //! `docs/rollup.md` describe them and `tests/docs.rs` checks that they list exactly these
 //! columns and types.
 //!
-//! The collector writes the four ingest tables from sensor batches; the rollup writes the four
+//! The collector writes the five ingest tables from sensor batches; the rollup writes the four
 //! daily tables from them.
 pub mod dos_daily;
 pub mod events;
@@ -12,15 +12,17 @@ pub mod lost;
 pub mod port_daily;
 pub mod sensor_stats;
 pub mod series_daily;
+pub mod sessions;
 
 use crate::table::Column;
 
 /// The tables the collector writes from sensor batches.
-pub const INGEST: [&str; 4] = [
+pub const INGEST: [&str; 5] = [
     flows::FlowRow::TABLE,
     events::EventRow::TABLE,
     sensor_stats::StatsRow::TABLE,
     lost::LostRow::TABLE,
+    sessions::SessionRow::TABLE,
 ];
 
 /// The tables the rollup writes, one file per day.
@@ -32,7 +34,7 @@ pub const ROLLUP: [&str; 4] = [
 ];
 
 /// Every table with its built-in columns.
-pub const ALL: [(&str, &[Column]); 8] = [
+pub const ALL: [(&str, &[Column]); 9] = [
     (flows::FlowRow::TABLE, flows::FlowRow::COLUMNS),
     (events::EventRow::TABLE, events::EventRow::COLUMNS),
     (
@@ -40,6 +42,7 @@ pub const ALL: [(&str, &[Column]); 8] = [
         sensor_stats::StatsRow::COLUMNS,
     ),
     (lost::LostRow::TABLE, lost::LostRow::COLUMNS),
+    (sessions::SessionRow::TABLE, sessions::SessionRow::COLUMNS),
     (ip_daily::IpRow::TABLE, ip_daily::IpRow::COLUMNS),
     (port_daily::PortRow::TABLE, port_daily::PortRow::COLUMNS),
     (dos_daily::DosRow::TABLE, dos_daily::DosRow::COLUMNS),

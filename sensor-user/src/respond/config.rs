@@ -1,8 +1,13 @@
 //! The responder's settings (`--respond-config FILE`, see the module docs of
 //! [`crate::respond`]) and their defaults.
-use std::{collections::BTreeSet, path::Path, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::Path,
+    time::Duration,
+};
 
 use ipnet::IpNet;
+use scanscope_common::AppProtocol;
 use serde::Deserialize;
 
 use super::RespondError;
@@ -19,7 +24,90 @@ struct FileRespond {
     first_byte_secs: Option<f64>,
     idle_secs: Option<f64>,
     total_secs: Option<f64>,
+    banner_wait_secs: Option<f64>,
+    max_auth: Option<u32>,
+    max_new_per_minute: Option<u32>,
+    max_new_per_source: Option<u32>,
+    #[serde(default)]
+    banners: FileBanners,
+    /// Protocol name → ports where the server speaks first (replaces that protocol's list).
+    #[serde(default)]
+    ports: BTreeMap<String, Vec<u16>>,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBanners {
+    ssh: Option<String>,
+    ftp: Option<String>,
+    smtp_host: Option<String>,
+    pop3: Option<String>,
+    imap: Option<String>,
+    http_server: Option<String>,
+    mysql_version: Option<String>,
+    redis_version: Option<String>,
+    telnet_login: Option<String>,
+    vnc: Option<String>,
+}
+
+/// What the responder says about itself. Each sensor of a fleet can set its own, so the fleet
+/// does not share one fingerprint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Banners {
+    /// SSH identification line (without CR LF).
+    pub ssh: String,
+    /// FTP greeting line.
+    pub ftp: String,
+    /// Host name in the SMTP greeting and EHLO answer.
+    pub smtp_host: String,
+    pub pop3: String,
+    pub imap: String,
+    /// HTTP `Server` header.
+    pub http_server: String,
+    /// MySQL server version in the greeting.
+    pub mysql_version: String,
+    /// `redis_version` in the INFO answer.
+    pub redis_version: String,
+    /// Telnet login prompt.
+    pub telnet_login: String,
+    /// RFB version line (without LF).
+    pub vnc: String,
+}
+
+impl Default for Banners {
+    fn default() -> Self {
+        Banners {
+            ssh: "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3".into(),
+            ftp: "220 (vsFTPd 3.0.3)".into(),
+            smtp_host: "mail.example.net".into(),
+            pop3: "+OK Dovecot (Debian) ready.".into(),
+            imap: "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN] Dovecot (Debian) ready.".into(),
+            http_server: "Apache/2.4.62 (Debian)".into(),
+            mysql_version: "5.7.42-log".into(),
+            redis_version: "6.0.16".into(),
+            telnet_login: "login: ".into(),
+            vnc: "RFB 003.008".into(),
+        }
+    }
+}
+
+/// Where the server speaks first, by default: the ports a protocol's banner is sent on when the
+/// client stays silent for `banner_wait_secs`. (SSH's identification goes out at once.)
+pub const SERVER_FIRST: [(AppProtocol, &[u16]); 8] = [
+    (AppProtocol::Ssh, &[22, 2222, 22222]),
+    (AppProtocol::Telnet, &[23, 2323]),
+    (AppProtocol::Ftp, &[21, 2121]),
+    (AppProtocol::Smtp, &[25, 587, 2525]),
+    (AppProtocol::Pop3, &[110]),
+    (AppProtocol::Imap, &[143]),
+    (AppProtocol::Mysql, &[3306]),
+    (
+        AppProtocol::Vnc,
+        &[
+            5900, 5901, 5902, 5903, 5904, 5905, 5906, 5907, 5908, 5909, 5910,
+        ],
+    ),
+];
 
 /// Validated responder settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +123,25 @@ pub struct RespondConfig {
     pub first_byte: Duration,
     pub idle: Duration,
     pub total: Duration,
+    /// How long a client may stay silent on a server-first port before the banner goes out.
+    pub banner_wait: Duration,
+    /// Login attempts per session; the session ends at the cap.
+    pub max_auth: u32,
+    /// New sessions per minute, all sources together; more are refused and counted.
+    pub max_new_per_minute: u32,
+    /// New sessions per minute from one source address.
+    pub max_new_per_source: u32,
+    pub banners: Banners,
+    /// Port → the server-first protocol spoken there.
+    pub server_first: HashMap<u16, AppProtocol>,
+}
+
+/// The default port → protocol table of [`SERVER_FIRST`].
+fn default_server_first() -> HashMap<u16, AppProtocol> {
+    SERVER_FIRST
+        .iter()
+        .flat_map(|(p, ports)| ports.iter().map(move |port| (*port, *p)))
+        .collect()
 }
 
 /// Most bytes a session reads in all (kept or not): a cap on what one scanner costs.
@@ -53,6 +160,12 @@ impl Default for RespondConfig {
             first_byte: Duration::from_secs(5),
             idle: Duration::from_secs(10),
             total: Duration::from_secs(30),
+            banner_wait: Duration::from_millis(500),
+            max_auth: 6,
+            max_new_per_minute: 60_000,
+            max_new_per_source: 120,
+            banners: Banners::default(),
+            server_first: default_server_first(),
         }
     }
 }
@@ -68,6 +181,11 @@ fn secs(name: &str, v: Option<f64>, default: Duration) -> Result<Duration, Respo
 }
 
 impl RespondConfig {
+    /// The server-first protocol of a port, if any.
+    pub fn server_first(&self, port: u16) -> Option<AppProtocol> {
+        self.server_first.get(&port).copied()
+    }
+
     /// Reads and validates a responder config file.
     pub fn from_file(path: &Path) -> Result<RespondConfig, RespondError> {
         let text = std::fs::read_to_string(path).map_err(|source| RespondError::Read {
@@ -120,7 +238,62 @@ impl RespondConfig {
                 "payload_bytes {payload_bytes} is larger than {MAX_PAYLOAD_BYTES}"
             )));
         }
+        let mut server_first = default_server_first();
+        for (name, ports) in &f.ports {
+            let p = AppProtocol::from_name(name)
+                .filter(|p| SERVER_FIRST.iter().any(|(q, _)| q == p))
+                .ok_or_else(|| {
+                    RespondError::Invalid(format!(
+                        "[ports] {name:?} is not a protocol where the server speaks first ({})",
+                        SERVER_FIRST.map(|(p, _)| p.name()).join(", ")
+                    ))
+                })?;
+            server_first.retain(|_, q| *q != p);
+            server_first.extend(ports.iter().map(|port| (*port, p)));
+        }
+        let b = Banners::default();
+        let fb = f.banners;
+        let banner = |name: &str, v: Option<String>, d: String| match v {
+            None => Ok(d),
+            Some(t) if !t.is_empty() && t.len() <= 200 && !t.contains(['\r', '\n']) => Ok(t),
+            Some(_) => Err(RespondError::Invalid(format!(
+                "banners.{name} must be 1-200 bytes on one line"
+            ))),
+        };
+        let banners = Banners {
+            ssh: banner("ssh", fb.ssh, b.ssh)?,
+            ftp: banner("ftp", fb.ftp, b.ftp)?,
+            smtp_host: banner("smtp_host", fb.smtp_host, b.smtp_host)?,
+            pop3: banner("pop3", fb.pop3, b.pop3)?,
+            imap: banner("imap", fb.imap, b.imap)?,
+            http_server: banner("http_server", fb.http_server, b.http_server)?,
+            mysql_version: banner("mysql_version", fb.mysql_version, b.mysql_version)?,
+            redis_version: banner("redis_version", fb.redis_version, b.redis_version)?,
+            telnet_login: banner("telnet_login", fb.telnet_login, b.telnet_login)?,
+            vnc: banner("vnc", fb.vnc, b.vnc)?,
+        };
+        if !banners.ssh.starts_with("SSH-2.0-") {
+            return Err(RespondError::Invalid(
+                "banners.ssh must start with \"SSH-2.0-\"".into(),
+            ));
+        }
         Ok(RespondConfig {
+            banner_wait: secs("banner_wait_secs", f.banner_wait_secs, d.banner_wait)?,
+            max_auth: positive("max_auth", f.max_auth, d.max_auth, 100)?,
+            max_new_per_minute: positive(
+                "max_new_per_minute",
+                f.max_new_per_minute,
+                d.max_new_per_minute,
+                10_000_000,
+            )?,
+            max_new_per_source: positive(
+                "max_new_per_source",
+                f.max_new_per_source,
+                d.max_new_per_source,
+                1_000_000,
+            )?,
+            banners,
+            server_first,
             addresses,
             pass_ports: f.pass_ports.map(|p| p.into_iter().collect()),
             max_sessions: positive("max_sessions", f.max_sessions, d.max_sessions, 65_536)?,
@@ -223,12 +396,25 @@ mod tests {
         );
         assert_eq!(c.pass_ports, Some([22].into()));
         assert_eq!(c.idle, Duration::from_millis(2500));
+        assert_eq!(c.server_first(2323), Some(AppProtocol::Telnet));
+        assert_eq!(c.server_first(8080), None);
+        let c = RespondConfig::from_toml(
+            "[ports]\ntelnet = [2300]\n[banners]\nssh = \"SSH-2.0-dropbear_2022.83\"",
+        )
+        .unwrap();
+        assert_eq!(c.server_first(2300), Some(AppProtocol::Telnet));
+        assert_eq!(c.server_first(23), None);
+        assert_eq!(c.banners.ssh, "SSH-2.0-dropbear_2022.83");
         for bad in [
             "addresses = [\"nope\"]",
             "max_sessions = 0",
             "payload_bytes = 100000",
             "total_secs = -1",
             "unknown = 1",
+            "max_auth = 0",
+            "[banners]\nssh = \"OpenSSH\"",
+            "[banners]\nftp = \"220 a\\r\\n\"",
+            "[ports]\nhttp = [80]",
         ] {
             assert!(RespondConfig::from_toml(bad).is_err(), "{bad}");
         }

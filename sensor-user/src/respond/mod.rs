@@ -5,13 +5,16 @@
 //! to a responder address — any port but the pass-through ones — to one listening socket per
 //! address family, bound to loopback so nothing reaches it otherwise. The kernel does the
 //! handshake; `local_addr()` of an accepted socket is the address and port the scanner chose.
-//! Each connection is one [`session`]: its first bytes decide the protocol (by content, not by
-//! port), the answer is a plausible one, and a [`Session`] record says what the scanner sent.
+//! Each connection is one [`session`]: the client's first bytes decide the protocol (by
+//! content, not by port; the port only says which banner to send when a client waits for the
+//! server to speak first), a handler in [`protocols`] answers as a plausible server would and
+//! refuses every login, and a [`Session`] record says what the scanner sent.
 //!
 //! Safety: the responder only answers. It never opens a connection, never relays, and never
 //! interprets what it reads beyond parsing it into the record. Caps bound concurrent sessions
-//! (overall and per source), the bytes read per session and its time (first byte, idle,
-//! total); every connection a cap refused and every byte a cap cut is counted.
+//! (overall and per source), new sessions per minute (overall and per source), the bytes read
+//! per session, its login attempts and its time (first byte, idle, total); every connection a
+//! cap refused and everything a cap cut is counted.
 //!
 //! ```toml
 //! # --respond-config FILE (every field optional)
@@ -19,13 +22,28 @@
 //! pass_ports = [22, 9100]       # never taken (default: 22 and every port listening at start)
 //! max_sessions = 512            # concurrent sessions
 //! max_per_source = 16           # concurrent sessions per source address
+//! max_new_per_minute = 60000    # new sessions per minute, all sources
+//! max_new_per_source = 120      # new sessions per minute from one source
+//! max_auth = 6                  # login attempts per session
 //! payload_bytes = 4096          # first payload kept per session
 //! first_byte_secs = 5.0         # wait for the client to speak
 //! idle_secs = 10.0              # silence after that
 //! total_secs = 30.0             # whole session
+//! banner_wait_secs = 0.5        # on a server-first port, silence before the banner
+//!
+//! [banners]                     # what the responder says about itself (per sensor)
+//! ssh = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3"
+//! ftp = "220 (vsFTPd 3.0.3)"
+//! smtp_host = "mail.example.net"
+//! http_server = "Apache/2.4.62 (Debian)"
+//! mysql_version = "5.7.42-log"
+//!
+//! [ports]                       # server-first ports (replaces that protocol's defaults)
+//! telnet = [23, 2323]
 //! ```
 pub mod config;
-pub mod http;
+pub mod conn;
+pub mod protocols;
 pub mod session;
 
 use std::{
@@ -115,17 +133,32 @@ pub struct RespondStats {
     pub active: AtomicU64,
     /// Sessions still open when the agent stopped (not recorded).
     pub cut: AtomicU64,
+    /// Connections closed at once: `max_new_per_minute` or `max_new_per_source` reached.
+    pub refused_rate: AtomicU64,
+    /// Sessions that reached the cap on bytes read.
+    pub read_cap: AtomicU64,
+    /// Sessions that reached `max_auth`.
+    pub auth_cap: AtomicU64,
+    /// Commands not kept (beyond the per-session list's length).
+    pub commands_cut: AtomicU64,
+    /// Texts cut to their longest kept length.
+    pub text_cut: AtomicU64,
 }
 
 impl RespondStats {
     /// The counters by name, for a `stats` record (running totals).
-    pub fn counters(&self) -> [(&'static str, u64); 6] {
+    pub fn counters(&self) -> [(&'static str, u64); 11] {
         let v = |a: &AtomicU64| a.load(Ordering::Relaxed);
         [
             ("respond_sessions", v(&self.sessions)),
             ("respond_refused_busy", v(&self.refused_busy)),
             ("respond_refused_source", v(&self.refused_source)),
+            ("respond_refused_rate", v(&self.refused_rate)),
             ("respond_payload_cut", v(&self.payload_cut)),
+            ("respond_read_cap", v(&self.read_cap)),
+            ("respond_auth_cap", v(&self.auth_cap)),
+            ("respond_commands_cut", v(&self.commands_cut)),
+            ("respond_text_cut", v(&self.text_cut)),
             ("respond_records_lost", v(&self.records_lost)),
             ("respond_cut", v(&self.cut)),
         ]
@@ -170,6 +203,39 @@ impl PerSource {
     }
 }
 
+/// New sessions in the current minute, overall and per source (fixed one-minute windows; the
+/// per-source table holds only the sources of the current minute).
+#[derive(Debug)]
+struct NewPerMinute {
+    minute: std::time::Instant,
+    total: u32,
+    per_source: HashMap<IpAddr, u32>,
+}
+
+impl NewPerMinute {
+    fn new() -> NewPerMinute {
+        NewPerMinute {
+            minute: std::time::Instant::now(),
+            total: 0,
+            per_source: HashMap::new(),
+        }
+    }
+
+    /// Counts a new session; `false` if a per-minute cap refuses it.
+    fn admit(&mut self, ip: IpAddr, max_total: u32, max_source: u32) -> bool {
+        if self.minute.elapsed() >= std::time::Duration::from_secs(60) {
+            *self = NewPerMinute::new();
+        }
+        let n = self.per_source.entry(ip).or_default();
+        if self.total >= max_total || *n >= max_source {
+            return false;
+        }
+        *n += 1;
+        self.total += 1;
+        true
+    }
+}
+
 /// Serves both listeners until the task is dropped; every finished session goes to `out`.
 pub async fn serve(
     listeners: Listeners,
@@ -187,6 +253,7 @@ pub async fn serve(
     let cfg = Arc::new(cfg);
     let busy = Arc::new(Semaphore::new(cfg.max_sessions as usize));
     let per_source = Arc::new(PerSource::default());
+    let mut per_minute = NewPerMinute::new();
     let sensor: Arc<str> = sensor.into();
     loop {
         let accepted = tokio::select! {
@@ -202,11 +269,15 @@ pub async fn serve(
                 continue;
             }
         };
+        let src = peer.ip().to_canonical();
+        if !per_minute.admit(src, cfg.max_new_per_minute, cfg.max_new_per_source) {
+            stats.refused_rate.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let Ok(permit) = busy.clone().try_acquire_owned() else {
             stats.refused_busy.fetch_add(1, Ordering::Relaxed);
             continue; // dropped: closed at once
         };
-        let src = peer.ip().to_canonical();
         if !per_source.enter(src, cfg.max_per_source) {
             stats.refused_source.fetch_add(1, Ordering::Relaxed);
             continue;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use scanscope_common::Kind;
 use scanscope_proto::v1 as pb;
 
-use crate::record::{Event, Flow, Lost, Record, Stats};
+use crate::record::{Event, Flow, Lost, Record, Session, Stats};
 
 /// Unix microseconds.
 pub fn micros(t: DateTime<Utc>) -> i64 {
@@ -130,6 +130,51 @@ pub fn lost(l: &Lost) -> pb::Lost {
     }
 }
 
+pub fn session(x: &Session) -> pb::Session {
+    pb::Session {
+        ts_us: micros(x.ts),
+        src_ip: ip_bytes(x.src_ip),
+        dst_ip: ip_bytes(x.dst_ip),
+        src_port: x.src_port.into(),
+        dst_port: x.dst_port.into(),
+        protocol: x.protocol.name().to_string(),
+        bytes_in: x.bytes_in,
+        bytes_out: x.bytes_out,
+        duration_ms: x.duration_ms,
+        end: x.end.name().to_string(),
+        payload: x.payload.clone(),
+        payload_cut: x.payload_cut,
+        http: x.http.as_ref().map(|h| pb::HttpRequest {
+            method: h.method.clone(),
+            url: h.url.clone(),
+            version: h.version.into(),
+            host: h.host.clone(),
+            user_agent: h.user_agent.clone(),
+            headers: h.headers.clone(),
+        }),
+        tls: x.tls.as_ref().map(|t| pb::TlsHello {
+            ja4: t.ja4.clone(),
+            sni: t.sni.clone(),
+            alpn: t.alpn.clone(),
+            version: t.version.clone(),
+        }),
+        ssh_client_banner: x.ssh_client_banner.clone().unwrap_or_default(),
+        hassh: x.hassh.clone().unwrap_or_default(),
+        credentials: x
+            .credentials
+            .iter()
+            .map(|c| pb::Credential {
+                method: c.method.to_string(),
+                user: c.user.clone(),
+                secret: c.secret.clone(),
+            })
+            .collect(),
+        commands: x.commands.clone(),
+        details: x.details.clone(),
+        tags: x.tags.clone(),
+    }
+}
+
 /// Collects records into the next batch.
 #[derive(Debug, Default)]
 pub struct BatchBuilder {
@@ -151,9 +196,7 @@ impl BatchBuilder {
             Record::Flow(f) => put(&mut self.batch.flows, flow(f)),
             Record::Stats(s) => put(&mut self.batch.stats, stats(s)),
             Record::Lost(l) => put(&mut self.batch.lost, lost(l)),
-            // Not in scanscope.v1 yet: `--respond` refuses `--collector` (args), so no session
-            // record reaches an uplink.
-            Record::Session(_) => 0,
+            Record::Session(x) => put(&mut self.batch.sessions, session(x)),
         };
     }
 
