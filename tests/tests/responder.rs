@@ -248,29 +248,36 @@ print(json.dumps(out))
         .collect()
 }
 
-/// The SSH client identification and HASSH from a capture, computed here from the raw TCP
-/// payload of the client's packets to `port` (scapy reassembly, RFC 4253 parsing, MD5).
-fn hassh_from_pcap(pcap: &std::path::Path, port: u16) -> (String, String) {
+/// The SSH client identification and HASSH of every connection to `port` in a capture,
+/// computed here from the raw TCP payload of the client's packets (scapy reassembly per
+/// connection, RFC 4253 parsing, MD5).
+fn hassh_from_pcap(pcap: &std::path::Path, port: u16) -> Vec<(String, String)> {
     let script = r#"
 import hashlib, json, struct, sys
 from scapy.all import rdpcap, TCP, Raw
 port = int(sys.argv[2])
-seen, data = set(), b""
+streams = {}
 for p in rdpcap(sys.argv[1]):
-    if TCP in p and p[TCP].dport == port and Raw in p and p[TCP].seq not in seen:
-        seen.add(p[TCP].seq)
-        data += bytes(p[Raw].load)
-line, rest = data.split(b"\r\n", 1)
-n, pad = struct.unpack(">IB", rest[:5])
-payload = rest[5:4 + n - pad]
-assert payload[0] == 20, payload[:1]
-lists, off = [], 17
-for _ in range(10):
-    (k,) = struct.unpack(">I", payload[off:off + 4])
-    lists.append(payload[off + 4:off + 4 + k].decode())
-    off += 4 + k
-h = hashlib.md5(";".join([lists[0], lists[2], lists[4], lists[6]]).encode()).hexdigest()
-print(json.dumps([line.decode(), h]))
+    if TCP in p and p[TCP].dport == port and Raw in p:
+        seen, data = streams.setdefault(p[TCP].sport, (set(), bytearray()))
+        if p[TCP].seq not in seen:
+            seen.add(p[TCP].seq)
+            data += bytes(p[Raw].load)
+out = []
+for seen, data in streams.values():
+    data = bytes(data)
+    line, rest = data.split(b"\r\n", 1)
+    n, pad = struct.unpack(">IB", rest[:5])
+    payload = rest[5:4 + n - pad]
+    assert payload[0] == 20, payload[:1]
+    lists, off = [], 17
+    for _ in range(10):
+        (k,) = struct.unpack(">I", payload[off:off + 4])
+        lists.append(payload[off + 4:off + 4 + k].decode())
+        off += 4 + k
+    h = hashlib.md5(";".join([lists[0], lists[2], lists[4], lists[6]]).encode()).hexdigest()
+    out.append([line.decode(), h])
+print(json.dumps(out))
 "#;
     let out = Command::new("python3")
         .args(["-c", script])
@@ -283,8 +290,7 @@ print(json.dumps([line.decode(), h]))
         "pcap HASSH: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: (String, String) = serde_json::from_slice(&out.stdout).expect("JSON");
-    v
+    serde_json::from_slice(&out.stdout).expect("JSON")
 }
 
 #[test]
@@ -357,6 +363,7 @@ fn real_clients_are_answered_and_their_logins_recorded() {
         "-l", "root", "-P", &pw, "-s", "8080", SENSOR_V4, "http-get", "/admin",
     ]);
     log += &hydra(&["-P", &pw, "-s", "5900", SENSOR_V4, "vnc"]);
+    log += &hydra(&["-l", "root", "-P", &pw, "-s", "2222", SENSOR_V4, "ssh"]);
     // hydra 9.4's telnet module sends a broken pair ("" / "oot") for every attempt after the
     // first on one connection (its own -d output shows it), so each password is one run.
     for p in passwords {
@@ -382,11 +389,35 @@ fn real_clients_are_answered_and_their_logins_recorded() {
         15,
         &["curl", "-sk", "--max-time", "5", &url("https", 9443)],
     );
+    // OpenSSH offers its key: recorded as the fingerprint ssh-keygen prints.
+    let key = lab.dir.join("id_ed25519");
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen");
+    assert!(keygen.success());
+    let listed = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(key.with_extension("pub"))
+        .output()
+        .expect("ssh-keygen -l");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    let fingerprint = listed
+        .split_whitespace()
+        .nth(1)
+        .expect("fingerprint")
+        .to_string();
+    let key_s = key.display().to_string();
     log += &client(
         &lab,
         15,
         &[
             "ssh",
+            "-i",
+            &key_s,
+            "-o",
+            "IdentitiesOnly=yes",
             "-p",
             "2222",
             "-o",
@@ -530,7 +561,7 @@ fn real_clients_are_answered_and_their_logins_recorded() {
         got.sort();
         assert_eq!(got, want, "{proto}: {s:#?}\n{log}");
     }
-    assert!(log.matches("0 valid password found").count() >= 7, "{log}");
+    assert!(log.matches("0 valid password found").count() >= 8, "{log}");
     // mysql_native_password: the response is the scramble of one of the passwords with the
     // session's salt; each password once.
     let my: Vec<&Value> = sessions_on(&records, "mysql", 3306)
@@ -574,19 +605,19 @@ fn real_clients_are_answered_and_their_logins_recorded() {
     assert_eq!(tls.len(), 1, "{tls:#?}");
     assert_eq!(tls[0]["tls"]["sni"], "probe.example.org");
     assert_eq!(tls[0]["tls"]["alpn"], serde_json::json!(["h2", "http/1.1"]));
-    let want = |port: u64| {
+    let ja4_of = |port: u64| {
         reference
             .get(&port)
             .unwrap_or_else(|| panic!("ja4plus found no ClientHello to {port}: {reference:?}"))
             .as_str()
     };
-    assert_eq!(tls[0]["tls"]["ja4"], want(8443));
+    assert_eq!(tls[0]["tls"]["ja4"], ja4_of(8443));
     let curl_tls = sessions_on(&records, "tls", 9443);
     assert_eq!(curl_tls.len(), 1, "{curl_tls:#?}");
-    assert_eq!(curl_tls[0]["tls"]["ja4"], want(9443));
+    assert_eq!(curl_tls[0]["tls"]["ja4"], ja4_of(9443));
     assert_ne!(
-        want(8443),
-        want(9443),
+        ja4_of(8443),
+        ja4_of(9443),
         "openssl and curl were asked for different hellos"
     );
     assert!(
@@ -595,12 +626,53 @@ fn real_clients_are_answered_and_their_logins_recorded() {
     );
 
     // SSH: the client's banner and HASSH as computed from the capture.
-    let (banner, hassh) = hassh_from_pcap(&pcap, 2222);
+    let captured = hassh_from_pcap(&pcap, 2222);
+    let (banner, hassh) = captured
+        .iter()
+        .find(|(b, _)| b.starts_with("SSH-2.0-OpenSSH"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no OpenSSH connection captured: {captured:?}"));
+    // hydra's libssh connections have their own HASSH, equal in the capture and the lake.
+    for s in sessions_on(&records, "ssh", 2222) {
+        let b = s["ssh_client_banner"].as_str().unwrap_or_default();
+        assert!(
+            captured
+                .iter()
+                .any(|(cb, ch)| cb == b && s["hassh"] == ch.as_str()),
+            "{s:#}\n{captured:?}"
+        );
+    }
     let ssh = sessions_on(&records, "ssh", 2222);
-    assert_eq!(ssh.len(), 1, "{ssh:#?}");
+    let openssh: Vec<&Value> = ssh
+        .iter()
+        .copied()
+        .filter(|s| {
+            s["ssh_client_banner"]
+                .as_str()
+                .is_some_and(|b| b.starts_with("SSH-2.0-OpenSSH"))
+        })
+        .collect();
+    assert_eq!(openssh.len(), 1, "{ssh:#?}");
     assert!(banner.starts_with("SSH-2.0-OpenSSH"), "{banner}");
-    assert_eq!(ssh[0]["ssh_client_banner"], banner.as_str());
-    assert_eq!(ssh[0]["hassh"], hassh.as_str());
+    assert_eq!(openssh[0]["ssh_client_banner"], banner.as_str());
+    assert_eq!(openssh[0]["hassh"], hassh.as_str());
+    assert_eq!(
+        attempts(&openssh),
+        [("admin".to_string(), fingerprint.clone())]
+    );
+    assert_eq!(methods(&openssh), ["publickey"]);
+    // hydra (libssh): its three passwords, each refused.
+    let libssh: Vec<&Value> = ssh
+        .iter()
+        .copied()
+        .filter(|s| !openssh.contains(s))
+        .collect();
+    let mut got: Vec<(String, String)> = attempts(&libssh)
+        .into_iter()
+        .filter(|(_, p)| !p.is_empty())
+        .collect();
+    got.sort();
+    assert_eq!(got, want, "{libssh:#?}");
 
     // Redis: the command and the AUTH attempt; MQTT, PostgreSQL, mail: users and passwords.
     let redis = sessions_on(&records, "redis", 6379);
@@ -682,8 +754,13 @@ fn real_clients_are_answered_and_their_logins_recorded() {
         row("tls")[3].as_str().map(|j| j.split(',').count()),
         Some(2)
     );
-    assert!(row("tls")[3].as_str().unwrap().contains(want(8443)));
-    assert_eq!(row("ssh")[4], hassh.as_str());
+    assert!(row("tls")[3].as_str().unwrap().contains(ja4_of(8443)));
+    let mut lake_hassh: Vec<&str> = row("ssh")[4].as_str().unwrap().split(',').collect();
+    lake_hassh.sort();
+    let mut pcap_hassh: Vec<&str> = captured.iter().map(|(_, h)| h.as_str()).collect();
+    pcap_hassh.sort();
+    pcap_hassh.dedup();
+    assert_eq!(lake_hassh, pcap_hassh);
     let mq = duckdb(&format!(
         "SELECT auth_methods, auth_users, auth_secrets, details, src_ip, dst_port \
          FROM read_parquet('{}/sessions/*/*.parquet') WHERE protocol = 'mqtt'",

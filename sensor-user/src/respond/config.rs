@@ -28,6 +28,8 @@ struct FileRespond {
     max_auth: Option<u32>,
     max_new_per_minute: Option<u32>,
     max_new_per_source: Option<u32>,
+    /// An OpenSSH private key file for the SSH host key (default: a new key per run).
+    ssh_host_key: Option<std::path::PathBuf>,
     #[serde(default)]
     banners: FileBanners,
     /// Protocol name → ports where the server speaks first (replaces that protocol's list).
@@ -110,7 +112,7 @@ pub const SERVER_FIRST: [(AppProtocol, &[u16]); 8] = [
 ];
 
 /// Validated responder settings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct RespondConfig {
     /// Destination prefixes answered; empty = the attached interfaces' addresses.
     pub addresses: Vec<IpNet>,
@@ -132,6 +134,8 @@ pub struct RespondConfig {
     /// New sessions per minute from one source address.
     pub max_new_per_source: u32,
     pub banners: Banners,
+    /// The SSH server's host key.
+    pub ssh_host_key: russh::keys::PrivateKey,
     /// Port → the server-first protocol spoken there.
     pub server_first: HashMap<u16, AppProtocol>,
 }
@@ -165,6 +169,7 @@ impl Default for RespondConfig {
             max_new_per_minute: 60_000,
             max_new_per_source: 120,
             banners: Banners::default(),
+            ssh_host_key: super::protocols::ssh::generate_host_key(),
             server_first: default_server_first(),
         }
     }
@@ -277,7 +282,13 @@ impl RespondConfig {
                 "banners.ssh must start with \"SSH-2.0-\"".into(),
             ));
         }
+        let ssh_host_key = match &f.ssh_host_key {
+            None => d.ssh_host_key,
+            Some(p) => russh::keys::PrivateKey::read_openssh_file(p)
+                .map_err(|e| RespondError::Invalid(format!("ssh_host_key {}: {e}", p.display())))?,
+        };
         Ok(RespondConfig {
+            ssh_host_key,
             banner_wait: secs("banner_wait_secs", f.banner_wait_secs, d.banner_wait)?,
             max_auth: positive("max_auth", f.max_auth, d.max_auth, 100)?,
             max_new_per_minute: positive(
@@ -382,7 +393,24 @@ mod tests {
     #[test]
     fn defaults_and_bad_values() {
         let c = RespondConfig::from_toml("").unwrap();
-        assert_eq!(c, RespondConfig::default());
+        let d = RespondConfig::default();
+        assert_eq!(
+            (
+                c.max_sessions,
+                c.max_auth,
+                c.payload_bytes,
+                c.total,
+                &c.banners
+            ),
+            (
+                d.max_sessions,
+                d.max_auth,
+                d.payload_bytes,
+                d.total,
+                &d.banners
+            )
+        );
+        assert_ne!(c.ssh_host_key, d.ssh_host_key, "a new host key per run");
         let c = RespondConfig::from_toml(
             "addresses = [\"198.18.0.1\", \"2001:db8::/64\"]\npass_ports = [22]\nidle_secs = 2.5",
         )
@@ -415,6 +443,7 @@ mod tests {
             "[banners]\nssh = \"OpenSSH\"",
             "[banners]\nftp = \"220 a\\r\\n\"",
             "[ports]\nhttp = [80]",
+            "ssh_host_key = \"/nonexistent/key\"",
         ] {
             assert!(RespondConfig::from_toml(bad).is_err(), "{bad}");
         }

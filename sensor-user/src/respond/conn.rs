@@ -63,7 +63,8 @@ pub fn text(b: &[u8]) -> (String, bool) {
 /// A connection being served.
 #[derive(Debug)]
 pub struct Conn<'a> {
-    stream: TcpStream,
+    /// `None` once a handler took the connection over ([`Conn::take_stream`]).
+    stream: Option<TcpStream>,
     pub cfg: &'a RespondConfig,
     stats: &'a RespondStats,
     /// The record the handlers fill in.
@@ -81,7 +82,7 @@ impl<'a> Conn<'a> {
         rec: Session,
     ) -> Conn<'a> {
         Conn {
-            stream,
+            stream: Some(stream),
             cfg,
             stats,
             rec,
@@ -119,7 +120,10 @@ impl<'a> Conn<'a> {
         let until = (Instant::now() + wait).min(self.deadline);
         let room = MAX_READ_BYTES - self.rec.bytes_in as usize;
         let mut chunk = vec![0u8; room.min(8192)];
-        let n = match tokio::time::timeout_at(until, self.stream.read(&mut chunk)).await {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(SessionEnd::Closed);
+        };
+        let n = match tokio::time::timeout_at(until, stream.read(&mut chunk)).await {
             Err(_) if Instant::now() >= self.deadline => return Err(SessionEnd::Timeout),
             Err(_) => return Ok(false),
             Ok(Err(_)) => return Err(SessionEnd::Reset),
@@ -196,7 +200,10 @@ impl<'a> Conn<'a> {
 
     /// Writes all of `data` (within the session's time).
     pub async fn send(&mut self, data: &[u8]) -> Step<()> {
-        match tokio::time::timeout_at(self.deadline, self.stream.write_all(data)).await {
+        let Some(stream) = self.stream.as_mut() else {
+            return Err(SessionEnd::Closed);
+        };
+        match tokio::time::timeout_at(self.deadline, stream.write_all(data)).await {
             Err(_) => Err(SessionEnd::Timeout),
             Ok(Err(_)) => Err(SessionEnd::Reset),
             Ok(Ok(())) => {
@@ -248,7 +255,40 @@ impl<'a> Conn<'a> {
 
     /// Closes the connection (a half-close after the last answer).
     pub async fn close(&mut self) {
-        let _closed = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+        if let Some(stream) = self.stream.as_mut() {
+            let _closed = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+        }
+    }
+
+    /// Hands the connection to a handler that drives it itself (SSH): the socket, the bytes
+    /// read and not consumed, and when the session must end.
+    pub fn take_stream(&mut self) -> Option<(TcpStream, Vec<u8>, Instant)> {
+        let s = self.stream.take()?;
+        Some((s, std::mem::take(&mut self.buf), self.deadline))
+    }
+
+    /// Takes in what a handler that drove the connection itself read: counted as read, and kept
+    /// as payload within `payload_bytes` like every other read.
+    pub fn account_read(&mut self, data: &[u8], total: u64) {
+        self.rec.bytes_in += total;
+        let keep = self
+            .cfg
+            .payload_bytes
+            .saturating_sub(self.rec.payload.len())
+            .min(data.len());
+        self.rec.payload.extend_from_slice(&data[..keep]);
+        if (keep as u64) < total
+            && !self.rec.payload_cut
+            && self.rec.payload.len() >= self.cfg.payload_bytes
+        {
+            self.rec.payload_cut = true;
+            self.stats.payload_cut.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts bytes a handler that drove the connection itself wrote.
+    pub fn account_written(&mut self, n: u64) {
+        self.rec.bytes_out += n;
     }
 
     /// The record, once the session ended.
