@@ -234,7 +234,7 @@ pub async fn serve(c: &mut Conn<'_>) -> Step<()> {
 
 /// The client's identification line and, if it followed, its KEXINIT name-lists, from the
 /// start of what the client sent.
-pub fn client_hello(data: &[u8]) -> Option<(Vec<u8>, Option<Vec<Vec<u8>>>)> {
+pub fn client_hello(data: &[u8]) -> Option<(Vec<u8>, Option<NameLists>)> {
     // Lines before the identification are allowed (RFC 4253 4.2).
     let mut rest = data;
     for _ in 0..8 {
@@ -254,9 +254,12 @@ pub fn client_hello(data: &[u8]) -> Option<(Vec<u8>, Option<Vec<Vec<u8>>>)> {
     None
 }
 
+/// A KEXINIT's ten name-lists.
+pub type NameLists = Vec<Vec<u8>>;
+
 /// The name-lists of a client's KEXINIT packet (after its length), in packet order (kex, host
 /// key, enc c→s, enc s→c, mac c→s, mac s→c, comp c→s, comp s→c, languages c→s, s→c).
-pub fn kexinit(packet: &[u8]) -> Option<Vec<Vec<u8>>> {
+pub fn kexinit(packet: &[u8]) -> Option<NameLists> {
     // packet = padding_length, payload, padding (no MAC before NEWKEYS).
     let pad = *packet.first()? as usize;
     let payload = packet.get(1..packet.len().checked_sub(pad)?)?;
