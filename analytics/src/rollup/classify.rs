@@ -6,6 +6,9 @@ use scanscope_common::{Kind, Tool};
 
 use super::config::{DosRule, ScannerRule};
 
+/// How soon after a stateless probe a real handshake makes the source two-phase (seconds).
+pub const TWO_PHASE_SECS: i64 = 600;
+
 /// A hint that a source address was forged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpoofReason {

@@ -1,4 +1,4 @@
-//! The daily rollup: one UTC day of `flows`, `events` and `sensor_stats` → `ip_daily`,
+//! The daily rollup: one UTC day of `flows`, `events`, `sessions` and `sensor_stats` → `ip_daily`,
 //! `port_daily`, `dos_daily` and `series_daily` in the same hive layout.
 //!
 //! Stages (one module each): `read` (the day's Parquet files, dictionary strings) → `aggregate`
@@ -17,6 +17,7 @@ pub mod config;
 pub mod payload;
 pub mod read;
 pub mod rows;
+pub mod sessions;
 pub mod write;
 
 use std::{
@@ -31,7 +32,10 @@ use std::{
 use chrono::{NaiveDate, Utc};
 use scanscope_lake::{
     FileMeta, Lake, LakeError, paths,
-    tables::{self, events::EventRow, flows::FlowRow, ip_daily::IpRow, sensor_stats::StatsRow},
+    tables::{
+        self, events::EventRow, flows::FlowRow, ip_daily::IpRow, sensor_stats::StatsRow,
+        sessions::SessionRow,
+    },
 };
 use serde::{Deserialize, Serialize};
 
@@ -111,7 +115,12 @@ impl Inputs {
 }
 
 /// The input tables of a rollup.
-pub const INPUT_TABLES: [&str; 3] = [FlowRow::TABLE, EventRow::TABLE, StatsRow::TABLE];
+pub const INPUT_TABLES: [&str; 4] = [
+    FlowRow::TABLE,
+    EventRow::TABLE,
+    StatsRow::TABLE,
+    SessionRow::TABLE,
+];
 
 /// What the day's input files are now.
 pub fn current_inputs(lake: &Lake, day: NaiveDate) -> Result<Inputs, RollupError> {
@@ -305,6 +314,16 @@ fn read_day(
         |p, b| agg.add_flows_batch(b, p, &mut flows),
         |n| bar.inc(n),
     )?;
+    // Sessions before events: the two-phase rule checks each fingerprinted event against the
+    // source's session times.
+    read::read_pipelined(
+        lake,
+        inputs.of(SessionRow::TABLE, day),
+        &sessions::SESSION_COLUMNS,
+        |p, b| agg.add_sessions_batch(b, p),
+        |n| bar.inc(n),
+    )?;
+    agg.sort_session_times();
     let mut events = aggregate::EventScratch::default();
     read::read_pipelined(
         lake,

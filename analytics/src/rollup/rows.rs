@@ -3,7 +3,7 @@
 //! rows.
 use std::collections::HashMap;
 
-use scanscope_common::{Kind, Tool};
+use scanscope_common::{AppProtocol, Kind, Tool};
 use scanscope_lake::tables::{
     dos_daily::DosRow, ip_daily::IpRow, port_daily::PortRow, series_daily::SeriesRow,
 };
@@ -12,6 +12,7 @@ use super::{
     aggregate::{CLASS_ICMP, CLASS_TCP, CLASS_UDP, DayAgg, IpState, SERIES_BUCKETS},
     classify::{self, SpoofReason},
     config::RollupConfig,
+    sessions,
 };
 
 fn bits<T: Copy>(mask: u64, names: &[T]) -> Vec<T> {
@@ -87,10 +88,22 @@ pub fn ip_row(agg: &DayAgg, s: &mut IpState, cfg: &RollupConfig, active: u64) ->
         tags.push("dns_tunnel_hint".to_string());
     }
     let none_if_empty = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
-    let has_payloads = ev.is_some_and(|e| e.payloads > 0);
+    let has_payloads = ev.is_some_and(|e| e.payloads > 0 || e.mysql_from_sessions);
     if let Some(e) = ev {
         tags.extend(e.payload_tags.iter().map(|t| t.to_string()));
     }
+    let ss = s.sessions.as_deref();
+    if let Some(x) = ss {
+        tags.push("responded".to_string());
+        if x.two_phase.is_some() {
+            tags.push("two_phase".to_string());
+        }
+        if x.logins.iter().any(|(_, n)| *n > 0) {
+            tags.push("login_attempts".to_string());
+        }
+    }
+    let mut logins: Vec<(usize, u64)> = ss.map(|x| x.logins.clone()).unwrap_or_default();
+    logins.sort_unstable();
     let scan_type = classify::scan_type(
         targets.len() as u64,
         (tcp.len() + udp.len()) as u64,
@@ -135,6 +148,24 @@ pub fn ip_row(agg: &DayAgg, s: &mut IpState, cfg: &RollupConfig, active: u64) ->
         mysql_login_attempts: ev.filter(|_| has_payloads).map(|e| e.mysql_login_attempts),
         mysql_user: ev.and_then(|e| none_if_empty(&e.mysql_user)),
         payload_samples: ev.map_or(0, |e| e.payloads),
+        sessions: ss.map_or(0, |x| x.sessions),
+        session_protocols: bits(u64::from(ss.map_or(0, |x| x.protocols)), AppProtocol::ALL)
+            .into_iter()
+            .map(AppProtocol::name)
+            .collect(),
+        login_attempts: logins.iter().map(|(_, n)| n).sum(),
+        login_protocols: logins
+            .iter()
+            .map(|(i, _)| AppProtocol::ALL[*i].name())
+            .collect(),
+        login_counts: logins.iter().map(|(_, n)| *n).collect(),
+        users: ss.map(|x| sessions::top(&x.users)).unwrap_or_default(),
+        passwords: ss.map(|x| sessions::top(&x.passwords)).unwrap_or_default(),
+        ja4: ss.map(|x| x.ja4.clone()).unwrap_or_default(),
+        hassh: ss.map(|x| x.hassh.clone()).unwrap_or_default(),
+        ssh_client_banners: ss.map(|x| x.banners.clone()).unwrap_or_default(),
+        session_commands: ss.map(|x| x.commands.clone()).unwrap_or_default(),
+        two_phase_tool: ss.and_then(|x| x.two_phase),
         ..IpRow::default()
     }
 }
@@ -158,6 +189,10 @@ pub fn port_rows(agg: &DayAgg, rows: &[IpRow]) -> Vec<PortRow> {
             }
         }
     }
+    let mut payload_sources: HashMap<u32, u64> = HashMap::new();
+    for (key, _) in &agg.payload_sources {
+        *payload_sources.entry(*key).or_default() += 1;
+    }
     let mut out: Vec<PortRow> = per
         .into_iter()
         .map(|((class, port), (sources, scanners, orgs))| {
@@ -170,6 +205,11 @@ pub fn port_rows(agg: &DayAgg, rows: &[IpRow]) -> Vec<PortRow> {
                 sources,
                 scanners,
                 top_orgs: orgs.into_iter().take(5).map(|o| o.0.to_string()).collect(),
+                sessions: agg.port_sessions[usize::from(class - 1) * 65536 + usize::from(port)],
+                payload_sources: payload_sources
+                    .get(&(u32::from(class) << 16 | u32::from(port)))
+                    .copied()
+                    .unwrap_or(0),
             }
         })
         .collect();

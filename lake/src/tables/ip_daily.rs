@@ -58,6 +58,18 @@ crate::lake_table! {
         pub mysql_login_attempts: Option<u64> => Nullable<U64>,
         pub mysql_user: Option<Vec<String>> => Nullable<List<Utf8>>,
         pub payload_samples: u64 => U64,
+        pub sessions: u64 => U64,
+        pub session_protocols: Vec<&'static str> => List<Utf8>,
+        pub login_attempts: u64 => U64,
+        pub login_protocols: Vec<&'static str> => List<Utf8>,
+        pub login_counts: Vec<u64> => List<U64>,
+        pub users: Vec<String> => List<Utf8>,
+        pub passwords: Vec<String> => List<Utf8>,
+        pub ja4: Vec<String> => List<Utf8>,
+        pub hassh: Vec<String> => List<Utf8>,
+        pub ssh_client_banners: Vec<String> => List<Utf8>,
+        pub session_commands: Vec<String> => List<Utf8>,
+        pub two_phase_tool: Option<Tool> => Nullable<Utf8>,
     }
     extra {
         /// User fields, in the order of the configuration.

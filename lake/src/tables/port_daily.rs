@@ -1,4 +1,5 @@
-//! `port_daily`: per protocol and port, the day's probe packets, distinct sources and scanners.
+//! `port_daily`: per protocol and port, the day's probe packets, distinct sources and scanners,
+//! responder sessions and the sources that sent a payload.
 use crate::table::{List, U16, U64, Utf8};
 
 crate::lake_table! {
@@ -11,5 +12,7 @@ crate::lake_table! {
         pub sources: u64 => U64,
         pub scanners: u64 => U64,
         pub top_orgs: Vec<String> => List<Utf8>,
+        pub sessions: u64 => U64,
+        pub payload_sources: u64 => U64,
     }
 }

@@ -140,6 +140,14 @@ pub struct RespondConfig {
     pub server_first: HashMap<u16, AppProtocol>,
 }
 
+/// A fresh Ed25519 host key (one per agent run unless the config names a key file).
+pub fn generate_host_key() -> russh::keys::PrivateKey {
+    let seed: [u8; 32] = rand::random();
+    russh::keys::PrivateKey::from(russh::keys::ssh_key::private::Ed25519Keypair::from_seed(
+        &seed,
+    ))
+}
+
 /// The default port → protocol table of [`SERVER_FIRST`].
 fn default_server_first() -> HashMap<u16, AppProtocol> {
     SERVER_FIRST
@@ -169,7 +177,7 @@ impl Default for RespondConfig {
             max_new_per_minute: 60_000,
             max_new_per_source: 120,
             banners: Banners::default(),
-            ssh_host_key: super::protocols::ssh::generate_host_key(),
+            ssh_host_key: generate_host_key(),
             server_first: default_server_first(),
         }
     }

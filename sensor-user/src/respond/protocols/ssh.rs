@@ -16,7 +16,7 @@ use std::{
 use md5::{Digest, Md5};
 use russh::{
     SshId,
-    keys::{HashAlg, PrivateKey, ssh_key::private::Ed25519Keypair},
+    keys::HashAlg,
     server::{Auth, Handler, PublicKeyOffer},
 };
 use tokio::{
@@ -36,12 +36,6 @@ const KEXINIT: u8 = 20;
 const MAX_PACKET: usize = 16 << 10;
 /// Bytes of the client's stream kept for the banner and KEXINIT.
 const KEEP: usize = 32 << 10;
-
-/// A fresh Ed25519 host key (one per agent run unless the config names a key file).
-pub fn generate_host_key() -> PrivateKey {
-    let seed: [u8; 32] = rand::random();
-    PrivateKey::from(Ed25519Keypair::from_seed(&seed))
-}
 
 /// What the client sent and how much, shared between the stream wrapper and the session.
 #[derive(Debug, Default)]
