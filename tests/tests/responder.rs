@@ -857,3 +857,135 @@ fn duckdb(sql: &str) -> Vec<Value> {
     );
     serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("JSON rows")
 }
+
+/// Rows of `nmap -oG` output: (port, state, service, version) per open port.
+fn nmap_services(grepable: &str) -> Vec<(u16, String, String, String)> {
+    grepable
+        .lines()
+        .filter_map(|l| l.split_once("Ports: ").map(|(_, p)| p))
+        .flat_map(|ports| ports.split(", "))
+        .filter_map(|p| {
+            let f: Vec<&str> = p.split('/').collect();
+            Some((
+                f.first()?.trim().parse().ok()?,
+                f.get(1)?.to_string(),
+                f.get(4)?.to_string(),
+                f.get(6).unwrap_or(&"").to_string(),
+            ))
+        })
+        .collect()
+}
+
+#[test]
+fn nmap_version_scan_sees_plausible_servers_and_caps_hold() {
+    if privileged_or_skip().is_none() {
+        return;
+    }
+    let mut lab = Lab::new(&e2e_dir("respond-nmap")).expect("build the lab");
+    let rc = lab.dir.join("respond.toml");
+    std::fs::write(
+        &rc,
+        format!(
+            "addresses = [\"{SENSOR_V4}\"]\npass_ports = [22]\nmax_per_source = 16\nmax_new_per_source = 400\nfirst_byte_secs = 3.0\n"
+        ),
+    )
+    .unwrap();
+    lab.sensor_args = vec!["--respond-config".into(), rc.display().to_string()];
+    lab.start_sensor("", 1.0)
+        .expect("start the responder sensor");
+    let ports = "21,23,25,80,110,143,2222,3306,5432,5900,6379,8080";
+    let out = client(
+        &lab,
+        120,
+        &[
+            "nmap",
+            "-sV",
+            "-Pn",
+            "-n",
+            "--version-light",
+            "--max-rate",
+            "200",
+            "-e",
+            &lab.scanner_if,
+            "-S",
+            SRC_NMAP,
+            "-p",
+            ports,
+            "-oG",
+            "-",
+            SENSOR_V4,
+        ],
+    );
+    let services = nmap_services(&out);
+    // Every port is open (the responder takes any port), and nmap names the servers the
+    // banners imitate.
+    assert_eq!(services.len(), 12, "{out}");
+    assert!(services.iter().all(|s| s.1 == "open"), "{services:?}");
+    let service = |port: u16| {
+        services
+            .iter()
+            .find(|s| s.0 == port)
+            .map(|s| (s.2.as_str(), s.3.as_str()))
+            .unwrap_or_default()
+    };
+    assert_eq!(service(2222).0, "ssh", "{services:?}");
+    assert!(service(2222).1.contains("OpenSSH 9.2p1"), "{services:?}");
+    assert_eq!(service(21).0, "ftp", "{services:?}");
+    assert!(service(21).1.contains("vsftpd"), "{services:?}");
+    assert_eq!(service(80).0, "http", "{services:?}");
+    assert!(service(80).1.contains("Apache"), "{services:?}");
+    assert_eq!(service(25).0, "smtp", "{services:?}");
+    assert_eq!(service(6379).0, "redis", "{services:?}");
+    assert_eq!(service(3306).0, "mysql", "{services:?}");
+    assert_eq!(service(5900).0, "vnc", "{services:?}");
+    // (On 23, 110, 143 and 5432 nmap's later probes send HTTP first, and the responder answers
+    // by content, as the design says: nmap then settles on http.)
+
+    // The per-source cap: 24 connections held open at once from one source, 16 admitted.
+    let hold = r#"
+import socket, sys, time
+socks = []
+for p in range(9000, 9024):
+    s = socket.socket(); s.bind((sys.argv[1], 0)); s.connect((sys.argv[2], p)); socks.append(s)
+time.sleep(1.0)
+refused = 0
+for s in socks:
+    s.setblocking(False)
+    try:
+        if s.recv(1) == b"":
+            refused += 1
+    except BlockingIOError:
+        pass
+    except ConnectionResetError:
+        refused += 1
+print(refused)
+"#;
+    let refused = client(&lab, 30, &["python3", "-c", hold, SRC_MIRAI, SENSOR_V4]);
+    assert_eq!(refused.trim(), "8", "closed at once: {refused}");
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    let records = lab.stop_sensor().expect("stop sensor");
+    assert_eq!(counter(&records, "respond_refused_source"), 8);
+    let held: Vec<&Value> = records
+        .iter()
+        .filter(|r| r["type"] == "session" && r["src_ip"] == SRC_MIRAI)
+        .collect();
+    assert_eq!(held.len(), 16, "{held:#?}");
+    assert!(
+        held.iter()
+            .all(|s| s["end"] == "silent" || s["end"] == "closed"),
+        "{held:#?}"
+    );
+    // nmap's sessions are all recorded, none cut, none lost.
+    let nmap_sessions = records
+        .iter()
+        .filter(|r| r["type"] == "session" && r["src_ip"] == SRC_NMAP)
+        .count() as u64;
+    assert!(nmap_sessions >= 12, "{nmap_sessions}");
+    assert_eq!(counter(&records, "respond_records_lost"), 0);
+    assert_eq!(counter(&records, "respond_refused_busy"), 0);
+    assert_eq!(
+        counter(&records, "respond_sessions"),
+        nmap_sessions + 16,
+        "every admitted connection is one session record"
+    );
+}

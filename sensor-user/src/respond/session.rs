@@ -20,6 +20,9 @@ use crate::record::Session;
 pub fn classify(b: &[u8]) -> AppProtocol {
     if b.starts_with(b"SSH-") {
         AppProtocol::Ssh
+    } else if b.len() >= 2 && b[0] == 0xff && (251..=254).contains(&b[1]) {
+        // A client that opens with telnet option negotiation.
+        AppProtocol::Telnet
     } else if tls::looks_like(b) {
         AppProtocol::Tls
     } else if http::looks_like(b) {
@@ -112,6 +115,7 @@ async fn serve(c: &mut Conn<'_>) -> Step<()> {
     c.rec.protocol = p;
     match p {
         AppProtocol::Ssh => ssh::serve(c).await,
+        AppProtocol::Telnet => telnet::serve(c).await,
         AppProtocol::Tls => tls::serve(c).await,
         AppProtocol::Http => http::serve(c).await,
         AppProtocol::Rdp => rdp::serve(c).await,
@@ -138,7 +142,8 @@ mod tests {
 
     #[test]
     fn first_bytes_tell_the_protocol() {
-        let cases: [(&[u8], AppProtocol); 10] = [
+        let cases: [(&[u8], AppProtocol); 11] = [
+            (b"\xff\xfb\x18\xff\xfa\x18", AppProtocol::Telnet),
             (b"SSH-2.0-libssh2_1.4.3\r\n", AppProtocol::Ssh),
             (
                 b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
