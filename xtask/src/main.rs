@@ -44,7 +44,7 @@ enum Cmd {
     },
     /// Run a benchmark and print its figures.
     Bench {
-        /// Which benchmark: `xdp`, `ingest`, `rollup`.
+        /// Which benchmark: `xdp`, `ingest`, `rollup`, `responder`.
         which: String,
     },
 }
@@ -186,6 +186,7 @@ fn main() -> Result<()> {
                 run(cargo().args(["bench", "-p", "sensor-user", "--bench", "xdp"]))
             }
             "ingest" => run(cargo().args(["bench", "-p", "scanscope-ingest", "--bench", "ingest"])),
+            "responder" => run(cargo().args(["bench", "-p", "sensor-user", "--bench", "responder"])),
             "rollup" => {
                 run(cargo().args([
                     "build",
@@ -197,7 +198,7 @@ fn main() -> Result<()> {
                 ]))?;
                 run(cargo().args(["bench", "-p", "scanscope-analytics", "--bench", "rollup"]))
             }
-            other => bail!("unknown benchmark {other:?} (known: xdp, ingest, rollup)"),
+            other => bail!("unknown benchmark {other:?} (known: xdp, ingest, rollup, responder)"),
         },
     }
 }
