@@ -233,7 +233,107 @@ fn day(
             .map(|(i, c)| json!({"breadth": i + 1, "sources": c})).collect::<Vec<_>>(),
         "ports_per_ip_distribution": ports_json,
         "series_30m": series_rows,
+        "responder": responder(ip, opts.top),
     }))
+}
+
+/// The strings of row `i` of a list-of-string column.
+fn str_list(l: &ListArray, i: usize) -> Vec<String> {
+    if l.is_null(i) {
+        return Vec::new();
+    }
+    let v = l.value(i);
+    v.as_any()
+        .downcast_ref::<StringArray>()
+        .map(|a| a.iter().flatten().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// What the responders recorded, over the day's sources: sessions, logins per protocol, and
+/// the users, passwords and URLs tried by the most sources; the two-phase sources. Null when
+/// no responder answered (or the rollup predates these columns).
+fn responder(ip: &RecordBatch, top: usize) -> Value {
+    let get = |name: &str| ip.column_by_name(name);
+    let (
+        Some(sessions),
+        Some(protos),
+        Some(counts),
+        Some(users),
+        Some(passwords),
+        Some(urls),
+        Some(two),
+    ) = (
+        get(IP.sessions).and_then(|c| c.as_any().downcast_ref::<UInt64Array>()),
+        get(IP.login_protocols).and_then(|c| c.as_any().downcast_ref::<ListArray>()),
+        get(IP.login_counts).and_then(|c| c.as_any().downcast_ref::<ListArray>()),
+        get(IP.users).and_then(|c| c.as_any().downcast_ref::<ListArray>()),
+        get(IP.passwords).and_then(|c| c.as_any().downcast_ref::<ListArray>()),
+        get(IP.http_url).and_then(|c| c.as_any().downcast_ref::<ListArray>()),
+        get(IP.two_phase_tool).and_then(|c| c.as_any().downcast_ref::<StringArray>()),
+    )
+    else {
+        return Value::Null;
+    };
+    let src = ip
+        .column_by_name(IP.src_ip)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>());
+    let mut total = 0u64;
+    let mut sources = 0u64;
+    let mut logins: BTreeMap<String, u64> = BTreeMap::new();
+    let by_sources = |m: &mut BTreeMap<String, u64>, v: Vec<String>| {
+        for x in v {
+            *m.entry(x).or_default() += 1;
+        }
+    };
+    let (mut u, mut p, mut h) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    let mut two_phase = Vec::new();
+    for i in 0..ip.num_rows() {
+        if sessions.value(i) == 0 {
+            continue;
+        }
+        total += sessions.value(i);
+        sources += 1;
+        let n: Vec<u64> = if counts.is_null(i) {
+            Vec::new()
+        } else {
+            counts
+                .value(i)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .map(|a| a.values().to_vec())
+                .unwrap_or_default()
+        };
+        for (proto, n) in str_list(protos, i).into_iter().zip(n) {
+            *logins.entry(proto).or_default() += n;
+        }
+        by_sources(&mut u, str_list(users, i));
+        by_sources(&mut p, str_list(passwords, i));
+        by_sources(&mut h, str_list(urls, i));
+        if two.is_valid(i) {
+            let s = src.map(|s| s.value(i).to_string()).unwrap_or_default();
+            two_phase.push(json!({"src_ip": s, "tool": two.value(i)}));
+        }
+    }
+    if total == 0 {
+        return Value::Null;
+    }
+    let ranked = |m: BTreeMap<String, u64>| {
+        let mut v: Vec<(String, u64)> = m.into_iter().collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        v.into_iter()
+            .take(top)
+            .map(|(x, n)| json!({"value": x, "sources": n}))
+            .collect::<Vec<_>>()
+    };
+    json!({
+        "sessions": total,
+        "sources": sources,
+        "logins_by_protocol": logins.into_iter().map(|(p, n)| json!({"protocol": p, "attempts": n})).collect::<Vec<_>>(),
+        "top_users": ranked(u),
+        "top_passwords": ranked(p),
+        "top_urls": ranked(h),
+        "two_phase": two_phase,
+    })
 }
 
 fn one_ip(date: NaiveDate, ip: &RecordBatch, addr: &str) -> Result<Value, ReportError> {
@@ -460,6 +560,52 @@ pub fn render_text(q: &Query, v: &Value) -> String {
                     num(&b["sources"]),
                     num(&b["ports"])
                 );
+            }
+            let r = &v["responder"];
+            if !r.is_null() {
+                out!(
+                    s,
+                    "\nwhat the scanners wanted (responder): {} sessions from {} sources",
+                    num(&r["sessions"]),
+                    num(&r["sources"])
+                );
+                for l in r["logins_by_protocol"].as_array().into_iter().flatten() {
+                    out!(
+                        s,
+                        "  logins {:<10} {:>8}",
+                        l["protocol"].as_str().unwrap_or(""),
+                        num(&l["attempts"])
+                    );
+                }
+                for (title, key) in [
+                    ("users", "top_users"),
+                    ("passwords", "top_passwords"),
+                    ("URLs", "top_urls"),
+                ] {
+                    let list: Vec<String> = r[key]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|x| {
+                            format!(
+                                "{} ({})",
+                                printable(x["value"].as_str().unwrap_or("")),
+                                num(&x["sources"])
+                            )
+                        })
+                        .collect();
+                    if !list.is_empty() {
+                        out!(s, "  top {title}: {}", list.join(", "));
+                    }
+                }
+                for t in r["two_phase"].as_array().into_iter().flatten() {
+                    out!(
+                        s,
+                        "  two-phase: {} (first phase {})",
+                        t["src_ip"].as_str().unwrap_or(""),
+                        t["tool"].as_str().unwrap_or("")
+                    );
+                }
             }
             let victims = v["dos_victims"].as_array().map_or(0, Vec::len);
             if victims > 0 {

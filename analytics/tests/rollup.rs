@@ -736,4 +736,30 @@ fn sessions_fill_the_rollup_and_two_phase_scanners_are_tagged() {
     assert_eq!(ports["3306"]["payload_sources"], 0);
     assert_eq!(ports["2222"]["sessions"], 1);
     assert_eq!(ports["6379"]["payload_sources"], 1);
+
+    // The day's report: what the scanners wanted.
+    let d = report::build(root, day(), &Query::Day, &ReportOptions::default()).unwrap();
+    let r = &d["responder"];
+    assert_eq!(r["sessions"], 4);
+    assert_eq!(r["sources"], 3);
+    assert_eq!(
+        r["logins_by_protocol"],
+        serde_json::json!([{"protocol": "mysql", "attempts": 1}, {"protocol": "ssh", "attempts": 3}])
+    );
+    assert_eq!(
+        r["top_passwords"][0],
+        serde_json::json!({"value": "123456", "sources": 1})
+    );
+    assert_eq!(
+        r["two_phase"],
+        serde_json::json!([{"src_ip": a, "tool": "masscan"}])
+    );
+    let text = report::render_text(&Query::Day, &d);
+    assert!(
+        text.contains("two-phase: 203.0.113.50 (first phase masscan)"),
+        "{text}"
+    );
+    let one = report::build(root, day(), &Query::Ip(a.into()), &ReportOptions::default()).unwrap();
+    assert_eq!(one["two_phase_tool"], "masscan");
+    assert_eq!(one["passwords"], serde_json::json!(["123456", "admin"]));
 }

@@ -461,7 +461,13 @@ fn prepare_responder(
         p
     });
     let listeners = respond::Listeners::bind()?;
-    load::attach_responder(ebpf, &listeners.v4, &listeners.v6, &r.addresses, &pass)?;
+    load::attach_responder(
+        ebpf,
+        &listeners.v4,
+        listeners.v6.as_ref(),
+        &r.addresses,
+        &pass,
+    )?;
     info!(addresses = ?r.addresses, pass_ports = ?pass, "responder ready");
     r.pass_ports = Some(pass);
     Ok((listeners, r))

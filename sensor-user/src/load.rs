@@ -388,7 +388,7 @@ pub fn attach(ebpf: &mut Ebpf, iface: &str) -> Result<Attachment, LoadError> {
 pub fn attach_responder(
     ebpf: &mut Ebpf,
     v4: &impl AsRawFd,
-    v6: &impl AsRawFd,
+    v6: Option<&impl AsRawFd>,
     addresses: &[ipnet::IpNet],
     pass_ports: &std::collections::BTreeSet<u16>,
 ) -> Result<(), LoadError> {
@@ -402,9 +402,11 @@ pub fn attach_responder(
         socks
             .set(respond::SLOT_V4, v4, 0)
             .map_err(map_err(maps::RESPONDER))?;
-        socks
-            .set(respond::SLOT_V6, v6, 0)
-            .map_err(map_err(maps::RESPONDER))?;
+        if let Some(v6) = v6 {
+            socks
+                .set(respond::SLOT_V6, v6, 0)
+                .map_err(map_err(maps::RESPONDER))?;
+        }
     }
     {
         let m = ebpf

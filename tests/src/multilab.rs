@@ -26,6 +26,12 @@ pub const M_NMAP: &str = "203.0.113.11";
 pub const M_MASSCAN: &str = "162.142.125.77";
 pub const M_ZMAP: &str = "203.0.113.13";
 pub const M_MIRAI: &str = "203.0.113.14";
+/// A source that browses the responder (curl) and offers an SSH key.
+pub const M_WEB: &str = "203.0.113.21";
+/// A source that brute-forces the responder (hydra).
+pub const M_BRUTE: &str = "203.0.113.22";
+/// The addresses sensor 1 answers on when it runs the responder (`respond_on = Some(1)`).
+pub const RESPOND_PREFIX: &str = "198.18.1.200/30";
 /// The victim whose spoofed traffic comes back as SYN-ACK backscatter.
 pub const M_VICTIM: &str = "192.0.2.50";
 /// SYNs from random spoofed sources in the flood.
@@ -47,6 +53,8 @@ pub struct MultiLab {
     /// MAC of the router's scanner-side interface (masscan/zmap send to it).
     pub router_mac: String,
     pub collector: Option<CollectorProc>,
+    /// The sensor (1-based) that runs the responder on [`RESPOND_PREFIX`], if any.
+    pub respond_on: Option<usize>,
     agents: Vec<Child>,
     dns: Option<Child>,
 }
@@ -67,6 +75,7 @@ impl MultiLab {
             dir: dir.to_path_buf(),
             router_mac: String::new(),
             collector: None,
+            respond_on: None,
             agents: Vec::new(),
             dns: None,
         };
@@ -103,7 +112,7 @@ impl MultiLab {
         ip(&c, &["addr", "add", "10.200.0.1/24", "dev", "c0"])?;
         ip(&c, &["link", "set", "c0", "up"])?;
         ip(&a, &["addr", "add", "10.200.0.2/24", "dev", "a0"])?;
-        for src in [M_NMAP, M_MASSCAN, M_ZMAP, M_MIRAI, M_VICTIM] {
+        for src in [M_NMAP, M_MASSCAN, M_ZMAP, M_MIRAI, M_VICTIM, M_WEB, M_BRUTE] {
             ip(&a, &["addr", "add", &format!("{src}/32"), "dev", "a0"])?;
         }
         ip(&a, &["link", "set", "a0", "up"])?;
@@ -203,6 +212,60 @@ impl MultiLab {
         for (k, ns) in self.sensors.clone().iter().enumerate() {
             let k = k + 1;
             let log = self.dir.join(format!("sensor{k}.log"));
+            let mut extra: Vec<String> = Vec::new();
+            let mut cfg = cfg.clone();
+            if self.respond_on == Some(k) {
+                // TCP passes to this host so the responder can answer; replies reach the two
+                // responder clients only (routes for them alone), so the scans of the
+                // scenario see this sensor as dark as the others.
+                cfg = self.dir.join(format!("sensor{k}-respond.toml"));
+                std::fs::write(
+                    &cfg,
+                    "exclude = [\"10.20.0.0/16\"]\npayload_len = 64\n[sample_every]\ndefault = 1\n[action]\ndefault = \"pass\"\n",
+                )?;
+                let rc = self.dir.join(format!("respond{k}.toml"));
+                std::fs::write(
+                    &rc,
+                    format!("addresses = [\"{RESPOND_PREFIX}\"]\npass_ports = [22]\n"),
+                )?;
+                for src in [M_WEB, M_BRUTE] {
+                    sh(&[
+                        "ip",
+                        "-n",
+                        ns,
+                        "route",
+                        "replace",
+                        &format!("{src}/32"),
+                        "via",
+                        &format!("10.20.{k}.254"),
+                    ])?;
+                    sh(&[
+                        "ip",
+                        "-n",
+                        &self.core,
+                        "route",
+                        "replace",
+                        &format!("{src}/32"),
+                        "via",
+                        "10.200.0.2",
+                    ])?;
+                }
+                sh(&[
+                    "ip",
+                    "-n",
+                    &self.scanner,
+                    "route",
+                    "replace",
+                    RESPOND_PREFIX,
+                    "via",
+                    "10.200.0.1",
+                    "dev",
+                    "a0",
+                    "src",
+                    M_BRUTE,
+                ])?;
+                extra = vec!["--respond-config".into(), rc.display().to_string()];
+            }
             let child = Command::new("ip")
                 .args(["netns", "exec", ns])
                 .arg(&bin)
@@ -215,6 +278,7 @@ impl MultiLab {
                 .arg(format!("http://10.20.{k}.254:{port}"))
                 .arg("--spool-dir")
                 .arg(self.dir.join(format!("spool{k}")))
+                .args(&extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(std::fs::File::create(&log)?)
@@ -230,6 +294,114 @@ impl MultiLab {
                     bail!("sensor s{k} did not start within 30 s:\n{text}");
                 }
                 std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a client in the scanner namespace within `secs`, whatever its exit status (the
+    /// responder refuses every login, so clients fail by design); its output.
+    pub fn client(&self, secs: u32, args: &[&str]) -> Result<String> {
+        let out = Command::new("timeout")
+            .args([
+                "-k",
+                "2",
+                &secs.to_string(),
+                "ip",
+                "netns",
+                "exec",
+                &self.scanner,
+            ])
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null())
+            .output()?;
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+
+    /// The responder's visitors (sensor 1 with `respond_on = Some(1)`): curl with an exploit URL
+    /// from [`M_WEB`], an SSH client offering a key from [`M_WEB`], hydra trying three SSH
+    /// passwords and three FTP ones from [`M_BRUTE`].
+    pub fn visit_responder(&self) -> Result<()> {
+        let web = "http://198.18.1.200:8080/cgi-bin/luci/;stok=/locale?form=country&operation=write&country=$(id)";
+        self.client(
+            15,
+            &[
+                "curl",
+                "-s",
+                "-g",
+                "--max-time",
+                "5",
+                "--interface",
+                M_WEB,
+                "-A",
+                "Mozilla/5.0 (compatible; demo-exploit/1.0)",
+                web,
+            ],
+        )?;
+        let key = self.dir.join("id_ed25519");
+        if !key.exists() {
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&key)
+                .status()?
+                .success();
+            if !ok {
+                bail!("ssh-keygen failed");
+            }
+        }
+        let key_s = key.display().to_string();
+        self.client(
+            15,
+            &[
+                "ssh",
+                "-i",
+                &key_s,
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "ConnectTimeout=5",
+                "-b",
+                M_WEB,
+                "-p",
+                "2222",
+                "admin@198.18.1.201",
+                "id",
+            ],
+        )?;
+        let pw = self.dir.join("passwords.txt");
+        std::fs::write(&pw, "123456\nadmin\nroot\n")?;
+        let pw_s = pw.display().to_string();
+        for (service, port) in [("ssh", "2222"), ("ftp", "21")] {
+            let out = self.client(
+                60,
+                &[
+                    "hydra",
+                    "-I",
+                    "-t",
+                    "1",
+                    "-l",
+                    "root",
+                    "-P",
+                    &pw_s,
+                    "-s",
+                    port,
+                    "198.18.1.202",
+                    service,
+                ],
+            )?;
+            if !out.contains("0 valid password") {
+                bail!("hydra {service}: {out}");
             }
         }
         Ok(())

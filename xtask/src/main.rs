@@ -186,7 +186,9 @@ fn main() -> Result<()> {
                 run(cargo().args(["bench", "-p", "sensor-user", "--bench", "xdp"]))
             }
             "ingest" => run(cargo().args(["bench", "-p", "scanscope-ingest", "--bench", "ingest"])),
-            "responder" => run(cargo().args(["bench", "-p", "sensor-user", "--bench", "responder"])),
+            "responder" => {
+                run(cargo().args(["bench", "-p", "sensor-user", "--bench", "responder"]))
+            }
             "rollup" => {
                 run(cargo().args([
                     "build",

@@ -90,7 +90,8 @@ pub enum RespondError {
 #[derive(Debug)]
 pub struct Listeners {
     pub v4: std::net::TcpListener,
-    pub v6: std::net::TcpListener,
+    /// `None` where the namespace has no IPv6 (`disable_ipv6`): the responder answers IPv4.
+    pub v6: Option<std::net::TcpListener>,
 }
 
 fn listener(addr: SocketAddr, family: &'static str) -> Result<std::net::TcpListener, RespondError> {
@@ -110,10 +111,21 @@ fn listener(addr: SocketAddr, family: &'static str) -> Result<std::net::TcpListe
 impl Listeners {
     /// Binds both listeners.
     pub fn bind() -> Result<Listeners, RespondError> {
-        Ok(Listeners {
-            v4: listener((Ipv4Addr::LOCALHOST, 0).into(), "IPv4")?,
-            v6: listener((Ipv6Addr::LOCALHOST, 0).into(), "IPv6")?,
-        })
+        let v4 = listener((Ipv4Addr::LOCALHOST, 0).into(), "IPv4")?;
+        let v6 = match listener((Ipv6Addr::LOCALHOST, 0).into(), "IPv6") {
+            Ok(l) => Some(l),
+            Err(RespondError::Listen { source, .. })
+                if matches!(
+                    source.kind(),
+                    std::io::ErrorKind::AddrNotAvailable | std::io::ErrorKind::Unsupported
+                ) || source.raw_os_error() == Some(libc::EAFNOSUPPORT) =>
+            {
+                warn!(error = %source, "no IPv6 here: the responder answers IPv4 only");
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Listeners { v4, v6 })
     }
 }
 
@@ -249,7 +261,7 @@ pub async fn serve(
             .map_err(|source| RespondError::Listen { family, source })
     };
     let v4 = to_tokio(listeners.v4, "IPv4")?;
-    let v6 = to_tokio(listeners.v6, "IPv6")?;
+    let v6 = listeners.v6.map(|l| to_tokio(l, "IPv6")).transpose()?;
     let cfg = Arc::new(cfg);
     let busy = Arc::new(Semaphore::new(cfg.max_sessions as usize));
     let per_source = Arc::new(PerSource::default());
@@ -258,7 +270,12 @@ pub async fn serve(
     loop {
         let accepted = tokio::select! {
             a = v4.accept() => a,
-            a = v6.accept() => a,
+            a = async {
+                match &v6 {
+                    Some(l) => l.accept().await,
+                    None => std::future::pending().await,
+                }
+            } => a,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
@@ -307,5 +324,37 @@ pub async fn serve(
                 stats.records_lost.fetch_add(1, Ordering::Relaxed);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_sessions_per_minute_are_capped_overall_and_per_source() {
+        let mut m = NewPerMinute::new();
+        let a: IpAddr = "198.51.100.1".parse().unwrap();
+        let b: IpAddr = "198.51.100.2".parse().unwrap();
+        let admitted_a = (0..10).filter(|_| m.admit(a, 15, 4)).count();
+        assert_eq!(admitted_a, 4, "per source");
+        let admitted_b = (0..10).filter(|_| m.admit(b, 6, 4)).count();
+        assert_eq!(admitted_b, 2, "overall: 4 + 2 = 6");
+        // The next minute starts afresh.
+        m.minute -= std::time::Duration::from_secs(61);
+        assert!(m.admit(a, 15, 4));
+        assert_eq!(m.per_source.len(), 1, "only this minute's sources are held");
+    }
+
+    #[test]
+    fn per_source_concurrency() {
+        let p = PerSource::default();
+        let a: IpAddr = "198.51.100.1".parse().unwrap();
+        assert!(p.enter(a, 2) && p.enter(a, 2) && !p.enter(a, 2));
+        p.leave(a);
+        assert!(p.enter(a, 2));
+        p.leave(a);
+        p.leave(a);
+        assert!(p.0.lock().unwrap().is_empty());
     }
 }

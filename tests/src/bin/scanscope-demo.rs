@@ -6,7 +6,9 @@
 //!    ports and the tools recognised.
 //! 2. The observatory: three sensor namespaces behind a router, real scanners from distinct
 //!    sources (one inside Censys' shipped range), the collector's lake, its daily rollup with
-//!    organisation lists, reverse DNS, a Tor list and an MMDB, and the report.
+//!    organisation lists, reverse DNS, a Tor list and an MMDB, and the report. Sensor 1 also
+//!    runs the responder on a few addresses: curl, an SSH key offer and hydra's SSH and FTP
+//!    passwords show up in the report and in `report --ip` for their sources.
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -41,6 +43,7 @@ fn main() -> Result<()> {
     println!("\n== 2. the observatory: three sensors, a collector, the daily rollup and report");
     let dir = dir.join("observatory");
     let mut lab = MultiLab::new(&dir, 3)?;
+    lab.respond_on = Some(1);
     println!(
         "   router namespace {} (collector, dnsmasq), scanner namespace {}, sensors {}",
         lab.core,
@@ -56,6 +59,10 @@ fn main() -> Result<()> {
         "   scanning: nmap from {M_NMAP}, masscan from {M_MASSCAN} (Censys range), zmap from {M_ZMAP},\n   Mirai-style hping3 from {M_MIRAI}, a spoofed SYN flood, SYN-ACK backscatter for {M_VICTIM}…"
     );
     lab.run_scenario()?;
+    println!(
+        "   sensor s1 also answers on {RESPOND_PREFIX} (the responder): curl with an exploit URL and an\n   SSH key offer from {M_WEB}, hydra against SSH and FTP from {M_BRUTE}…"
+    );
+    lab.visit_responder()?;
     std::thread::sleep(std::time::Duration::from_millis(1500));
     lab.stop_agents()?;
     lab.collector.take().context("collector")?.stop()?;
@@ -95,7 +102,13 @@ fn main() -> Result<()> {
     if !out.status.success() {
         bail!("rollup failed");
     }
-    for extra in [vec![], vec!["--ip", M_MASSCAN], vec!["--ip", M_ZMAP]] {
+    for extra in [
+        vec![],
+        vec!["--ip", M_MASSCAN],
+        vec!["--ip", M_ZMAP],
+        vec!["--ip", M_BRUTE],
+        vec!["--ip", M_WEB],
+    ] {
         let mut a = vec!["report", "--data", &lake_s, "--date", &date];
         a.extend(extra.iter());
         println!("\n== scanscope-collector {}", a.join(" "));

@@ -110,7 +110,7 @@ fn steering() -> Result<()> {
     let mut ebpf = load::load(&RuntimeConfig::default()).context("load the object")?;
     let l = Listeners::bind()?;
     let addrs = ["127.0.0.2/32".parse()?];
-    load::attach_responder(&mut ebpf, &l.v4, &l.v6, &addrs, &[22].into())?;
+    load::attach_responder(&mut ebpf, &l.v4, l.v6.as_ref(), &addrs, &[22].into())?;
     l.v4.set_nonblocking(false)?;
     let _client = TcpStream::connect_timeout(&"127.0.0.2:8080".parse()?, Duration::from_secs(5))
         .context("connect to 127.0.0.2:8080")?;
