@@ -7,7 +7,8 @@
 # What it installs:
 #   * Debian packages: real scanners (nmap, masscan, zmap, hping3), traffic tools (netsniff-ng,
 #     tcpreplay, tcpdump), iproute2, bpftool, pkg-config/libelf for tooling; the clients the
-#     responder tests talk to it with (hydra, openssl, ssh, mariadb, redis-cli, mosquitto_pub, psql).
+#     responder tests talk to it with (hydra, openssl, ssh, mariadb, redis-cli, mosquitto_pub, psql)
+#     and an sshd the pass-through test runs in a lab namespace (never started on the host).
 #   * rust-src for the nightly toolchain (the eBPF crate is built with -Z build-std=core).
 #   * bpf-linker, built against the nightly's own libLLVM (see shared notes/toolchain.md).
 #   * qemu-system-x86, cpio and two older kernels (Linux 5.15 and 6.1, scripts/fetch-kernels.sh):
@@ -23,7 +24,8 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------- Debian packages
 APT_PKGS=(nmap masscan zmap hping3 netsniff-ng tcpreplay tcpdump iproute2 bpftool ethtool dnsmasq-base
           qemu-system-x86 cpio e2fsprogs binutils
-          hydra openssl openssh-client mariadb-client redis-tools mosquitto-clients postgresql-client)
+          hydra openssl openssh-client openssh-server mariadb-client redis-tools mosquitto-clients
+          postgresql-client)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,7 +35,13 @@ if ((${#missing[@]})); then
   log "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq || die "apt-get update failed"
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install failed"
+  # Packages must not start services on this host (openssh-server's sshd: the responder test
+  # starts its own in a lab namespace): policy-rc.d refuses every start during the install.
+  policy=/usr/sbin/policy-rc.d
+  had_policy=0; [ -e "$policy" ] && had_policy=1
+  [ "$had_policy" = 1 ] || { printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; }
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || { [ "$had_policy" = 1 ] || rm -f "$policy"; die "apt-get install failed"; }
+  [ "$had_policy" = 1 ] || rm -f "$policy"
 else
   log "Debian packages present"
 fi

@@ -989,3 +989,104 @@ print(refused)
         "every admitted connection is one session record"
     );
 }
+
+#[test]
+fn pass_through_ports_keep_the_hosts_own_sshd() {
+    if privileged_or_skip().is_none() {
+        return;
+    }
+    let Some(sshd) = ["/usr/sbin/sshd"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+    else {
+        panic!("sshd not installed (scripts/setup.sh installs openssh-server)");
+    };
+    let mut lab = Lab::new(&e2e_dir("respond-sshd")).expect("build the lab");
+    // The host's own sshd, on 22 and 2200, with its own host key; started before the agent, so
+    // the agent's default pass-through list (22 and every port listening at start) names both.
+    let key = lab.dir.join("host_ed25519");
+    let ok = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen")
+        .success();
+    assert!(ok);
+    std::fs::create_dir_all("/run/sshd").expect("sshd's privilege separation directory");
+    let mut daemon = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &lab.sensor_ns,
+            sshd,
+            "-D",
+            "-e",
+            "-f",
+            "/dev/null",
+            "-p",
+            "22",
+            "-p",
+            "2200",
+            "-h",
+        ])
+        .arg(&key)
+        .args(["-o", "PidFile=none"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(lab.dir.join("sshd.log")).unwrap())
+        .spawn()
+        .expect("start sshd");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(lab.dir.join("sshd.log"))
+        .unwrap_or_default()
+        .contains("listening on")
+    {
+        assert!(std::time::Instant::now() < deadline, "sshd did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let rc = lab.dir.join("respond.toml");
+    std::fs::write(&rc, format!("addresses = [\"{SENSOR_V4}\"]\n")).unwrap();
+    lab.sensor_args = vec!["--respond-config".into(), rc.display().to_string()];
+    lab.start_sensor("", 1.0)
+        .expect("start the responder sensor");
+    let host_key = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let host_key = host_key.split_whitespace().nth(1).unwrap().to_string();
+    let scan = |port: &str| {
+        let out = client(
+            &lab,
+            15,
+            &[
+                "ssh-keyscan",
+                "-T",
+                "5",
+                "-t",
+                "ed25519",
+                "-p",
+                port,
+                SENSOR_V4,
+            ],
+        );
+        out.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.split_whitespace().nth(2).map(str::to_string))
+            .unwrap_or_else(|| panic!("no key from port {port}: {out}"))
+    };
+    assert_eq!(scan("22"), host_key, "port 22 is the host's sshd");
+    assert_eq!(
+        scan("2200"),
+        host_key,
+        "a port listening at start is the host's"
+    );
+    let responder_key = scan("2222");
+    assert_ne!(responder_key, host_key, "any other port is the responder");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let records = lab.stop_sensor().expect("stop sensor");
+    daemon.kill().ok();
+    daemon.wait().ok();
+    assert!(counter(&records, "respond_pass_port") >= 2);
+    let ssh: Vec<&Value> = records.iter().filter(|r| r["type"] == "session").collect();
+    assert!(
+        !ssh.is_empty() && ssh.iter().all(|s| s["dst_port"] == 2222),
+        "{ssh:#?}"
+    );
+}

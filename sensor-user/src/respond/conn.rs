@@ -240,10 +240,12 @@ impl<'a> Conn<'a> {
 
     /// Records a protocol detail `name=value`.
     pub fn detail(&mut self, name: &str, value: &[u8]) {
-        let t = self.text(value);
-        if self.rec.details.len() < MAX_COMMANDS {
-            self.rec.details.push(format!("{name}={t}"));
+        if self.rec.details.len() >= MAX_COMMANDS {
+            self.stats.commands_cut.fetch_add(1, Ordering::Relaxed);
+            return;
         }
+        let t = self.text(value);
+        self.rec.details.push(format!("{name}={t}"));
     }
 
     /// Adds a tag (once).

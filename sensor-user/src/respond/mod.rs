@@ -151,7 +151,7 @@ pub struct RespondStats {
     pub read_cap: AtomicU64,
     /// Sessions that reached `max_auth`.
     pub auth_cap: AtomicU64,
-    /// Commands not kept (beyond the per-session list's length).
+    /// Commands or details not kept (beyond the per-session lists' length).
     pub commands_cut: AtomicU64,
     /// Texts cut to their longest kept length.
     pub text_cut: AtomicU64,
@@ -238,8 +238,12 @@ impl NewPerMinute {
         if self.minute.elapsed() >= std::time::Duration::from_secs(60) {
             *self = NewPerMinute::new();
         }
+        // The overall cap first: the table never holds more sources than it admits.
+        if self.total >= max_total {
+            return false;
+        }
         let n = self.per_source.entry(ip).or_default();
-        if self.total >= max_total || *n >= max_source {
+        if *n >= max_source {
             return false;
         }
         *n += 1;
@@ -340,6 +344,13 @@ mod tests {
         assert_eq!(admitted_a, 4, "per source");
         let admitted_b = (0..10).filter(|_| m.admit(b, 6, 4)).count();
         assert_eq!(admitted_b, 2, "overall: 4 + 2 = 6");
+        let c: IpAddr = "198.51.100.3".parse().unwrap();
+        assert!(!m.admit(c, 6, 4));
+        assert_eq!(
+            m.per_source.len(),
+            2,
+            "a source the overall cap refused is not held"
+        );
         // The next minute starts afresh.
         m.minute -= std::time::Duration::from_secs(61);
         assert!(m.admit(a, 15, 4));
