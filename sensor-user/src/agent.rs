@@ -93,6 +93,13 @@ pub struct AgentOptions {
     pub shutdown_grace: Duration,
     /// Answer scanners on every TCP port (`--respond`); `None` = dark mode.
     pub respond: Option<RespondConfig>,
+    /// The responder's configuration file (`--respond-config`), read again by the responder
+    /// process.
+    pub respond_config_path: Option<PathBuf>,
+    /// The executable that serves the sessions in a capability-free child
+    /// (`scanscope-sensor` itself, [`respond::child`]); `None` = in this process (the library's
+    /// tests).
+    pub respond_child: Option<PathBuf>,
 }
 
 impl Default for AgentOptions {
@@ -106,6 +113,8 @@ impl Default for AgentOptions {
             uplink: None,
             shutdown_grace: Duration::from_secs(5),
             respond: None,
+            respond_config_path: None,
+            respond_child: None,
         }
     }
 }
@@ -380,8 +389,17 @@ pub struct Prepared {
     prev_ports: Vec<u64>,
     attachments: Vec<Attachment>,
     ringbuf: aya::maps::RingBuf<aya::maps::MapData>,
-    /// The responder's listening sockets (`--respond`), steered to by the sk_lookup program.
-    responder: Option<(respond::Listeners, RespondConfig)>,
+    /// The responder (`--respond`): its process, or its listening sockets to serve here.
+    responder: Option<Responder>,
+}
+
+/// Where the responder's sessions are served.
+#[derive(Debug)]
+enum Responder {
+    /// A capability-free child process holding the listeners.
+    Child(respond::child::Parent),
+    /// This process (the library's tests: no binary to start).
+    Here(respond::Listeners, Box<RespondConfig>),
 }
 
 impl std::fmt::Debug for Prepared {
@@ -428,7 +446,18 @@ pub fn prepare(opts: &AgentOptions) -> Result<Prepared, AgentError> {
     }
     let ringbuf = drain::take_ringbuf(&mut ebpf)?;
     let responder = match &opts.respond {
-        Some(r) => Some(prepare_responder(&mut ebpf, opts, r)?),
+        Some(r) => {
+            let (listeners, rc) = prepare_responder(&mut ebpf, opts, r)?;
+            Some(match &opts.respond_child {
+                Some(exe) => Responder::Child(respond::child::Parent::spawn(
+                    exe,
+                    listeners,
+                    opts.respond_config_path.as_deref(),
+                    &opts.sensor_id,
+                )?),
+                None => Responder::Here(listeners, Box::new(rc)),
+            })
+        }
         None => None,
     };
     Ok(Prepared {
@@ -533,19 +562,38 @@ async fn sense(
         ringbuf: rb,
         responder,
     } = prepared;
-    // The responder serves on the runtime; its sessions come back to this task as records.
+    // The responder serves in its own process (or on this runtime); its sessions come back to
+    // this task as records.
     let (session_tx, mut sessions) = tokio::sync::mpsc::channel::<Session>(4096);
     let respond_stats = Arc::new(RespondStats::default());
-    let _responder = responder.map(|(listeners, rc)| {
-        let task = tokio::spawn(respond::serve(
-            listeners,
-            rc,
-            opts.sensor_id.clone(),
-            session_tx.clone(),
-            respond_stats.clone(),
-        ));
-        AbortOnDrop(task)
-    });
+    let (gone_tx, mut child_gone) = tokio::sync::oneshot::channel::<()>();
+    let mut child = None;
+    let mut _responder = None;
+    match responder {
+        Some(Responder::Child(mut p)) => {
+            p.start_reading(
+                opts.sensor_id.clone(),
+                session_tx.clone(),
+                respond_stats.clone(),
+                gone_tx,
+            );
+            child = Some(p);
+        }
+        Some(Responder::Here(listeners, rc)) => {
+            let task = tokio::spawn(respond::serve(
+                listeners,
+                *rc,
+                opts.sensor_id.clone(),
+                session_tx.clone(),
+                respond_stats.clone(),
+            ));
+            _responder = Some(AbortOnDrop(task));
+            drop(gone_tx);
+        }
+        None => drop(gone_tx),
+    }
+    let responding = child.is_some() || _responder.is_some();
+    let mut child_watch = child.is_some();
     drop(session_tx);
     let ifaces: HashMap<u32, String> = attachments
         .iter()
@@ -572,7 +620,7 @@ async fn sense(
         output_warned: None,
         uplink,
         batch: BatchBuilder::default(),
-        respond: _responder.as_ref().map(|_| {
+        respond: responding.then(|| {
             (
                 respond_stats.clone(),
                 vec![0; respond_stats.counters().len()],
@@ -608,6 +656,14 @@ async fn sense(
                 st.emit(&Record::Session(Box::new(session)));
                 st.flush_output();
             }
+            _ = &mut child_gone, if child_watch => {
+                // Fail open: with the socket map empty the kernel answers as if dark (RST).
+                child_watch = false;
+                warn!("the responder process ended; connections now go to the host (no responder)");
+                if let Err(e) = load::clear_responder(&mut st.ebpf) {
+                    warn!(error = %e, "could not empty the responder's socket map");
+                }
+            }
             guard = rb.readable_mut() => {
                 let mut guard = guard.map_err(|source| AgentError::Io { what: "polling the ring buffer", source })?;
                 st.drain_events(guard.get_inner_mut())?;
@@ -626,7 +682,11 @@ async fn sense(
     // The responder stops taking connections; the sessions that ended are recorded, those
     // still open are cut (counted as `respond_cut` in the last stats).
     drop(_responder);
-    respond_stats.cut_open_sessions();
+    match child {
+        // The child counts its own open sessions as cut and reports them.
+        Some(c) => tokio::task::block_in_place(|| c.stop()),
+        None => respond_stats.cut_open_sessions(),
+    }
     while let Ok(session) = sessions.try_recv() {
         st.emit(&Record::Session(Box::new(session)));
     }

@@ -138,6 +138,8 @@ impl SensorArgs {
             uplink,
             shutdown_grace: Duration::from_secs_f64(self.shutdown_grace_secs),
             respond,
+            respond_config_path: self.respond_config.clone(),
+            respond_child: None,
         })
     }
 }

@@ -385,6 +385,25 @@ pub fn attach(ebpf: &mut Ebpf, iface: &str) -> Result<Attachment, LoadError> {
 /// Fills the responder's tables — its listeners, the addresses it answers, the ports it never
 /// takes — and attaches the sk_lookup program to this network namespace (through a BPF link:
 /// gone when the agent exits, and connections then meet the host's normal lookup again).
+/// Empties the responder's socket map: the sk_lookup program then finds no socket and the
+/// kernel answers as if no responder ran.
+pub fn clear_responder(ebpf: &mut Ebpf) -> Result<(), LoadError> {
+    use scanscope_common::respond;
+    let map_err = |source| LoadError::Map {
+        name: maps::RESPONDER,
+        source,
+    };
+    let m = ebpf
+        .map_mut(maps::RESPONDER)
+        .ok_or(LoadError::MissingMap(maps::RESPONDER))?;
+    let mut socks: SockMap<_> = SockMap::try_from(m).map_err(map_err)?;
+    for slot in [respond::SLOT_V4, respond::SLOT_V6] {
+        // An empty slot is fine.
+        let _cleared = socks.clear_index(&slot);
+    }
+    Ok(())
+}
+
 pub fn attach_responder(
     ebpf: &mut Ebpf,
     v4: &impl AsRawFd,

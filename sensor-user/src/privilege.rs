@@ -75,10 +75,15 @@ pub const DENIED: [i64; 36] = [
 
 /// The compiled filter: [`DENIED`] → EPERM, everything else allowed.
 pub fn filter() -> Result<BpfProgram, PrivilegeError> {
+    filter_of(&DENIED)
+}
+
+/// A filter that makes `denied` fail with EPERM and allows everything else.
+pub fn filter_of(denied: &[i64]) -> Result<BpfProgram, PrivilegeError> {
     let backend = |e| PrivilegeError::Seccomp(seccompiler::Error::Backend(e));
     let arch = std::env::consts::ARCH.try_into().map_err(backend)?;
     SeccompFilter::new(
-        DENIED.iter().map(|&nr| (nr, Vec::new())).collect(),
+        denied.iter().map(|&nr| (nr, Vec::new())).collect(),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::EPERM as u32),
         arch,
@@ -92,6 +97,16 @@ pub fn filter() -> Result<BpfProgram, PrivilegeError> {
 /// `no_new_privs` (set by [`drop_to_retained`]) or CAP_SYS_ADMIN.
 pub fn confine() -> Result<(), PrivilegeError> {
     seccompiler::apply_filter(&filter()?).map_err(PrivilegeError::Seccomp)
+}
+
+/// Installs [`filter_of`] `denied` on the calling thread (the responder process's own list).
+pub fn confine_with(denied: &[i64]) -> Result<(), PrivilegeError> {
+    seccompiler::apply_filter(&filter_of(denied)?).map_err(PrivilegeError::Seccomp)
+}
+
+/// Installs [`filter_of`] `denied` on every thread of the process at once (TSYNC).
+pub fn confine_all_threads_with(denied: &[i64]) -> Result<(), PrivilegeError> {
+    seccompiler::apply_filter_all_threads(&filter_of(denied)?).map_err(PrivilegeError::Seccomp)
 }
 
 /// Drops every capability but [`RETAINED`] (those the process has) from the calling thread:

@@ -991,7 +991,7 @@ print(refused)
 }
 
 #[test]
-fn pass_through_ports_keep_the_hosts_own_sshd() {
+fn pass_through_ports_keep_the_hosts_own_sshd_and_the_responder_is_unprivileged() {
     if privileged_or_skip().is_none() {
         return;
     }
@@ -1079,11 +1079,58 @@ fn pass_through_ports_keep_the_hosts_own_sshd() {
     );
     let responder_key = scan("2222");
     assert_ne!(responder_key, host_key, "any other port is the responder");
+
+    // The sessions are served by a child of the agent that is nobody, holds no capability,
+    // and runs with no_new_privs under a seccomp filter (which refuses socket and connect).
+    let agent = lab.sensor_pid().expect("agent pid");
+    let out = Command::new("pgrep")
+        .args(["-P", &agent.to_string()])
+        .output()
+        .expect("pgrep");
+    let child: u32 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("the responder process");
+    let status = std::fs::read_to_string(format!("/proc/{child}/status")).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}:")))
+            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Uid"), "65534 65534 65534 65534", "{status}");
+    assert_eq!(field("CapEff"), "0000000000000000");
+    assert_eq!(field("CapPrm"), "0000000000000000");
+    assert_eq!(field("NoNewPrivs"), "1");
+    assert_eq!(field("Seccomp"), "2");
+    // If it dies, the agent empties the socket map: connections fall back to the host (RST).
+    let killed = Command::new("kill")
+        .args(["-KILL", &child.to_string()])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(killed);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let (_, code) = curl(
+        &lab,
+        SRC_SERVER,
+        &format!("http://{SENSOR_V4}:8080/"),
+        "after/1",
+    );
+    assert_eq!(code, 7, "refused by the host once the responder is gone");
+    assert_eq!(scan("22"), host_key, "the host's sshd is untouched");
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let records = lab.stop_sensor().expect("stop sensor");
     daemon.kill().ok();
     daemon.wait().ok();
     assert!(counter(&records, "respond_pass_port") >= 2);
+    assert!(
+        counter(&records, "respond_no_socket") >= 1,
+        "the connection after the child died"
+    );
+    let log = std::fs::read_to_string(lab.dir.join("sensor.log")).unwrap();
+    assert!(log.contains("the responder process ended"), "{log}");
     let ssh: Vec<&Value> = records.iter().filter(|r| r["type"] == "session").collect();
     assert!(
         !ssh.is_empty() && ssh.iter().all(|s| s["dst_port"] == 2222),

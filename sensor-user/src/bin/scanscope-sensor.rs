@@ -2,18 +2,26 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use sensor_user::{agent, args::SensorArgs, privilege};
+use sensor_user::{agent, args::SensorArgs, privilege, respond};
 
 fn main() -> ExitCode {
+    // The responder's own process (started by the agent with its listening sockets).
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(respond::child::CHILD_ARG) {
+        scanscope_telemetry::init_logging();
+        return respond::child::child_main(&args[2..]);
+    }
     let cli = SensorArgs::parse();
     scanscope_telemetry::init_logging();
-    let opts = match cli.into_options() {
+    let mut opts = match cli.into_options() {
         Ok(o) => o,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    // Sessions are served by a capability-free child of this binary.
+    opts.respond_child = std::env::current_exe().ok();
     // Load and attach while this is the only thread, then keep only CAP_BPF and CAP_NET_ADMIN
     // and install the seccomp filter: the runtime's threads (and all network parsing) start
     // with the reduced sets, confined.

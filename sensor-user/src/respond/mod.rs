@@ -41,6 +41,7 @@
 //! [ports]                       # server-first ports (replaces that protocol's defaults)
 //! telnet = [23, 2323]
 //! ```
+pub mod child;
 pub mod config;
 pub mod conn;
 pub mod protocols;
@@ -83,6 +84,8 @@ pub enum RespondError {
     },
     #[error("reading the interfaces' addresses: {0}")]
     Addresses(#[source] std::io::Error),
+    #[error("starting the responder process: {0}")]
+    Child(#[source] std::io::Error),
 }
 
 /// The responder's two listening sockets (IPv4 on 127.0.0.1, IPv6 on ::1, both on a free
@@ -174,6 +177,26 @@ impl RespondStats {
             ("respond_records_lost", v(&self.records_lost)),
             ("respond_cut", v(&self.cut)),
         ]
+    }
+
+    /// Sets a counter by its [`RespondStats::counters`] name (the responder process reports
+    /// running totals); unknown names are ignored.
+    pub fn set_counter(&self, name: &str, value: u64) {
+        let slot = match name {
+            "respond_sessions" => &self.sessions,
+            "respond_refused_busy" => &self.refused_busy,
+            "respond_refused_source" => &self.refused_source,
+            "respond_refused_rate" => &self.refused_rate,
+            "respond_payload_cut" => &self.payload_cut,
+            "respond_read_cap" => &self.read_cap,
+            "respond_auth_cap" => &self.auth_cap,
+            "respond_commands_cut" => &self.commands_cut,
+            "respond_text_cut" => &self.text_cut,
+            "respond_cut" => &self.cut,
+            // records_lost is the agent's own (what it could not take from the child).
+            _ => return,
+        };
+        slot.store(value, Ordering::Relaxed);
     }
 
     /// At shutdown: the sessions still open will not be recorded; count them.
