@@ -124,7 +124,16 @@ impl SensorArgs {
             };
             Some(u)
         };
-        let respond = match (&self.respond_config, self.respond) {
+        // `--respond-config FILE` first, then a `[respond]` table in `--config FILE`, then the
+        // defaults for a bare `--respond`.
+        let in_config = self.config.as_ref().filter(|p| {
+            std::fs::read_to_string(p)
+                .ok()
+                .and_then(|t| crate::respond::config::respond_table(&t))
+                .is_some()
+        });
+        let respond_path = self.respond_config.clone().or_else(|| in_config.cloned());
+        let respond = match (&respond_path, self.respond) {
             (Some(p), _) => Some(RespondConfig::from_file(p)?),
             (None, true) => Some(RespondConfig::default()),
             (None, false) => None,
@@ -138,7 +147,7 @@ impl SensorArgs {
             uplink,
             shutdown_grace: Duration::from_secs_f64(self.shutdown_grace_secs),
             respond,
-            respond_config_path: self.respond_config.clone(),
+            respond_config_path: respond_path,
             respond_child: None,
         })
     }

@@ -77,6 +77,10 @@ struct FileConfig {
     sample_every: BTreeMap<String, u32>,
     #[serde(default)]
     action: BTreeMap<String, String>,
+    /// The responder's settings (`[respond]`, the keys of a `--respond-config` file); read by
+    /// `respond::RespondConfig::from_file`, its presence turns the responder on.
+    #[serde(default, rename = "respond")]
+    _respond: Option<toml::Table>,
 }
 
 /// A validated configuration.

@@ -98,6 +98,19 @@ fn responder_settings_are_checked_before_anything_loads() {
         err.contains("max_sessions must be between 1 and 65536"),
         "{err}"
     );
+    let in_config = dir.join("in-config.toml");
+    std::fs::write(&in_config, "[respond]\nmax_auth = 0\n").expect("write");
+    let (code, err) = run(&[
+        "--iface",
+        "lo",
+        "--config",
+        in_config.to_str().expect("path"),
+    ]);
+    assert_eq!(
+        code, 2,
+        "a [respond] table turns the responder on and is checked: {err}"
+    );
+    assert!(err.contains("max_auth must be between 1 and 100"), "{err}");
     let drop = dir.join("drop.toml");
     std::fs::write(&drop, "[action]\ntcp_syn = \"drop\"\n").expect("write");
     let (code, err) = run(&[

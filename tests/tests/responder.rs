@@ -801,7 +801,8 @@ fn real_clients_are_answered_and_their_logins_recorded() {
     );
     let ip = duckdb(&format!(
         "SELECT src_ip, two_phase_tool, list_contains(tags, 'two_phase'), http_url, sessions, \
-         login_attempts, users FROM read_parquet('{lake_s}/ip_daily/*/*.parquet') ORDER BY src_ip"
+         login_attempts, users, http_user_agent FROM read_parquet('{lake_s}/ip_daily/*/*.parquet') \
+         ORDER BY src_ip"
     ));
     let of = |src: &str| {
         ip.iter()
@@ -815,6 +816,7 @@ fn real_clients_are_answered_and_their_logins_recorded() {
         m[3].as_array().unwrap().iter().any(|u| u == "GET /phase2"),
         "{m}"
     );
+    assert_eq!(m[7], serde_json::json!(["second/1"]), "{m}");
     // The telnet, ftp, http and ssh logins of hydra's source, all refused, all counted.
     let hydra_src = mq_src(&records);
     let h = of(hydra_src.as_str().unwrap());
@@ -962,9 +964,41 @@ print(refused)
 "#;
     let refused = client(&lab, 30, &["python3", "-c", hold, SRC_MIRAI, SENSOR_V4]);
     assert_eq!(refused.trim(), "8", "closed at once: {refused}");
+    // A flood from one source: 600 connections opened and held; all but the caps' share
+    // refused, and the responder's memory stays bounded.
+    let flood = r#"
+import socket, sys, time
+socks = []
+for i in range(600):
+    s = socket.socket(); s.bind((sys.argv[1], 0)); s.connect((sys.argv[2], 10000 + i)); socks.append(s)
+time.sleep(0.5)
+print(len(socks))
+"#;
+    let opened = client(&lab, 60, &["python3", "-c", flood, SRC_ZMAP, SENSOR_V4]);
+    assert_eq!(opened.trim(), "600", "{opened}");
+    let agent = lab.sensor_pid().expect("agent pid");
+    let children = Command::new("pgrep")
+        .args(["-P", &agent.to_string()])
+        .output()
+        .expect("pgrep");
+    let child = String::from_utf8_lossy(&children.stdout)
+        .split_whitespace()
+        .next()
+        .expect("the responder process")
+        .to_string();
+    let status = std::fs::read_to_string(format!("/proc/{child}/status")).unwrap();
+    let hwm_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    assert!(hwm_kb < 64 * 1024, "responder peak memory {hwm_kb} kB");
     std::thread::sleep(std::time::Duration::from_millis(4500));
     let records = lab.stop_sensor().expect("stop sensor");
-    assert_eq!(counter(&records, "respond_refused_source"), 8);
+    // The flood's 600: 200 over the 400 new per minute (refused_rate), of the 400 admitted
+    // by rate 16 held at once and 384 refused for the source (and 8 from the held set).
+    assert_eq!(counter(&records, "respond_refused_rate"), 200);
+    assert_eq!(counter(&records, "respond_refused_source"), 8 + 384);
     let held: Vec<&Value> = records
         .iter()
         .filter(|r| r["type"] == "session" && r["src_ip"] == SRC_MIRAI)
@@ -985,7 +1019,7 @@ print(refused)
     assert_eq!(counter(&records, "respond_refused_busy"), 0);
     assert_eq!(
         counter(&records, "respond_sessions"),
-        nmap_sessions + 16,
+        nmap_sessions + 16 + 16,
         "every admitted connection is one session record"
     );
 }
@@ -1044,10 +1078,8 @@ fn pass_through_ports_keep_the_hosts_own_sshd_and_the_responder_is_unprivileged(
         assert!(std::time::Instant::now() < deadline, "sshd did not start");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let rc = lab.dir.join("respond.toml");
-    std::fs::write(&rc, format!("addresses = [\"{SENSOR_V4}\"]\n")).unwrap();
-    lab.sensor_args = vec!["--respond-config".into(), rc.display().to_string()];
-    lab.start_sensor("", 1.0)
+    // Responder mode from the sensor's own configuration file: its [respond] table.
+    lab.start_sensor(&format!("[respond]\naddresses = [\"{SENSOR_V4}\"]\n"), 1.0)
         .expect("start the responder sensor");
     let host_key = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     let host_key = host_key.split_whitespace().nth(1).unwrap().to_string();

@@ -199,13 +199,18 @@ impl RespondConfig {
         self.server_first.get(&port).copied()
     }
 
-    /// Reads and validates a responder config file.
+    /// Reads and validates a responder config file: a `--respond-config` file, or the
+    /// `[respond]` table of the sensor's `--config` file.
     pub fn from_file(path: &Path) -> Result<RespondConfig, RespondError> {
         let text = std::fs::read_to_string(path).map_err(|source| RespondError::Read {
             path: path.display().to_string(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|e| match e {
+        let parsed = match respond_table(&text) {
+            Some(t) => Self::from_table(t),
+            None => Self::from_toml(&text),
+        };
+        parsed.map_err(|e| match e {
             RespondError::Parse { message, .. } => RespondError::Parse {
                 path: path.display().to_string(),
                 message,
@@ -220,6 +225,21 @@ impl RespondConfig {
             path: "<text>".into(),
             message: e.message().trim().replace('\n', " "),
         })?;
+        Self::validate(f)
+    }
+
+    /// Validates a parsed `[respond]` table.
+    pub fn from_table(t: toml::Table) -> Result<RespondConfig, RespondError> {
+        let f: FileRespond = toml::Value::Table(t)
+            .try_into()
+            .map_err(|e: toml::de::Error| RespondError::Parse {
+                path: "<[respond]>".into(),
+                message: e.message().trim().replace('\n', " "),
+            })?;
+        Self::validate(f)
+    }
+
+    fn validate(f: FileRespond) -> Result<RespondConfig, RespondError> {
         let d = RespondConfig::default();
         let addresses = f
             .addresses
@@ -322,6 +342,15 @@ impl RespondConfig {
             idle: secs("idle_secs", f.idle_secs, d.idle)?,
             total: secs("total_secs", f.total_secs, d.total)?,
         })
+    }
+}
+
+/// The `[respond]` table of a sensor configuration (`None`: the file has none).
+pub fn respond_table(sensor_config: &str) -> Option<toml::Table> {
+    let mut t: toml::Table = toml::from_str(sensor_config).ok()?;
+    match t.remove("respond")? {
+        toml::Value::Table(r) => Some(r),
+        _ => None,
     }
 }
 
@@ -441,6 +470,12 @@ mod tests {
         assert_eq!(c.server_first(2300), Some(AppProtocol::Telnet));
         assert_eq!(c.server_first(23), None);
         assert_eq!(c.banners.ssh, "SSH-2.0-dropbear_2022.83");
+        // The same keys in the sensor configuration's [respond] table.
+        let sensor = "payload_len = 64\n[action]\nudp = \"drop\"\n[respond]\nmax_auth = 3\n[respond.banners]\nftp = \"220 x\"\n";
+        let table = respond_table(sensor).expect("a [respond] table");
+        let c = RespondConfig::from_table(table).unwrap();
+        assert_eq!((c.max_auth, c.banners.ftp.as_str()), (3, "220 x"));
+        assert_eq!(respond_table("payload_len = 64"), None);
         for bad in [
             "addresses = [\"nope\"]",
             "max_sessions = 0",
