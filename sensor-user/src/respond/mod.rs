@@ -158,6 +158,8 @@ pub struct RespondStats {
     pub commands_cut: AtomicU64,
     /// Texts cut to their longest kept length.
     pub text_cut: AtomicU64,
+    /// Records the responder process reported it could not take (added to `records_lost`).
+    pub records_lost_in_child: AtomicU64,
 }
 
 impl RespondStats {
@@ -174,7 +176,10 @@ impl RespondStats {
             ("respond_auth_cap", v(&self.auth_cap)),
             ("respond_commands_cut", v(&self.commands_cut)),
             ("respond_text_cut", v(&self.text_cut)),
-            ("respond_records_lost", v(&self.records_lost)),
+            (
+                "respond_records_lost",
+                v(&self.records_lost) + v(&self.records_lost_in_child),
+            ),
             ("respond_cut", v(&self.cut)),
         ]
     }
@@ -193,7 +198,8 @@ impl RespondStats {
             "respond_commands_cut" => &self.commands_cut,
             "respond_text_cut" => &self.text_cut,
             "respond_cut" => &self.cut,
-            // records_lost is the agent's own (what it could not take from the child).
+            // The agent counts what it could not take from the child itself.
+            "respond_records_lost" => &self.records_lost_in_child,
             _ => return,
         };
         slot.store(value, Ordering::Relaxed);
