@@ -1137,6 +1137,18 @@ fn pass_through_ports_keep_the_hosts_own_sshd_and_the_responder_is_unprivileged(
     assert_eq!(field("CapPrm"), "0000000000000000");
     assert_eq!(field("NoNewPrivs"), "1");
     assert_eq!(field("Seccomp"), "2");
+    // …and holds none of the agent's BPF objects (programs, maps, links).
+    for fd in std::fs::read_dir(format!("/proc/{child}/fd"))
+        .unwrap()
+        .flatten()
+    {
+        let target = std::fs::read_link(fd.path()).unwrap_or_default();
+        assert!(
+            !target.to_string_lossy().contains("bpf"),
+            "fd {:?} → {target:?}",
+            fd.file_name()
+        );
+    }
     // If it dies, the agent empties the socket map: connections fall back to the host (RST).
     let killed = Command::new("kill")
         .args(["-KILL", &child.to_string()])
