@@ -126,17 +126,18 @@ impl SensorArgs {
         };
         // `--respond-config FILE` first, then a `[respond]` table in `--config FILE`, then the
         // defaults for a bare `--respond`.
-        let in_config = self.config.as_ref().filter(|p| {
-            std::fs::read_to_string(p)
+        let in_config = match (&self.respond_config, &self.config) {
+            (None, Some(p)) => std::fs::read_to_string(p)
                 .ok()
                 .and_then(|t| crate::respond::config::respond_table(&t))
-                .is_some()
-        });
-        let respond_path = self.respond_config.clone().or_else(|| in_config.cloned());
-        let respond = match (&respond_path, self.respond) {
-            (Some(p), _) => Some(RespondConfig::from_file(p)?),
-            (None, true) => Some(RespondConfig::default()),
-            (None, false) => None,
+                .map(|table| (p.clone(), table)),
+            _ => None,
+        };
+        let (respond, respond_path) = match (&self.respond_config, in_config, self.respond) {
+            (Some(p), _, _) => (Some(RespondConfig::from_file(p)?), Some(p.clone())),
+            (None, Some((p, table)), _) => (Some(RespondConfig::from_table(table)?), Some(p)),
+            (None, None, true) => (Some(RespondConfig::default()), None),
+            (None, None, false) => (None, None),
         };
         Ok(AgentOptions {
             ifaces: self.ifaces,

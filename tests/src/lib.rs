@@ -122,3 +122,35 @@ pub(crate) fn sh(args: &[&str]) -> Result<String> {
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
+
+/// Runs a client in namespace `ns` within `secs`, from `dir`, whatever its exit status (the
+/// responder refuses every login, so clients fail by design); its stdout and stderr.
+pub fn client_in(ns: &str, dir: &std::path::Path, secs: u32, args: &[&str]) -> Result<String> {
+    let out = Command::new("timeout")
+        .args(["-k", "2", &secs.to_string(), "ip", "netns", "exec", ns])
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("running {args:?} in {ns}"))?;
+    Ok(format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    ))
+}
+
+/// The first child process of `pid` (the agent's responder process).
+pub fn child_of(pid: u32) -> Option<u32> {
+    let out = sh(&["pgrep", "-P", &pid.to_string()]).ok()?;
+    out.split_whitespace().next()?.parse().ok()
+}
+
+/// A field of `/proc/<pid>/status`, its words joined by one space.
+pub fn proc_status(pid: u32, key: &str) -> Option<String> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+}

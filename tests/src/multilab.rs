@@ -299,28 +299,9 @@ impl MultiLab {
         Ok(())
     }
 
-    /// Runs a client in the scanner namespace within `secs`, whatever its exit status (the
-    /// responder refuses every login, so clients fail by design); its output.
+    /// Runs a client in the scanner namespace within `secs`, whatever its exit status.
     pub fn client(&self, secs: u32, args: &[&str]) -> Result<String> {
-        let out = Command::new("timeout")
-            .args([
-                "-k",
-                "2",
-                &secs.to_string(),
-                "ip",
-                "netns",
-                "exec",
-                &self.scanner,
-            ])
-            .args(args)
-            .current_dir(&self.dir)
-            .stdin(Stdio::null())
-            .output()?;
-        Ok(format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ))
+        crate::client_in(&self.scanner, &self.dir, secs, args)
     }
 
     /// The responder's visitors (sensor 1 with `respond_on = Some(1)`): curl with an exploit URL

