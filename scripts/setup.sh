@@ -25,7 +25,7 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 APT_PKGS=(nmap masscan zmap hping3 netsniff-ng tcpreplay tcpdump iproute2 bpftool ethtool dnsmasq-base
           qemu-system-x86 cpio e2fsprogs binutils
           hydra openssl openssh-client openssh-server mariadb-client redis-tools mosquitto-clients
-          postgresql-client)
+          postgresql-client chromium)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -78,13 +78,16 @@ fi
 
 # ---------------------------------------------------------------- Python readers
 # duckdb, pandas, pyarrow, chdb (embedded ClickHouse) read the lake in tests and examples/;
-# mmdb-writer writes the test's GeoIP/ASN database.
-if ! python3 -c 'import duckdb, pandas, pyarrow, chdb, mmdb_writer, ja4plus' 2>/dev/null; then
-  log "installing duckdb, pandas, pyarrow, chdb, mmdb-writer, ja4plus"
+# mmdb-writer writes the test's GeoIP/ASN database; playwright drives Debian's chromium in the
+# console's browser test (its bundled driver only: no browser download).
+PLAYWRIGHT=1.65.2
+if ! python3 -c 'import duckdb, pandas, pyarrow, chdb, mmdb_writer, ja4plus, playwright' 2>/dev/null \
+   || [ "$(python3 -c 'from importlib.metadata import version; print(version("playwright"))' 2>/dev/null)" != "$PLAYWRIGHT" ]; then
+  log "installing duckdb, pandas, pyarrow, chdb, mmdb-writer, ja4plus, playwright $PLAYWRIGHT"
   python3 -m pip install -q --disable-pip-version-check duckdb pandas pyarrow chdb mmdb-writer ja4plus \
-    || die "pip install failed"
+    "playwright==$PLAYWRIGHT" || die "pip install failed"
 else
-  log "duckdb/pandas/pyarrow/chdb/mmdb-writer/ja4plus present"
+  log "duckdb/pandas/pyarrow/chdb/mmdb-writer/ja4plus/playwright present"
 fi
 
 # ---------------------------------------------------------------- older kernels for the VM test

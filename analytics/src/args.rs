@@ -71,6 +71,10 @@ pub struct AutoRollupArgs {
     /// Seconds between checks for days to roll up.
     #[arg(long, default_value_t = 300.0)]
     pub rollup_check_secs: f64,
+    /// Seconds between provisional rollups of the open (UTC) day, so the console shows today
+    /// before it closes (checked at each rollup check); 0 turns them off.
+    #[arg(long, env = "SCANSCOPE_PROVISIONAL_SECS", default_value_t = 300.0)]
+    pub provisional_rollup_secs: f64,
     #[command(flatten)]
     pub rollup: RollupConfigArgs,
 }
@@ -86,6 +90,9 @@ impl AutoRollupArgs {
             config: self.rollup.load()?,
             grace_secs: self.rollup_grace_secs,
             check: Duration::from_secs_f64(self.rollup_check_secs.clamp(0.05, 86_400.0)),
+            provisional_every: (self.provisional_rollup_secs > 0.0)
+                .then(|| Duration::from_secs_f64(self.provisional_rollup_secs.min(86_400.0))),
+            last_provisional: Default::default(),
         }))
     }
 }

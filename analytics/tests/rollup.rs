@@ -763,3 +763,58 @@ fn sessions_fill_the_rollup_and_two_phase_scanners_are_tagged() {
     assert_eq!(one["two_phase_tool"], "masscan");
     assert_eq!(one["passwords"], serde_json::json!(["123456", "admin"]));
 }
+
+#[test]
+fn the_open_day_is_rolled_up_provisionally_until_it_closes() {
+    use scanscope_analytics::schedule::AutoRollup;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // Today's traffic (the open day) and the closed test day.
+    let now = chrono::Utc::now().timestamp_micros();
+    let mut f = flow(0, "203.0.113.11", "198.18.1.130", Kind::TcpSyn, 22, 3);
+    (f.interval_start_us, f.first_seen_us, f.last_seen_us) = (now, now, now);
+    let mut rows = Rows::default();
+    rows.push(&batch("s1", vec![f], vec![]));
+    write_segment(root, 1, rows);
+    first_segment(root);
+    let today = chrono::Utc::now().date_naive();
+    let auto = AutoRollup {
+        data: root.to_path_buf(),
+        config: RollupConfig::default(),
+        grace_secs: 0,
+        check: std::time::Duration::from_secs(1),
+        provisional_every: Some(std::time::Duration::from_secs(3600)),
+        last_provisional: Default::default(),
+    };
+    auto.run_due();
+    // The closed day got its final rollup, the open one a provisional one.
+    assert!(!rollup::is_provisional(root, day()));
+    assert!(rollup::is_provisional(root, today));
+    assert_eq!(
+        rollup::last_inputs(root, today).map(|i| i.provisional),
+        Some(true)
+    );
+    assert!(rollup_path(root, "ip_daily", today).exists());
+    assert!(
+        rollup::due_dates(root, 0).unwrap().is_empty(),
+        "an open day is never due"
+    );
+    // Within `provisional_every` the open day is not rolled up again.
+    let marker = root.join(format!("_state/rollup/{today}.json"));
+    std::fs::remove_file(&marker).unwrap();
+    auto.run_due();
+    assert!(!marker.exists());
+    // A closed day whose last rollup was provisional is due again, whatever its inputs.
+    let mut inputs = rollup::last_inputs(root, day()).unwrap();
+    inputs.provisional = true;
+    std::fs::write(
+        root.join(format!("_state/rollup/{DAY}.json")),
+        serde_json::to_vec(&inputs).unwrap(),
+    )
+    .unwrap();
+    assert!(rollup::is_provisional(root, day()));
+    assert_eq!(rollup::due_dates(root, 0).unwrap(), vec![day()]);
+    auto.run_due();
+    assert!(!rollup::is_provisional(root, day()));
+    assert!(rollup::due_dates(root, 0).unwrap().is_empty());
+}

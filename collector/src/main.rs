@@ -8,6 +8,7 @@ use scanscope_analytics::{
     args::{AutoRollupArgs, ReportArgs, RollupArgs},
     report, rollup,
 };
+use scanscope_console::args::{ConsoleArgs, ServeConsoleArgs};
 use scanscope_ingest::{
     args::ServeArgs,
     server::{self, PeriodicJob},
@@ -22,6 +23,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant, reason = "parsed once at start")]
 enum Cmd {
     /// Serve the ingest gRPC API and write the lake.
     Serve {
@@ -29,7 +31,11 @@ enum Cmd {
         ingest: ServeArgs,
         #[command(flatten)]
         rollup: AutoRollupArgs,
+        #[command(flatten)]
+        console: ServeConsoleArgs,
     },
+    /// Serve the console (web UI and JSON API) over an existing lake, read-only.
+    Console(ConsoleArgs),
     /// Build a day's ip_daily, port_daily, dos_daily and series_daily tables.
     Rollup(RollupArgs),
     /// Print a day's report from its rollup (the day, one source, or one port).
@@ -50,8 +56,16 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
-        Cmd::Serve { ingest, rollup } => {
+        Cmd::Serve {
+            ingest,
+            rollup,
+            console,
+        } => {
             let mut opts = ingest.into_options()?;
+            let console_opts = match console.console {
+                Some(addr) => Some(console.flags.options(addr, opts.data.clone())?),
+                None => None,
+            };
             // The analytics half runs beside ingest as a periodic job: the daily rollup.
             if let Some(auto) = rollup.into_auto(opts.data.clone())? {
                 let every = auto.check;
@@ -66,12 +80,52 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .build()
                 .context("starting the runtime")?;
             rt.block_on(async {
-                // Handlers first: a SIGTERM from here on is a graceful stop.
+                // Handlers first: a SIGTERM from here on is a graceful stop (of both servers).
                 let shutdown = scanscope_telemetry::shutdown_signal();
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    shutdown.await;
+                    stop_tx.send(true).ok();
+                });
+                let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                    rx.wait_for(|s| *s).await.ok();
+                };
                 let listener = server::bind(opts.listen).await?;
-                // Tests and scripts read the bound address (port 0) from this line.
+                // Tests and scripts read the bound addresses (port 0) from these lines.
                 println!("listening on {}", listener.local_addr()?);
-                server::serve(opts, listener, shutdown).await?;
+                let console = match console_opts {
+                    Some(c) => {
+                        let l = scanscope_console::bind(c.listen).await?;
+                        let console = scanscope_console::Console::new(c)?;
+                        println!("console on http://{}", l.local_addr()?);
+                        let stop = stopped(stop_rx.clone());
+                        Some(tokio::spawn(async move {
+                            if let Err(e) = console.serve(l, stop).await {
+                                tracing::error!(error = %e, "the console stopped");
+                            }
+                        }))
+                    }
+                    None => None,
+                };
+                server::serve(opts, listener, stopped(stop_rx)).await?;
+                if let Some(c) = console {
+                    c.abort();
+                }
+                anyhow::Ok(())
+            })
+        }
+        Cmd::Console(a) => {
+            let opts = a.flags.options(a.listen, a.data.clone())?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            rt.block_on(async {
+                let shutdown = scanscope_telemetry::shutdown_signal();
+                let l = scanscope_console::bind(opts.listen).await?;
+                let console = scanscope_console::Console::new(opts)?;
+                println!("console on http://{}", l.local_addr()?);
+                console.serve(l, shutdown).await?;
                 anyhow::Ok(())
             })
         }

@@ -88,6 +88,9 @@ fn block_on<F: Future>(f: F) -> F::Output {
 pub struct FileMeta {
     pub path: Path,
     pub size: u64,
+    /// The backend's version of the object (an ETag; on the local file system it changes
+    /// when the file is replaced), so readers that cache a file can tell it changed.
+    pub version: Option<String>,
 }
 
 impl FileMeta {
@@ -249,6 +252,7 @@ impl Lake {
                             v.push(FileMeta {
                                 path: m.location,
                                 size: m.size,
+                                version: m.e_tag,
                             });
                         }
                     }
@@ -287,6 +291,7 @@ impl Lake {
             Ok(m) => Ok(Some(FileMeta {
                 path: m.location,
                 size: m.size,
+                version: m.e_tag,
             })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(LakeError::storage("reading", path, e)),

@@ -16,6 +16,7 @@ use std::{path::PathBuf, process::Command, sync::atomic::AtomicU32};
 
 use anyhow::{Context, Result, bail};
 
+pub mod console;
 pub mod lab;
 pub mod multilab;
 pub mod records;

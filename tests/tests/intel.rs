@@ -1,9 +1,11 @@
 //! Scanner intelligence end to end: three sensor namespaces behind a router, real scanners
 //! from distinct sources, the collector's rollup with organisation lists, reverse DNS (dnsmasq),
-//! a Tor exit list and an MMDB, then the report and the DuckDB / pandas / chdb examples.
+//! a Tor exit list and an MMDB, then the report and the DuckDB / pandas / chdb examples, and
+//! the console over the same lake: every API figure against DuckDB, and a real browser walking
+//! its pages (screenshots in the test's directory, `console-screens/`).
 use std::collections::BTreeMap;
 
-use scanscope_tests::{e2e_dir, multilab::*, privileged_or_skip, transport};
+use scanscope_tests::{console, e2e_dir, multilab::*, privileged_or_skip, transport};
 use serde_json::{Value, json};
 
 fn lab_or_skip(name: &str, sensors: usize) -> Option<MultiLab> {
@@ -248,4 +250,17 @@ fn multi_sensor_rollup_names_tools_breadth_orgs_and_keeps_floods_out() {
         answers[0]["top_ports"][0],
         json!(["tcp", 80, day["top_ports_by_sources"][0]["sources"]])
     );
+
+    // The console over the same lake (served on the host's loopback).
+    let c = console::ConsoleProc::start(&lake, "127.0.0.1:0", &lab.dir.join("console.log"))
+        .expect("console");
+    let oracle = console::oracle(&c.url, &lake, &date, &date).expect("API figures = DuckDB's");
+    assert!(oracle["comparisons"].as_u64().unwrap() >= 60, "{oracle}");
+    let walk = console::browse(&c.url, &lab.dir.join("console-screens")).expect("browser");
+    assert_eq!(walk["searches"]["scanner:true"], 4, "{walk}");
+    assert_eq!(
+        walk["searches"]["tag:wide_scanner OR tool:mirai"], 3,
+        "{walk}"
+    );
+    assert!(walk["csv_rows"].as_u64().unwrap() == 4, "{walk}");
 }

@@ -41,6 +41,9 @@ enum Cmd {
         /// Keep the lab's output directory instead of a temporary one.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// End after the report instead of serving the console until Ctrl-C.
+        #[arg(long)]
+        no_console: bool,
     },
     /// Run a benchmark and print its figures.
     Bench {
@@ -153,7 +156,7 @@ fn main() -> Result<()> {
                 .arg("--")
                 .args(&args))
         }
-        Cmd::Demo { out } => {
+        Cmd::Demo { out, no_console } => {
             build_ebpf()?;
             // One cargo invocation for the three binaries: features are unified once and every
             // dependency is compiled once. The dev profile: the lab's traffic needs no
@@ -177,6 +180,9 @@ fn main() -> Result<()> {
             let mut c = Command::new(target_dir().join("debug/scanscope-demo"));
             if let Some(o) = out {
                 c.arg("--out").arg(o);
+            }
+            if no_console {
+                c.arg("--no-console");
             }
             run(&mut c)
         }

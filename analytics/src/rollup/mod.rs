@@ -96,6 +96,10 @@ pub struct RollupSummary {
 pub struct Inputs {
     /// `table/file` → size in bytes.
     pub files: Vec<(String, u64)>,
+    /// The rollup ran before the day closed: its figures are provisional (the day is due
+    /// again once it has closed, whatever its inputs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub provisional: bool,
 }
 
 impl Inputs {
@@ -108,6 +112,7 @@ impl Inputs {
                 (t == table).then(|| FileMeta {
                     path: paths::day_dir(t, day).join(file),
                     size: *size,
+                    version: None,
                 })
             })
             .collect()
@@ -130,7 +135,29 @@ pub fn current_inputs(lake: &Lake, day: NaiveDate) -> Result<Inputs, RollupError
             files.push((format!("{t}/{}", f.name()), f.size));
         }
     }
-    Ok(Inputs { files })
+    Ok(Inputs {
+        files,
+        provisional: false,
+    })
+}
+
+/// Whether `day` has any input files.
+pub fn has_inputs(root: &Path, day: NaiveDate) -> Result<bool, RollupError> {
+    let lake = Lake::local(root)?;
+    Ok(!current_inputs(&lake, day)?.files.is_empty())
+}
+
+/// When `day` ends (UTC), in seconds since the epoch.
+fn day_end(day: NaiveDate) -> i64 {
+    day.succ_opt()
+        .and_then(|n| n.and_hms_opt(0, 0, 0))
+        .map_or(i64::MAX, |t| t.and_utc().timestamp())
+}
+
+/// Whether the figures of `day`'s rollup are provisional: the day has not closed yet, or its
+/// last rollup ran before it closed.
+pub fn is_provisional(root: &Path, day: NaiveDate) -> bool {
+    day_end(day) > Utc::now().timestamp() || last_inputs(root, day).is_some_and(|i| i.provisional)
 }
 
 fn marker_path(root: &Path, day: NaiveDate) -> PathBuf {
@@ -156,11 +183,7 @@ pub fn due_dates(root: &Path, grace_secs: u64) -> Result<Vec<NaiveDate>, RollupE
     }
     let mut out = Vec::new();
     for d in days {
-        let end = d
-            .succ_opt()
-            .and_then(|n| n.and_hms_opt(0, 0, 0))
-            .map_or(i64::MAX, |t| t.and_utc().timestamp());
-        if end.saturating_add(grace_secs as i64) > now {
+        if day_end(d).saturating_add(grace_secs as i64) > now {
             continue;
         }
         let cur = current_inputs(&lake, d)?;
@@ -220,7 +243,8 @@ pub fn run(opts: &RollupOptions) -> Result<RollupSummary, RollupError> {
     let lake = Lake::local(root)?;
     let _lock = lock(root)?;
     lake.remove_unfinished(&tables::ROLLUP)?;
-    let inputs = current_inputs(&lake, opts.date)?;
+    let mut inputs = current_inputs(&lake, opts.date)?;
+    inputs.provisional = day_end(opts.date) > Utc::now().timestamp();
     if inputs.files.is_empty() {
         return Err(RollupError::NoData(opts.date));
     }

@@ -9,6 +9,7 @@
 //!    organisation lists, reverse DNS, a Tor list and an MMDB, and the report. Sensor 1 also
 //!    runs the responder on a few addresses: curl, an SSH key offer and hydra's SSH and FTP
 //!    passwords show up in the report and in `report --ip` for their sources.
+//! 3. The console over the lab's lake, until Ctrl-C (`--no-console` skips it).
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
@@ -18,8 +19,9 @@ use std::{
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use scanscope_tests::{
-    Lab, counter_total, flows_by_source, kind_total, multilab::*, own_connection,
-    run_standard_scans, standard_config, tools_by_source, transport, unavailable_reason,
+    Lab, console::ConsoleProc, counter_total, flows_by_source, kind_total, multilab::*,
+    own_connection, run_standard_scans, standard_config, tools_by_source, transport,
+    unavailable_reason,
 };
 
 #[derive(Parser)]
@@ -27,6 +29,12 @@ struct Cli {
     /// Keep the lab's output (lake, logs) in this directory.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// End after the report instead of serving the console over the lab's lake.
+    #[arg(long)]
+    no_console: bool,
+    /// Where the console listens (loopback; if the port is taken, any free one).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    console_listen: String,
 }
 
 fn main() -> Result<()> {
@@ -130,7 +138,24 @@ fn main() -> Result<()> {
     }
     drop(lab);
     println!("lab removed; lake kept in {}", lake.display());
-    Ok(())
+    if cli.no_console {
+        return Ok(());
+    }
+    let log = dir.join("console.log");
+    let console = ConsoleProc::start(&lake, &cli.console_listen, &log)
+        .or_else(|_| ConsoleProc::start(&lake, "127.0.0.1:0", &log))?;
+    println!(
+        "\n== 3. the console over the lab's lake: open {}",
+        console.url
+    );
+    println!(
+        "   try {}/search?q=scanner:true, {}/ip/{M_MASSCAN}, {}/port/tcp/23 — Ctrl-C stops it",
+        console.url, console.url, console.url
+    );
+    // Ctrl-C reaches the console (same terminal) and ends it; the demo then ends normally.
+    // SAFETY: setting a signal's disposition to "ignore" touches no memory of this process.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    console.wait()
 }
 
 /// Part 1: one sensor namespace, one scanner namespace, every scanner, and what the sensor saw.

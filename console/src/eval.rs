@@ -1,0 +1,133 @@
+//! Evaluates a parsed query over one day's `ip_daily` batch: one boolean per row. A row matches
+//! a term when any of the term's columns (or any element of a list column) matches; a column
+//! the day lacks matches nothing.
+use std::net::IpAddr;
+
+use arrow::array::RecordBatch;
+use scanscope_lake::tables::ip_daily::{IpColumns, IpRow};
+
+use crate::{
+    col::{Flag, Num, Ports, Text, TextList},
+    fields::{self, FieldKind},
+    query::{Expr, Term, Value},
+};
+
+const IP: IpColumns = IpRow::COL;
+
+/// The rows of `b` that `e` matches.
+pub fn matches(e: &Expr, b: &RecordBatch) -> Vec<bool> {
+    let n = b.num_rows();
+    match e {
+        Expr::All => vec![true; n],
+        Expr::Term(t) => term(t, b),
+        Expr::Not(e) => {
+            let mut m = matches(e, b);
+            m.iter_mut().for_each(|x| *x = !*x);
+            m
+        }
+        Expr::And(v) => {
+            let mut m = vec![true; n];
+            for e in v {
+                let x = matches(e, b);
+                m.iter_mut().zip(x).for_each(|(a, b)| *a &= b);
+            }
+            m
+        }
+        Expr::Or(v) => {
+            let mut m = vec![false; n];
+            for e in v {
+                let x = matches(e, b);
+                m.iter_mut().zip(x).for_each(|(a, b)| *a |= b);
+            }
+            m
+        }
+    }
+}
+
+fn or_into(acc: &mut Option<Vec<bool>>, x: Vec<bool>) {
+    match acc {
+        None => *acc = Some(x),
+        Some(a) => a.iter_mut().zip(x).for_each(|(a, b)| *a |= b),
+    }
+}
+
+fn term(t: &Term, b: &RecordBatch) -> Vec<bool> {
+    let n = b.num_rows();
+    let (kind, columns): (FieldKind, Vec<&str>) = match fields::find(&t.field) {
+        Some(f) => (f.kind, f.columns.to_vec()),
+        // A user rule's field: its own column, typed by the parser.
+        None => (
+            match t.value {
+                Value::Bool(_) => FieldKind::Bool,
+                Value::Number(_) => FieldKind::Number { max: u64::MAX },
+                _ => FieldKind::Text,
+            },
+            vec![t.field.as_str()],
+        ),
+    };
+    if kind == FieldKind::Class {
+        let Value::Text(p) = &t.value else {
+            return vec![false; n];
+        };
+        let c = Classes::of(b);
+        return (0..n).map(|i| p.matches(c.get(i))).collect();
+    }
+    let mut acc = None;
+    for c in columns {
+        let x = match (&t.value, b.column_by_name(c).map(|a| a.data_type().clone())) {
+            (_, None) => vec![false; n],
+            (Value::Net(net), _) => {
+                let t = Text::of(b, c);
+                t.test(n, |s| s.parse::<IpAddr>().is_ok_and(|a| net.contains(&a)))
+            }
+            (Value::Text(p), Some(arrow::datatypes::DataType::List(_))) => {
+                TextList::of(b, c).test(n, |s| p.matches(s))
+            }
+            (Value::Text(p), _) => Text::of(b, c).test(n, |s| p.matches(s)),
+            (Value::Number(cmp), Some(arrow::datatypes::DataType::List(_))) => {
+                let ports = Ports::of(b, c);
+                (0..n)
+                    .map(|i| ports.get(i).iter().any(|p| cmp.test(u64::from(*p))))
+                    .collect()
+            }
+            (Value::Number(cmp), _) => {
+                let num = Num::of(b, c);
+                (0..n)
+                    .map(|i| num.get(i).is_some_and(|x| cmp.test(x)))
+                    .collect()
+            }
+            (Value::Bool(v), _) => {
+                let f = Flag::of(b, c);
+                (0..n).map(|i| f.get(i) == Some(*v)).collect()
+            }
+        };
+        or_into(&mut acc, x);
+    }
+    acc.unwrap_or_else(|| vec![false; n])
+}
+
+/// The columns the classification of a row is derived from ([`fields::class_of`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Classes<'a> {
+    org: Text<'a>,
+    tags: TextList<'a>,
+    logins: Num<'a>,
+    mysql: Num<'a>,
+}
+
+impl<'a> Classes<'a> {
+    pub fn of(b: &'a RecordBatch) -> Self {
+        Classes {
+            org: Text::of(b, IP.org),
+            tags: TextList::of(b, IP.tags),
+            logins: Num::of(b, IP.login_attempts),
+            mysql: Num::of(b, IP.mysql_login_attempts),
+        }
+    }
+
+    /// The class of row `i`.
+    pub fn get(&self, i: usize) -> &'static str {
+        let logins = self.logins.or0(i) + self.mysql.or0(i);
+        fields::class_of(self.org.get(i), self.tags.get(i), logins)
+    }
+}

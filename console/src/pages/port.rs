@@ -1,0 +1,153 @@
+//! One port's page: sources, scanners and packets per day (`port_daily`), and over the sources
+//! that probed it (`ip_daily`): the top organisations and tools, the other ports they probe
+//! (co-occurrence), and example sources.
+use scanscope_lake::tables::{
+    ip_daily::{IpColumns, IpRow},
+    port_daily::{PortColumns, PortRow},
+};
+use serde_json::json;
+
+use super::{Ctx, Distinct, SOURCE_COLUMNS, Source, Sources, date, per_day, search, source_row};
+use crate::{
+    col::{Num, Ports, Text},
+    error::ConsoleError,
+    view::{ColumnKind as K, Range, Table, View},
+};
+
+const IP: IpColumns = IpRow::COL;
+const PORT: PortColumns = PortRow::COL;
+
+/// Rows of each top list.
+pub const TOP: usize = 20;
+
+/// `tcp` or `udp`, as `port_daily` names them.
+pub fn proto(s: &str) -> Result<&'static str, ConsoleError> {
+    match s.to_ascii_lowercase().as_str() {
+        "tcp" => Ok("tcp"),
+        "udp" => Ok("udp"),
+        _ => Err(ConsoleError::param(
+            "proto",
+            format!("{s:?} is not tcp or udp"),
+        )),
+    }
+}
+
+/// The page of `proto`/`port` over `range`.
+pub fn build(
+    ctx: &Ctx,
+    range: Range,
+    proto: &'static str,
+    port: u16,
+) -> Result<View, ConsoleError> {
+    let mut v = ctx.view(range);
+    let mut daily = Table::new(&[
+        ("date", K::Date),
+        ("packets", K::Number),
+        ("sources", K::Number),
+        ("scanners", K::Number),
+        ("sessions", K::Number),
+        ("payload_sources", K::Number),
+    ]);
+    for d in ctx.catalog.rollups(PortRow::TABLE, range.from, range.to)? {
+        let b = &d.batch;
+        let pr = Text::of(b, PORT.proto);
+        let p = Num::of(b, PORT.port);
+        if let Some(i) = (0..b.num_rows())
+            .find(|i| pr.get(*i) == Some(proto) && p.get(*i) == Some(u64::from(port)))
+        {
+            daily.push(vec![
+                date(d.date),
+                json!(Num::of(b, PORT.packets).or0(i)),
+                json!(Num::of(b, PORT.sources).or0(i)),
+                json!(Num::of(b, PORT.scanners).or0(i)),
+                json!(Num::of(b, PORT.sessions).or0(i)),
+                json!(Num::of(b, PORT.payload_sources).or0(i)),
+            ]);
+        }
+    }
+    v.tables.insert("daily", daily);
+
+    let col = if proto == "tcp" {
+        IP.tcp_ports
+    } else {
+        IP.udp_ports
+    };
+    let days = ctx.catalog.rollups(IpRow::TABLE, range.from, range.to)?;
+    let found = search::merge(per_day(&days, |d| {
+        let ports = Ports::of(&d.batch, col);
+        let m: Vec<bool> = (0..d.batch.num_rows())
+            .map(|i| ports.get(i).contains(&port))
+            .collect();
+        let mut s = Sources::default();
+        s.add(&d.batch, &m);
+        s
+    }));
+    let all: Vec<&Source> = found.by_ip.values().collect();
+    v.summary.insert("proto".into(), json!(proto));
+    v.summary.insert("port".into(), json!(port));
+    v.summary.insert("sources".into(), json!(all.len()));
+    v.summary.insert(
+        "scanners".into(),
+        json!(all.iter().filter(|s| s.scanner).count()),
+    );
+    v.summary.insert(
+        "packets_of_its_sources".into(),
+        json!(all.iter().map(|s| s.packets).sum::<u64>()),
+    );
+
+    let mut orgs = Distinct::default();
+    let mut tools = Distinct::default();
+    let mut related = Distinct::default();
+    for s in &all {
+        if let Some(o) = &s.org {
+            orgs.add(o.clone());
+        }
+        for t in &s.tools {
+            tools.add(t.clone());
+        }
+        for p in &s.ports {
+            if *p != (proto, port) {
+                related.add(*p);
+            }
+        }
+    }
+    let mut t = Table::new(&[("org", K::Org), ("sources", K::Number)]);
+    for (o, n) in orgs.top(TOP) {
+        t.push(vec![json!(o), json!(n)]);
+    }
+    v.tables.insert("orgs", t);
+    let mut t = Table::new(&[("tool", K::Text), ("sources", K::Number)]);
+    for (o, n) in tools.top(TOP) {
+        t.push(vec![json!(o), json!(n)]);
+    }
+    v.tables.insert("tools", t);
+    let mut t = Table::new(&[
+        ("proto", K::Text),
+        ("port", K::Port),
+        ("sources", K::Number),
+        ("share", K::Number),
+    ]);
+    for ((pr, p), n) in related.top(TOP) {
+        let share = if all.is_empty() {
+            0.0
+        } else {
+            n as f64 / all.len() as f64
+        };
+        t.push(vec![
+            json!(pr),
+            json!(p),
+            json!(n),
+            json!((share * 1000.0).round() / 1000.0),
+        ]);
+    }
+    v.tables.insert("related_ports", t);
+    let mut examples = all.clone();
+    examples.sort_by(|a, b| b.packets.cmp(&a.packets).then_with(|| a.ip.cmp(&b.ip)));
+    let mut t = Table::new(SOURCE_COLUMNS);
+    t.total = Some(examples.len() as u64);
+    for s in examples.iter().take(TOP) {
+        t.push(source_row(s));
+    }
+    v.tables.insert("sources", t);
+    Ok(v)
+}
