@@ -85,6 +85,7 @@ impl AutoRollupArgs {
         if self.no_auto_rollup {
             return Ok(None);
         }
+        crate::schedule::register_metrics();
         Ok(Some(AutoRollup {
             data,
             config: self.rollup.load()?,

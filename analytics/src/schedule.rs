@@ -4,13 +4,34 @@
 //! provisional until the day's final rollup), so the console can show today before it closes.
 use std::{
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{Arc, LazyLock, Mutex},
     time::{Duration, Instant},
 };
 
+use scanscope_telemetry::metrics::{self, Counter, Family};
 use tracing::{error, info};
 
 use crate::rollup::{self, RollupOptions, config::RollupConfig};
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+/// Seconds per rollup run by the collector, final and provisional.
+static ROLLUP_SECONDS: LazyLock<metrics::SecondsFamily<Labels>> = LazyLock::new(|| {
+    metrics::register(
+        "scanscope_rollup_seconds",
+        "Seconds per rollup of a day, by kind (final, provisional)",
+        metrics::seconds_family(),
+    )
+});
+
+/// Rollup runs by kind and result.
+static ROLLUP_RUNS: LazyLock<Family<Labels, Counter>> = LazyLock::new(|| {
+    metrics::register(
+        "scanscope_rollup_runs",
+        "Rollups run by the collector, by kind (final, provisional) and result (ok, failed)",
+        Family::default(),
+    )
+});
 
 /// When and how the collector rolls up days by itself.
 #[derive(Debug, Clone)]
@@ -26,6 +47,12 @@ pub struct AutoRollup {
     pub last_provisional: Arc<Mutex<Option<Instant>>>,
 }
 
+/// Registers the rollup's metrics (listed from the first scrape on).
+pub fn register_metrics() {
+    LazyLock::force(&ROLLUP_SECONDS);
+    LazyLock::force(&ROLLUP_RUNS);
+}
+
 impl AutoRollup {
     /// Rolls up every due day; failures are logged and retried at the next check.
     pub fn run_due(&self) {
@@ -37,7 +64,7 @@ impl AutoRollup {
             }
         };
         for date in due {
-            self.run_one(date, "automatic rollup");
+            self.run_one(date, "final");
         }
         if let Some(every) = self.provisional_every {
             let mut last = self
@@ -49,7 +76,7 @@ impl AutoRollup {
                 drop(last);
                 let today = chrono::Utc::now().date_naive();
                 match rollup::has_inputs(&self.data, today) {
-                    Ok(true) => self.run_one(today, "provisional rollup"),
+                    Ok(true) => self.run_one(today, "provisional"),
                     Ok(false) => {}
                     Err(e) => error!(error = %e, "looking for today's inputs"),
                 }
@@ -57,19 +84,29 @@ impl AutoRollup {
         }
     }
 
-    fn run_one(&self, date: chrono::NaiveDate, what: &'static str) {
+    /// `kind`: `final` (a closed day) or `provisional` (the open day).
+    fn run_one(&self, date: chrono::NaiveDate, kind: &'static str) {
         let opts = RollupOptions {
             data: self.data.clone(),
             date,
             config: self.config.clone(),
             progress: false,
         };
-        match rollup::run(&opts) {
+        let started = Instant::now();
+        let result = rollup::run(&opts);
+        ROLLUP_SECONDS
+            .get_or_create(&vec![("kind", kind)])
+            .observe(started.elapsed().as_secs_f64());
+        let outcome = if result.is_ok() { "ok" } else { "failed" };
+        ROLLUP_RUNS
+            .get_or_create(&vec![("kind", kind), ("result", outcome)])
+            .inc();
+        match result {
             Ok(s) => {
-                info!(%date, sources = s.sources, scanners = s.scanners, warnings = s.warnings.len(), "{what} done")
+                info!(%date, kind, sources = s.sources, scanners = s.scanners, warnings = s.warnings.len(), "automatic rollup done")
             }
             Err(e) => {
-                error!(%date, error = %e, "{what} failed; retried at the next check")
+                error!(%date, kind, error = %e, "automatic rollup failed; retried at the next check")
             }
         }
     }

@@ -63,7 +63,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let mut opts = ingest.into_options()?;
             let console_opts = match console.console {
-                Some(addr) => Some(console.flags.options(addr, opts.data.clone())?),
+                Some(addr) => {
+                    let mut c = console.flags.options(addr, opts.data.clone())?;
+                    // `/metrics` on the console's server adds ingest's status at each scrape.
+                    let probe = opts.probe.clone();
+                    c.metrics = Some(Arc::new(move || {
+                        let probe = probe.clone();
+                        Box::pin(async move { vec![probe.snapshot().await] })
+                    }));
+                    Some(c)
+                }
                 None => None,
             };
             // The analytics half runs beside ingest as a periodic job: the daily rollup.

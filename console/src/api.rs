@@ -1,7 +1,11 @@
 //! The JSON API (docs/api.md) and the routes of the UI's pages. Every API call answers a
 //! [`View`] as JSON, or one of its tables as CSV (`format=csv&table=NAME`); errors are JSON
 //! `{"error": {"code", "message", "column"}}` with the status [`ConsoleError::status`] gives.
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock},
+    time::Instant,
+};
 
 use axum::{
     Json, Router,
@@ -11,6 +15,7 @@ use axum::{
     routing::get,
 };
 use chrono::NaiveDate;
+use scanscope_telemetry::metrics::{self, Counter, Family};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
@@ -30,6 +35,26 @@ pub struct AppState {
 }
 
 type Params = Query<HashMap<String, String>>;
+
+type PageLabel = Vec<(&'static str, &'static str)>;
+
+/// API answers by page and status class.
+static REQUESTS: LazyLock<Family<PageLabel, Counter>> = LazyLock::new(|| {
+    metrics::register(
+        "scanscope_console_requests",
+        "Console API answers by page and outcome (ok, client_error, server_error)",
+        Family::default(),
+    )
+});
+
+/// Seconds to build a page's answer.
+static BUILD_SECONDS: LazyLock<metrics::SecondsFamily<PageLabel>> = LazyLock::new(|| {
+    metrics::register(
+        "scanscope_console_build_seconds",
+        "Seconds to build an API answer, by page",
+        metrics::seconds_family(),
+    )
+});
 
 /// The API's routes under `/api/v1`, and the UI's pages and assets.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -99,6 +124,7 @@ async fn answer(
     page: &'static str,
     build: impl FnOnce(&Ctx, Range) -> Result<View, ConsoleError> + Send + 'static,
 ) -> Response {
+    let started = Instant::now();
     let result = async {
         let range_from = day_param(&p, "from")?;
         let range_to = day_param(&p, "to")?;
@@ -142,6 +168,17 @@ async fn answer(
         Ok(Json(view).into_response())
     }
     .await;
+    BUILD_SECONDS
+        .get_or_create(&vec![("page", page)])
+        .observe(started.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) if e.status().is_client_error() => "client_error",
+        Err(_) => "server_error",
+    };
+    REQUESTS
+        .get_or_create(&vec![("page", page), ("outcome", outcome)])
+        .inc();
     result.unwrap_or_else(IntoResponse::into_response)
 }
 

@@ -18,6 +18,7 @@ use axum::{
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use scanscope_lake::Lake;
+use scanscope_telemetry::metrics::{self, Registry};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_rustls::{
     TlsAcceptor,
@@ -39,8 +40,13 @@ use crate::{
 /// The cookie the login page sets.
 pub const COOKIE: &str = "scanscope_console";
 
+/// Registries filled at scrape time (the collector's store status), rendered by `/metrics`
+/// after the process's own.
+pub type Snapshot =
+    Arc<dyn Fn() -> std::pin::Pin<Box<dyn Future<Output = Vec<Registry>> + Send>> + Send + Sync>;
+
 /// How the console runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ConsoleOptions {
     pub listen: SocketAddr,
     /// The data directory (the lake and its `_state/`).
@@ -55,6 +61,22 @@ pub struct ConsoleOptions {
     pub max_builds: usize,
     /// Connections at a time.
     pub max_connections: usize,
+    /// What `/metrics` adds to the process's registry (ingest's status in `serve`).
+    pub metrics: Option<Snapshot>,
+}
+
+impl std::fmt::Debug for ConsoleOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsoleOptions")
+            .field("listen", &self.listen)
+            .field("data", &self.data)
+            .field("tokens", &self.tokens.len())
+            .field("tls", &self.tls)
+            .field("insecure", &self.insecure)
+            .field("cache_bytes", &self.cache_bytes)
+            .field("metrics", &self.metrics.is_some())
+            .finish()
+    }
 }
 
 impl ConsoleOptions {
@@ -68,6 +90,7 @@ impl ConsoleOptions {
             cache_bytes: 512 << 20,
             max_builds: 4,
             max_connections: 256,
+            metrics: None,
         }
     }
 
@@ -202,7 +225,20 @@ pub fn app(opts: &ConsoleOptions) -> Result<Router, ConsoleError> {
         },
         builds: Semaphore::new(opts.max_builds.max(1)),
     });
-    let mut app = api::router(state);
+    let snapshot = opts.metrics.clone();
+    let mut app = api::router(state).route(
+        "/metrics",
+        axum::routing::get(move || {
+            let snapshot = snapshot.clone();
+            async move {
+                let extra = match snapshot {
+                    Some(f) => f().await,
+                    None => Vec::new(),
+                };
+                metrics::response(metrics::render(&extra))
+            }
+        }),
+    );
     if !opts.tokens.is_empty() {
         let auth = Auth {
             tokens: Arc::new(opts.tokens.clone()),

@@ -21,6 +21,7 @@ pub mod args;
 pub mod auth;
 pub mod error;
 pub mod listener;
+pub mod metrics;
 pub mod server;
 pub mod sink;
 pub mod source;

@@ -52,6 +52,8 @@ pub struct ServeOptions {
     /// Jobs run beside ingest, each on a blocking thread every `every` (the collector binary
     /// wires in the daily rollup here).
     pub jobs: Vec<PeriodicJob>,
+    /// Filled in once the store is open, for `/metrics` scrapes.
+    pub probe: crate::metrics::Probe,
 }
 
 /// A job the collector runs every `every` while it serves (one run at a time; a run that
@@ -105,6 +107,7 @@ impl ServeOptions {
             conn_limits: ConnLimits::default(),
             insecure: false,
             jobs: Vec::new(),
+            probe: crate::metrics::Probe::default(),
         }
     }
 }
@@ -196,6 +199,11 @@ pub async fn serve(
         .collect();
 
     let auth = TokenAuth::new(opts.tokens.clone());
+    let conn_stats = Arc::new(ConnStats::default());
+    // Listed from the first scrape on, before the first flush.
+    std::sync::LazyLock::force(&crate::store::FLUSH_SECONDS);
+    opts.probe
+        .set(handle.clone(), conn_stats.clone(), auth.refused.clone());
     let mtls = opts.tls.as_ref().is_some_and(|t| t.client_ca.is_some());
     let svc = IngestServer::new(IngestService::new(
         handle.clone(),
@@ -228,7 +236,7 @@ pub async fn serve(
         "collector listening"
     );
     let router = builder.add_service(InterceptedService::new(svc, auth));
-    let conns = listener::incoming(listener, opts.conn_limits, Arc::new(ConnStats::default()));
+    let conns = listener::incoming(listener, opts.conn_limits, conn_stats);
     let mut server = Box::pin(router.serve_with_incoming(conns));
     tokio::pin!(shutdown);
     let result = tokio::select! {

@@ -24,6 +24,7 @@ use prost::Message;
 use scanscope_proto::v1::{
     AckStatus, Batch, Counter, Lost, LostStage, SensorStatus, StatusResponse, TableRows,
 };
+use scanscope_telemetry::metrics::{self, Histogram};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
@@ -296,6 +297,15 @@ pub struct Store {
     sealed_wal_bytes: u64,
 }
 
+/// Seconds per flushed WAL segment (WAL → Parquet → checkpoint).
+pub(crate) static FLUSH_SECONDS: std::sync::LazyLock<Histogram> = std::sync::LazyLock::new(|| {
+    metrics::register(
+        "scanscope_ingest_flush_seconds",
+        "Seconds to write one sealed WAL segment to Parquet and checkpoint it",
+        metrics::seconds_histogram(),
+    )
+});
+
 /// A handle the gRPC side uses to talk to the store thread.
 #[derive(Debug, Clone)]
 pub struct StoreHandle {
@@ -303,6 +313,11 @@ pub struct StoreHandle {
 }
 
 impl StoreHandle {
+    /// Commands waiting for the store thread.
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
     /// Queues a batch; the receiver answers once it is durable (or refused). Batches queued
     /// one after another are answered in that order.
     pub async fn enqueue(
@@ -798,6 +813,7 @@ impl Store {
                 warn!(error = %e, "could not delete a committed WAL segment");
             }
             self.sealed.pop_front();
+            FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
             info!(
                 segment = seg,
                 rows = n,

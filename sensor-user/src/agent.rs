@@ -47,6 +47,12 @@ pub enum AgentError {
     Uplink(#[from] UplinkError),
     #[error(transparent)]
     Privilege(#[from] crate::privilege::PrivilegeError),
+    #[error("--metrics {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Respond(#[from] RespondError),
     #[error(
@@ -100,6 +106,8 @@ pub struct AgentOptions {
     /// (`scanscope-sensor` itself, [`respond::child`]); `None` = in this process (the library's
     /// tests).
     pub respond_child: Option<PathBuf>,
+    /// Serve `GET /metrics` here (`--metrics`; bound before privileges are dropped).
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl Default for AgentOptions {
@@ -115,6 +123,7 @@ impl Default for AgentOptions {
             respond: None,
             respond_config_path: None,
             respond_child: None,
+            metrics: None,
         }
     }
 }
@@ -321,6 +330,7 @@ impl State<'_> {
             excluded = delta.get(counter::EXCLUDED_CIDR) + delta.get(counter::OWN_SOCKET),
             "interval"
         );
+        crate::metrics::interval(&stats);
         self.emit(&Record::Stats(stats));
         // Flushed before the lost records, so this interval's output failures are in them.
         self.flush_output();
@@ -350,6 +360,7 @@ impl State<'_> {
         ] {
             if count > 0 {
                 warn!(?stage, count, "data lost");
+                crate::metrics::lost(stage, unit, count);
                 let lost = Lost {
                     ts: now,
                     sensor: self.decoder.sensor.clone(),
@@ -364,6 +375,9 @@ impl State<'_> {
         self.output_reported = output_failed;
         self.flush_output();
         self.seal();
+        if let Some(u) = &*self.uplink {
+            crate::metrics::uplink(u.stats(), u.pending(), u.spool_bytes());
+        }
         self.interval_start = now;
         self.interval_began = Instant::now();
         self.events_in_interval = 0;
@@ -391,6 +405,8 @@ pub struct Prepared {
     ringbuf: aya::maps::RingBuf<aya::maps::MapData>,
     /// The responder (`--respond`): its process, or its listening sockets to serve here.
     responder: Option<Responder>,
+    /// The metrics listener (`--metrics`).
+    metrics: Option<std::net::TcpListener>,
 }
 
 /// Where the responder's sessions are served.
@@ -445,6 +461,16 @@ pub fn prepare(opts: &AgentOptions) -> Result<Prepared, AgentError> {
         attachments.push(load::attach(&mut ebpf, i)?);
     }
     let ringbuf = drain::take_ringbuf(&mut ebpf)?;
+    let metrics = match opts.metrics {
+        Some(addr) => {
+            let l = std::net::TcpListener::bind(addr)
+                .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                .map_err(|source| AgentError::Metrics { addr, source })?;
+            crate::metrics::init();
+            Some(l)
+        }
+        None => None,
+    };
     let responder = match &opts.respond {
         Some(r) => {
             let (listeners, rc) = prepare_responder(&mut ebpf, opts, r)?;
@@ -469,6 +495,7 @@ pub fn prepare(opts: &AgentOptions) -> Result<Prepared, AgentError> {
         attachments,
         ringbuf,
         responder,
+        metrics,
     })
 }
 
@@ -520,6 +547,18 @@ pub async fn run_prepared(
     };
     // Whatever ends the run (shutdown or an error), what the uplink holds is delivered or
     // spooled: never lost with the process.
+    let mut prepared = prepared;
+    let _metrics = match (prepared.metrics.take(), opts.metrics) {
+        (Some(l), Some(addr)) => {
+            let l = tokio::net::TcpListener::from_std(l)
+                .map_err(|source| AgentError::Metrics { addr, source })?;
+            info!(addr = ?l.local_addr().ok(), "metrics on /metrics");
+            Some(AbortOnDrop(tokio::spawn(
+                scanscope_telemetry::metrics::serve(l, std::future::pending()),
+            )))
+        }
+        _ => None,
+    };
     let result = sense(&opts, prepared, &mut uplink, shutdown).await;
     if let Some(u) = uplink.take() {
         let (stats, left) = u.finish(opts.shutdown_grace).await;
@@ -561,6 +600,7 @@ async fn sense(
         attachments,
         ringbuf: rb,
         responder,
+        metrics: _,
     } = prepared;
     // The responder serves in its own process (or on this runtime); its sessions come back to
     // this task as records.

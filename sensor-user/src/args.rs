@@ -74,6 +74,10 @@ pub struct SensorArgs {
     /// The responder's settings (TOML: addresses, pass_ports, caps); implies --respond.
     #[arg(long, env = "SCANSCOPE_RESPOND_CONFIG")]
     pub respond_config: Option<PathBuf>,
+    /// Serve the agent's metrics (Prometheus text, `GET /metrics`) on this address, e.g.
+    /// 127.0.0.1:9108. Open to whoever reaches it: keep it on loopback or a management network.
+    #[arg(long, env = "SCANSCOPE_METRICS")]
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl SensorArgs {
@@ -150,6 +154,7 @@ impl SensorArgs {
             respond,
             respond_config_path: respond_path,
             respond_child: None,
+            metrics: self.metrics,
         })
     }
 }

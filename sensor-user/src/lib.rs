@@ -40,6 +40,7 @@ pub mod decode;
 pub mod drain;
 pub mod fingerprint;
 pub mod load;
+pub mod metrics;
 pub mod object;
 pub mod privilege;
 pub mod record;

@@ -1,6 +1,6 @@
 //! Process plumbing shared by scanscope's binaries (`scanscope-sensor`, `scanscope-collector`):
-//! logging set-up, the shutdown signal, and a throttle for log lines peers can trigger.
-//! Later: metrics.
+//! logging set-up, the shutdown signal, a throttle for log lines peers can trigger, and
+//! [`metrics`] (one registry per process, the `/metrics` scrape).
 //!
 //! ```no_run
 //! scanscope_telemetry::init_logging();
@@ -8,6 +8,8 @@
 //! scanscope_telemetry::shutdown_signal().await; // SIGINT or SIGTERM
 //! # }
 //! ```
+pub mod metrics;
+
 use std::{
     io::IsTerminal,
     sync::{Mutex, PoisonError},

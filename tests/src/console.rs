@@ -22,14 +22,25 @@ pub struct ConsoleProc {
 impl ConsoleProc {
     /// Serves the console over `lake` on `listen` (loopback; port 0 = any), logging to `log`.
     pub fn start(lake: &Path, listen: &str, log: &Path) -> Result<ConsoleProc> {
+        Self::start_with(lake, listen, log, &[])
+    }
+
+    /// As [`ConsoleProc::start`], with extra flags (tokens, TLS).
+    pub fn start_with(
+        lake: &Path,
+        listen: &str,
+        log: &Path,
+        extra: &[&str],
+    ) -> Result<ConsoleProc> {
         let bin = collector_binary().context("scanscope-collector binary not built")?;
-        let log = std::fs::File::create(log)?;
+        let log_file = std::fs::File::create(log)?;
         let mut child = Command::new(bin)
             .args(["console", "--listen", listen, "--data"])
             .arg(lake)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(log)
+            .stderr(log_file)
             .spawn()?;
         let out = child.stdout.take().context("no stdout")?;
         let mut line = String::new();
@@ -37,7 +48,10 @@ impl ConsoleProc {
         let Some(url) = line.trim().strip_prefix("console on ") else {
             child.kill().ok();
             child.wait().ok();
-            bail!("the console did not start: {line:?}");
+            bail!(
+                "the console did not start: {line:?} {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
         };
         Ok(ConsoleProc {
             url: url.to_string(),

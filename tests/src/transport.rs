@@ -28,6 +28,8 @@ pub struct CollectorProc {
     pub addr: SocketAddr,
     pub data: PathBuf,
     pub log: PathBuf,
+    /// The console's `http://ADDR` when started with `--console`.
+    pub console: Option<String>,
     args: Vec<String>,
     /// Wrapper command (e.g. `ip netns exec NS`) in front of the binary.
     prefix: Vec<String>,
@@ -51,6 +53,7 @@ impl CollectorProc {
             addr: "127.0.0.1:0".parse()?,
             data: data.to_path_buf(),
             log: data.with_extension("collector.log"),
+            console: None,
             args: extra.iter().map(|s| s.to_string()).collect(),
             prefix: prefix.iter().map(|s| s.to_string()).collect(),
         };
@@ -80,8 +83,14 @@ impl CollectorProc {
             .stderr(log)
             .spawn()?;
         let out = child.stdout.take().context("no stdout")?;
+        let mut out = BufReader::new(out);
         let mut line = String::new();
-        BufReader::new(out).read_line(&mut line)?;
+        out.read_line(&mut line)?;
+        if self.args.iter().any(|a| a == "--console") {
+            let mut c = String::new();
+            out.read_line(&mut c)?;
+            self.console = c.trim().strip_prefix("console on ").map(str::to_string);
+        }
         let Some(addr) = line.trim().strip_prefix("listening on ") else {
             child.kill().ok();
             child.wait().ok();

@@ -223,6 +223,7 @@ fn generic_mode_fallback_on_a_bridge_still_counts_exactly() {
         (&sns, vec!["addr", "add", "198.18.0.1/24", "dev", "br0"]),
         (&sns, vec!["link", "set", "b0", "up"]),
         (&sns, vec!["link", "set", "br0", "up"]),
+        (&sns, vec!["link", "set", "lo", "up"]),
         (&ans, vec!["addr", "add", "198.18.0.11/24", "dev", "a0"]),
         (&ans, vec!["link", "set", "a0", "up"]),
     ] {
@@ -258,6 +259,8 @@ fn generic_mode_fallback_on_a_bridge_still_counts_exactly() {
                 "generic",
                 "--interval-secs",
                 "0.5",
+                "--metrics",
+                "127.0.0.1:9108",
                 "--config",
             ])
             .arg(&cfg)
@@ -283,7 +286,31 @@ fn generic_mode_fallback_on_a_bridge_still_counts_exactly() {
         20,
     )
     .expect("hping3");
-    std::thread::sleep(Duration::from_millis(300));
+    std::thread::sleep(Duration::from_millis(1200));
+    // The agent's /metrics (on the sensor namespace's loopback) counted them too.
+    let scrape = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &sns,
+            "curl",
+            "-sf",
+            "http://127.0.0.1:9108/metrics",
+        ])
+        .output()
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&scrape.stdout).to_string();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"scanscope_sensor_packets_total{kind="tcp_syn"} 5"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE scanscope_sensor_spool_bytes gauge"),
+        "{metrics}"
+    );
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
     sh(&["kill", "-TERM", &agent.0.id().to_string()]);
     assert!(agent.0.wait().unwrap().success());
     let text = std::fs::read_to_string(&log).unwrap();

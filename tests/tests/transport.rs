@@ -930,3 +930,162 @@ async fn an_open_stream_does_not_hold_up_shutdown() -> Result<()> {
     check_synthetic(&data, "s-open", 1, 25)?;
     Ok(())
 }
+
+/// `GET path` over plain HTTP/1.0; the body.
+fn http_get(base: &str, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let addr = base.strip_prefix("http://").context("an http URL")?;
+    let mut s = std::net::TcpStream::connect(addr)?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let (head, body) = out.split_once("\r\n\r\n").context("an HTTP answer")?;
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    Ok(body.to_string())
+}
+
+/// The value of the sample line that starts with `series` (name and labels), if any.
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_consoles_metrics_report_ingest_as_it_happens() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("lake");
+    let mut c = CollectorProc::start(
+        "127.0.0.1:0",
+        &data,
+        &["--flush-secs", "0.2", "--console", "127.0.0.1:0"],
+    )?;
+    let console = c.console.clone().context("the console's address")?;
+    let up = Uplink::start(opts(vec![c.url()], "s-metrics", &dir.path().join("spool")))?;
+    for i in 0..10 {
+        up.push(synthetic_batch(i, 100))?;
+    }
+    let (stats, _) = up.finish(Duration::from_secs(30)).await;
+    assert_eq!(stats.acked, 10);
+    let instance = std::fs::read_to_string(dir.path().join("spool/instance"))?;
+    let resend = Batch {
+        instance_id: u64::from_str_radix(instance.trim(), 16)?,
+        ..with_ids(synthetic_batch(0, 100), "s-metrics", 1)
+    };
+    raw_stream(&c.url(), None, None, vec![resend]).await?;
+    let bad = raw_stream(
+        &c.url(),
+        None,
+        None,
+        vec![with_ids(synthetic_batch(1, 5), "s-bad", 0)],
+    )
+    .await;
+    assert_eq!(bad.unwrap_err().code(), Code::InvalidArgument);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let url = console.clone();
+    let text = tokio::task::spawn_blocking(move || http_get(&url, "/metrics")).await??;
+    let s = |series: &str| sample(&text, series);
+    assert_eq!(
+        s(r#"scanscope_ingest_sensor_batches_total{sensor="s-metrics"}"#),
+        Some(10.0),
+        "{text}"
+    );
+    assert_eq!(
+        s(r#"scanscope_ingest_sensor_rows_total{sensor="s-metrics"}"#),
+        Some(1000.0)
+    );
+    assert_eq!(
+        s(r#"scanscope_ingest_committed_rows_total{table="flows"}"#),
+        Some(1000.0)
+    );
+    assert_eq!(s("scanscope_ingest_duplicates_total"), Some(1.0));
+    assert_eq!(
+        s(r#"scanscope_ingest_refused_total{reason="invalid_argument"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        s("scanscope_ingest_wal_bytes"),
+        Some(0.0),
+        "everything flushed"
+    );
+    assert_eq!(s("scanscope_ingest_up"), Some(1.0));
+    assert!(
+        s("scanscope_ingest_flush_seconds_count").is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    let lag = s(r#"scanscope_ingest_sensor_lag_seconds{sensor="s-metrics"}"#).context("lag")?;
+    assert!((0.0..60.0).contains(&lag), "{lag}");
+    assert!(text.ends_with("# EOF\n"));
+    c.stop()?;
+    Ok(())
+}
+
+#[test]
+fn the_console_over_tls_needs_its_token_and_refuses_to_be_open_elsewhere() -> Result<()> {
+    use scanscope_tests::console::ConsoleProc;
+    let dir = tempfile::tempdir()?;
+    let certs = Certs::generate(dir.path())?;
+    let lake = dir.path().join("lake");
+    std::fs::create_dir_all(&lake)?;
+    let tokens = dir.path().join("console-tokens");
+    std::fs::write(&tokens, "# console readers\nread-0nly-token\n")?;
+    let p = |x: &Path| x.display().to_string();
+    let (sc, sk, tf) = (p(&certs.server_cert), p(&certs.server_key), p(&tokens));
+    let c = ConsoleProc::start_with(
+        &lake,
+        "127.0.0.1:0",
+        &dir.path().join("console.log"),
+        &[
+            "--console-token-file",
+            &tf,
+            "--console-tls-cert",
+            &sc,
+            "--console-tls-key",
+            &sk,
+        ],
+    )?;
+    let port = c.url.rsplit(':').next().context("port")?.to_string();
+    let curl = |scheme: &str, path: &str, token: Option<&str>| -> Result<String> {
+        let mut cmd = std::process::Command::new("curl");
+        cmd.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--max-time",
+            "10",
+        ])
+        .arg("--cacert")
+        .arg(&certs.ca)
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")]);
+        if let Some(t) = token {
+            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        let out = cmd
+            .arg(format!("{scheme}://localhost:{port}{path}"))
+            .output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).to_string())
+    };
+    assert_eq!(curl("https", "/api/v1/meta", None)?, "401");
+    assert_eq!(curl("https", "/api/v1/meta", Some("wrong"))?, "401");
+    assert_eq!(
+        curl("https", "/api/v1/meta", Some("read-0nly-token"))?,
+        "200"
+    );
+    assert_eq!(curl("https", "/metrics", None)?, "401");
+    assert_eq!(curl("https", "/metrics", Some("read-0nly-token"))?, "200");
+    assert_eq!(curl("https", "/search", None)?, "401", "the login page");
+    assert_ne!(
+        curl("http", "/api/v1/meta", Some("read-0nly-token"))?,
+        "200",
+        "TLS only"
+    );
+    drop(c);
+    // A non-loopback address without a token is refused before anything listens.
+    let e = ConsoleProc::start(&lake, "0.0.0.0:0", &dir.path().join("open.log")).unwrap_err();
+    assert!(e.to_string().contains("not a loopback address"), "{e}");
+    Ok(())
+}

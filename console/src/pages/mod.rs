@@ -298,7 +298,7 @@ pub const SOURCE_COLUMNS: &[(&str, K)] = &[
     ("tools", K::List),
     ("org", K::Org),
     ("country", K::Text),
-    ("asn", K::Number),
+    ("asn", K::Text),
     ("rdns", K::Text),
     ("tags", K::Tags),
 ];

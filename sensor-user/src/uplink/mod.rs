@@ -272,6 +272,11 @@ impl Uplink {
         self.shared.outbox().len()
     }
 
+    /// Bytes in the spool directory.
+    pub fn spool_bytes(&self) -> u64 {
+        self.shared.outbox().spool_bytes()
+    }
+
     /// Stops at once, without spilling memory to the spool: what a crash leaves behind.
     pub async fn abort(self) {
         self.task.abort();
