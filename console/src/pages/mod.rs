@@ -248,6 +248,59 @@ impl Sources {
     }
 }
 
+impl Sources {
+    /// The sources of the rows `mask` selects in each day (days folded on the cores).
+    pub fn of_days(
+        days: &[std::sync::Arc<crate::catalog::Day>],
+        mask: impl Fn(&RecordBatch) -> Vec<bool> + Sync,
+    ) -> Sources {
+        Sources::merge(per_day(days, |d| {
+            let mut s = Sources::default();
+            s.add(&d.batch, &mask(&d.batch));
+            s
+        }))
+    }
+
+    /// Merges per-day folds given in day order (later days' values win, as in [`Sources::add`]).
+    pub fn merge(parts: Vec<Sources>) -> Sources {
+        let mut it = parts.into_iter();
+        let mut acc = it.next().unwrap_or_default();
+        for p in it {
+            for (ip, s) in p.by_ip {
+                match acc.by_ip.entry(ip) {
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        v.insert(s);
+                    }
+                    std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().absorb(s),
+                }
+            }
+        }
+        acc
+    }
+}
+
+impl Source {
+    /// Adds the fold of later days of the same source.
+    fn absorb(&mut self, later: Source) {
+        self.first_seen = min_opt(self.first_seen, later.first_seen);
+        self.last_seen = self.last_seen.max(later.last_seen);
+        self.days += later.days;
+        self.packets += later.packets;
+        self.ports.extend(later.ports);
+        self.breadth = self.breadth.max(later.breadth);
+        self.scanner |= later.scanner;
+        self.scan_type = later.scan_type.or(self.scan_type.take());
+        self.tools.extend(later.tools);
+        self.tags.extend(later.tags);
+        self.org = later.org.or(self.org.take());
+        self.country = later.country.or(self.country.take());
+        self.asn = later.asn.or(self.asn);
+        self.rdns = later.rdns.or(self.rdns.take());
+        self.logins += later.logins;
+        self.malicious |= later.malicious;
+    }
+}
+
 fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),

@@ -6,9 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use scanscope_lake::tables::ip_daily::{IpColumns, IpRow};
 use serde_json::json;
 
-use super::{
-    Ctx, Distinct, SOURCE_COLUMNS, Source, Sources, WIDE_TAG, date, per_day, search, source_row,
-};
+use super::{Ctx, Distinct, SOURCE_COLUMNS, Source, Sources, WIDE_TAG, date, per_day, source_row};
 use crate::{
     col::{Num, Text, TextList},
     error::ConsoleError,
@@ -67,7 +65,7 @@ pub fn build(ctx: &Ctx, range: Range, name: &str) -> Result<View, ConsoleError> 
         seen.extend(ips);
         parts.push(s);
     }
-    let found = search::merge(parts);
+    let found = Sources::merge(parts);
     if found.by_ip.is_empty() {
         return Err(ConsoleError::NotFound(format!(
             "organisation {name:?} in {} … {}",

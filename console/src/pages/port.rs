@@ -7,7 +7,7 @@ use scanscope_lake::tables::{
 };
 use serde_json::json;
 
-use super::{Ctx, Distinct, SOURCE_COLUMNS, Source, Sources, date, per_day, search, source_row};
+use super::{Ctx, Distinct, SOURCE_COLUMNS, Source, Sources, date, source_row};
 use crate::{
     col::{Num, Ports, Text},
     error::ConsoleError,
@@ -73,15 +73,12 @@ pub fn build(
         IP.udp_ports
     };
     let days = ctx.catalog.rollups(IpRow::TABLE, range.from, range.to)?;
-    let found = search::merge(per_day(&days, |d| {
-        let ports = Ports::of(&d.batch, col);
-        let m: Vec<bool> = (0..d.batch.num_rows())
+    let found = Sources::of_days(&days, |b| {
+        let ports = Ports::of(b, col);
+        (0..b.num_rows())
             .map(|i| ports.get(i).contains(&port))
-            .collect();
-        let mut s = Sources::default();
-        s.add(&d.batch, &m);
-        s
-    }));
+            .collect()
+    });
     let all: Vec<&Source> = found.by_ip.values().collect();
     v.summary.insert("proto".into(), json!(proto));
     v.summary.insert("port".into(), json!(port));

@@ -7,7 +7,7 @@ use arrow::datatypes::DataType;
 use scanscope_lake::tables::ip_daily::{self, IpRow};
 use serde_json::json;
 
-use super::{Ctx, Distinct, SOURCE_COLUMNS, Source, Sources, per_day, source_row};
+use super::{Ctx, Distinct, SOURCE_COLUMNS, Source, Sources, source_row};
 use crate::{
     catalog::Day,
     error::ConsoleError,
@@ -121,52 +121,7 @@ pub fn parse(days: &[Arc<Day>], q: &str) -> Result<Expr, ConsoleError> {
 
 /// The sources matching `expr` in `days`.
 pub fn matching(days: &[Arc<Day>], expr: &Expr) -> Sources {
-    let parts = per_day(days, |d| {
-        let m = eval::matches(expr, &d.batch);
-        let mut s = Sources::default();
-        s.add(&d.batch, &m);
-        s
-    });
-    merge(parts)
-}
-
-/// Merges per-day folds (in day order).
-pub fn merge(parts: Vec<Sources>) -> Sources {
-    let mut it = parts.into_iter();
-    let mut acc = it.next().unwrap_or_default();
-    for p in it {
-        for (ip, s) in p.by_ip {
-            match acc.by_ip.entry(ip) {
-                std::collections::hash_map::Entry::Vacant(v) => {
-                    v.insert(s);
-                }
-                std::collections::hash_map::Entry::Occupied(mut o) => {
-                    let a = o.get_mut();
-                    a.first_seen = match (a.first_seen, s.first_seen) {
-                        (Some(x), Some(y)) => Some(x.min(y)),
-                        (x, y) => x.or(y),
-                    };
-                    a.last_seen = a.last_seen.max(s.last_seen);
-                    a.days += s.days;
-                    a.packets += s.packets;
-                    a.ports.extend(s.ports);
-                    a.breadth = a.breadth.max(s.breadth);
-                    a.scanner |= s.scanner;
-                    // `s` is from later days: its values win.
-                    a.scan_type = s.scan_type.or(a.scan_type.take());
-                    a.tools.extend(s.tools);
-                    a.tags.extend(s.tags);
-                    a.org = s.org.or(a.org.take());
-                    a.country = s.country.or(a.country.take());
-                    a.asn = s.asn.or(a.asn);
-                    a.rdns = s.rdns.or(a.rdns.take());
-                    a.logins += s.logins;
-                    a.malicious |= s.malicious;
-                }
-            }
-        }
-    }
-    acc
+    Sources::of_days(days, |b| eval::matches(expr, b))
 }
 
 /// The facets over matching sources: each a table of (value, sources).
