@@ -5,7 +5,7 @@
 //!
 //! | tool | rule |
 //! |---|---|
-//! | ZMap (≤ 4.0) | IPv4 ID 54321 |
+//! | ZMap (≤ 4.0) | IPv4 ID 54321 (unless the probe fits Masscan's formula) |
 //! | Masscan | IPv4 TCP, `ip_id == (dst_ip ^ dst_port ^ seq) & 0xffff`, TTL ≥ 200 |
 //! | Mirai | IPv4 TCP SYN whose sequence number equals the destination address |
 //! | Nmap SYN scan | TCP SYN, window 1024/2048/3072/4096, options exactly MSS 1460 |
@@ -103,10 +103,13 @@ impl Fingerprinter {
     /// The tools this probe matches, in a stable order.
     pub fn tools(&mut self, p: &Probe<'_>) -> Vec<Tool> {
         let mut out = Vec::new();
-        if is_zmap(p) {
+        // Masscan's ID formula gives 54321 once in 65 536 probes: such a probe is Masscan's,
+        // not ZMap's (the formula and the TTL are the stronger evidence).
+        let masscan = is_masscan(p);
+        if is_zmap(p) && !masscan {
             out.push(Tool::Zmap);
         }
-        if is_masscan(p) {
+        if masscan {
             out.push(Tool::Masscan);
         }
         if is_mirai(p) {
@@ -167,6 +170,10 @@ mod tests {
         assert_eq!(Fingerprinter::new().tools(&p), [Tool::Masscan]);
         p.ip_id ^= 1;
         assert!(Fingerprinter::new().tools(&p).is_empty());
+        // A Masscan probe whose ID happens to be ZMap's constant is Masscan's only.
+        p.tcp_seq = (dst ^ 80 ^ 54321) & 0xffff | 0xbeef_0000;
+        p.ip_id = 54321;
+        assert_eq!(Fingerprinter::new().tools(&p), [Tool::Masscan]);
     }
 
     #[test]
