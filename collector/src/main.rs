@@ -54,6 +54,13 @@ fn main() -> ExitCode {
     }
 }
 
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+}
+
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Serve {
@@ -84,10 +91,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     run: Arc::new(move || auto.run_due()),
                 });
             }
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
+            let rt = runtime()?;
             rt.block_on(async {
                 // Handlers first: a SIGTERM from here on is a graceful stop (of both servers).
                 let shutdown = scanscope_telemetry::shutdown_signal();
@@ -125,10 +129,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Console(a) => {
             let opts = a.flags.options(a.listen, a.data.clone())?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
+            let rt = runtime()?;
             rt.block_on(async {
                 let shutdown = scanscope_telemetry::shutdown_signal();
                 let l = scanscope_console::bind(opts.listen).await?;

@@ -18,7 +18,10 @@ use axum::{
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use scanscope_lake::Lake;
-use scanscope_telemetry::metrics::{self, Registry};
+use scanscope_telemetry::{
+    ct_eq,
+    metrics::{self, Registry},
+};
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_rustls::{
     TlsAcceptor,
@@ -126,16 +129,6 @@ pub fn read_token_file(path: &FsPath) -> Result<Vec<String>, ConsoleError> {
         });
     }
     Ok(tokens)
-}
-
-/// Compares without an early exit.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len().max(b.len());
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..n {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
 }
 
 #[derive(Debug, Clone)]

@@ -62,15 +62,7 @@ impl Allowed {
     }
 }
 
-/// Compares without an early exit: every byte of the longer input is looked at.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len().max(b.len());
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..n {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
-}
+use scanscope_telemetry::ct_eq;
 
 /// Checks `authorization: Bearer <token>` against the configured tokens (none = open) and
 /// tells the request which sensor ids its token names (an [`Allowed`] in its extensions).

@@ -337,6 +337,18 @@ pub fn source_row(s: &Source) -> Vec<Value> {
 
 use crate::view::ColumnKind as K;
 
+/// A sources table of the `n` sources with the most packets (`total`: all of them).
+pub fn top_sources(all: &[&Source], n: usize) -> crate::view::Table {
+    let mut by_packets = all.to_vec();
+    by_packets.sort_by(|a, b| b.packets.cmp(&a.packets).then_with(|| a.ip.cmp(&b.ip)));
+    let mut t = crate::view::Table::new(SOURCE_COLUMNS);
+    t.total = Some(by_packets.len() as u64);
+    for s in by_packets.iter().take(n) {
+        t.push(source_row(s));
+    }
+    t
+}
+
 /// The columns of a sources table.
 pub const SOURCE_COLUMNS: &[(&str, K)] = &[
     ("ip", K::Ip),

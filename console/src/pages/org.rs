@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use scanscope_lake::tables::ip_daily::{IpColumns, IpRow};
 use serde_json::json;
 
-use super::{Ctx, Distinct, SOURCE_COLUMNS, Source, Sources, WIDE_TAG, date, per_day, source_row};
+use super::{Ctx, Distinct, Source, Sources, WIDE_TAG, date, per_day, top_sources};
 use crate::{
     col::{Num, Text, TextList},
     error::ConsoleError,
@@ -97,14 +97,7 @@ pub fn build(ctx: &Ctx, range: Range, name: &str) -> Result<View, ConsoleError> 
         t.push(vec![json!(o), json!(n)]);
     }
     v.tables.insert("tools", t);
-    let mut examples = all.clone();
-    examples.sort_by(|a, b| b.packets.cmp(&a.packets).then_with(|| a.ip.cmp(&b.ip)));
-    let mut t = Table::new(SOURCE_COLUMNS);
-    t.total = Some(examples.len() as u64);
-    for s in examples.iter().take(TOP) {
-        t.push(source_row(s));
-    }
-    v.tables.insert("sources", t);
+    v.tables.insert("sources", top_sources(&all, TOP));
     Ok(v)
 }
 

@@ -7,7 +7,7 @@ use scanscope_lake::tables::{
 };
 use serde_json::json;
 
-use super::{Ctx, Distinct, SOURCE_COLUMNS, Source, Sources, date, source_row};
+use super::{Ctx, Distinct, Source, Sources, date, top_sources};
 use crate::{
     col::{Num, Ports, Text},
     error::ConsoleError,
@@ -138,13 +138,6 @@ pub fn build(
         ]);
     }
     v.tables.insert("related_ports", t);
-    let mut examples = all.clone();
-    examples.sort_by(|a, b| b.packets.cmp(&a.packets).then_with(|| a.ip.cmp(&b.ip)));
-    let mut t = Table::new(SOURCE_COLUMNS);
-    t.total = Some(examples.len() as u64);
-    for s in examples.iter().take(TOP) {
-        t.push(source_row(s));
-    }
-    v.tables.insert("sources", t);
+    v.tables.insert("sources", top_sources(&all, TOP));
     Ok(v)
 }
