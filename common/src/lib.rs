@@ -388,6 +388,16 @@ pub mod counter {
     ];
 }
 
+/// Counters of an interval's stats that are levels at its end (gauges), not counts over it:
+/// readers take the newest value instead of a sum.
+pub mod gauge {
+    /// Bytes in the agent's spool directory (batches waiting for the collector).
+    pub const SPOOL_BYTES: &str = "uplink_spool_bytes";
+    /// Batches sealed and not yet acknowledged by the collector.
+    pub const PENDING_BATCHES: &str = "uplink_pending_batches";
+    pub const ALL: [&str; 2] = [SPOOL_BYTES, PENDING_BATCHES];
+}
+
 /// Number of slots in the `PORTS` array: TCP ports `0..65536`, then UDP ports.
 pub const PORT_SLOTS: u32 = 2 * 65536;
 /// Offset of the UDP ports in `PORTS`.

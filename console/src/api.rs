@@ -56,6 +56,15 @@ static BUILD_SECONDS: LazyLock<metrics::SecondsFamily<PageLabel>> = LazyLock::ne
     )
 });
 
+/// Bytes of lake columns the console holds in memory.
+static CACHE_BYTES: LazyLock<metrics::Gauge> = LazyLock::new(|| {
+    metrics::register(
+        "scanscope_console_cache_bytes",
+        "Bytes of rollup columns the console holds in memory (within --console-cache-mb)",
+        metrics::Gauge::default(),
+    )
+});
+
 /// The API's routes under `/api/v1`, and the UI's pages and assets.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
@@ -171,6 +180,7 @@ async fn answer(
     BUILD_SECONDS
         .get_or_create(&vec![("page", page)])
         .observe(started.elapsed().as_secs_f64());
+    CACHE_BYTES.set(i64::try_from(state.ctx.catalog.bytes_held()).unwrap_or(i64::MAX));
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) if e.status().is_client_error() => "client_error",

@@ -6,7 +6,7 @@ use clap::Args;
 
 use crate::{
     error::ConsoleError,
-    server::{ConsoleOptions, read_token_file},
+    server::{ConsoleOptions, DEFAULT_CACHE_MB, read_token_file},
 };
 
 /// How the console is protected and sized (both commands).
@@ -24,8 +24,9 @@ pub struct ConsoleFlags {
     /// Serve the console open on a non-loopback address.
     #[arg(long)]
     pub console_insecure: bool,
-    /// MiB of decoded rollup days the console keeps in memory.
-    #[arg(long, default_value_t = 512)]
+    /// MiB of rollup columns the console keeps in memory (about 70 MiB per day of a million
+    /// sources searched).
+    #[arg(long, default_value_t = DEFAULT_CACHE_MB)]
     pub console_cache_mb: usize,
 }
 

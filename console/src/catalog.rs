@@ -1,14 +1,27 @@
-//! The console's view of the lake: which days each table has, and each day's rollup file as
-//! one batch, kept in memory (least recently used first out, within a byte budget) until the
-//! rollup replaces the file (its version changes).
+//! The console's view of the lake: which days each table has, and each day's rollup file read
+//! column by column as pages ask for them. A column once read stays in memory (narrowed to the
+//! smallest integer type its values fit, `ip_daily` rows in address order) until the rollup
+//! replaces the file or the byte budget pushes the least recently used day out. Summaries a
+//! page computes from a whole day (the overview's counts) are kept apart as memos, for as long
+//! as the file is unchanged; they cost bytes, not columns.
 use std::{
+    any::Any,
     collections::{BTreeSet, HashMap},
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
 };
 
-use arrow::array::RecordBatch;
+use arrow::{
+    array::{Array, ArrayRef, AsArray, ListArray, RecordBatch, RecordBatchOptions, UInt32Array},
+    compute::{cast, concat_batches, take},
+    datatypes::{
+        DataType, Field, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType, UInt64Type,
+    },
+};
 use chrono::NaiveDate;
-use scanscope_lake::{FileMeta, Lake, ReadOptions, paths};
+use scanscope_lake::{FileMeta, Lake, ReadOptions, paths, tables::ip_daily::IpRow};
 
 use crate::error::ConsoleError;
 
@@ -16,48 +29,355 @@ use crate::error::ConsoleError;
 /// save anything).
 const PLAIN: &[&str] = &["src_ip", "victim"];
 
-/// A day's table, read.
-#[derive(Debug)]
+/// The column a table's rows are kept in order of, if any.
+fn key_of(table: &str) -> Option<&'static str> {
+    (table == IpRow::TABLE).then_some(IpRow::COL.src_ip)
+}
+
+type Version = (u64, Option<String>);
+
+/// A day's rollup file: its columns, read when first asked for.
 pub struct Day {
     pub date: NaiveDate,
-    pub batch: RecordBatch,
+    table: &'static str,
+    file: FileMeta,
+    version: Version,
+    schema: SchemaRef,
+    rows: usize,
+    lake: Lake,
+    held: Mutex<Held>,
+    bytes: AtomicUsize,
+    budget: Arc<Budget>,
+}
+
+impl std::fmt::Debug for Day {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Day")
+            .field("table", &self.table)
+            .field("date", &self.date)
+            .field("rows", &self.rows)
+            .field("bytes", &self.bytes.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// A day's columns read so far.
+#[derive(Debug, Default)]
+struct Held {
+    /// File row of each kept row, once known; `Some(None)` when the file is in key order.
+    order: Option<Option<UInt32Array>>,
+    arrays: HashMap<String, ArrayRef>,
+}
+
+/// Bytes of columns held by the catalog's days.
+#[derive(Debug, Default)]
+struct Budget {
+    used: AtomicUsize,
+}
+
+impl Day {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The file's schema (every column, user rule fields too).
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The day's rows with `columns` (those the file has; a view of a missing one reads as
+    /// absent), in key order; read and kept on first use.
+    pub fn batch(&self, columns: &[&str]) -> Result<RecordBatch, ConsoleError> {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        let missing: Vec<&str> = columns
+            .iter()
+            .copied()
+            .filter(|c| !held.arrays.contains_key(*c) && self.schema.field_with_name(c).is_ok())
+            .collect();
+        if !missing.is_empty() {
+            if held.order.is_none() {
+                held.order = Some(self.order()?);
+            }
+            let Held { order, arrays } = &mut *held;
+            let order = order.as_ref().and_then(Option::as_ref);
+            // One column at a time: what is in memory at once is one column at full width.
+            for c in missing {
+                let read = self.read(&[c])?;
+                let Some(a) = read.columns().first() else {
+                    continue;
+                };
+                let a = narrow(a);
+                drop(read);
+                let a = match order {
+                    Some(o) => take(&a, o, None).map_err(|e| self.arrow(e))?,
+                    None => a,
+                };
+                let size = a.get_array_memory_size();
+                tracing::debug!(table = self.table, date = %self.date, column = c, bytes = size, data_type = %a.data_type(), "column read");
+                arrays.insert(c.to_string(), a);
+                self.bytes.fetch_add(size, Ordering::Relaxed);
+                self.budget.used.fetch_add(size, Ordering::Relaxed);
+            }
+        }
+        let mut fields = Vec::new();
+        let mut arrays = Vec::new();
+        for c in columns {
+            if let Some(a) = held.arrays.get(*c)
+                && !fields.iter().any(|f: &Field| f.name() == c)
+            {
+                fields.push(Field::new(*c, a.data_type().clone(), true));
+                arrays.push(a.clone());
+            }
+        }
+        RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            arrays,
+            &RecordBatchOptions::new().with_row_count(Some(self.rows)),
+        )
+        .map_err(|e| self.arrow(e))
+    }
+
+    /// Every column of the day (small tables).
+    pub fn all(&self) -> Result<RecordBatch, ConsoleError> {
+        let names: Vec<String> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.batch(&names)
+    }
+
+    /// `columns` of the day's rows in file order, not kept (for whole-day summaries).
+    pub fn read(&self, columns: &[&str]) -> Result<RecordBatch, ConsoleError> {
+        let columns: Vec<&str> = columns
+            .iter()
+            .copied()
+            .filter(|c| self.schema.field_with_name(c).is_ok())
+            .collect();
+        self.read_rows(Some(&columns), None, None)
+    }
+
+    /// `columns` of the day's rows in file order, a batch of at most 65 536 rows at a time to
+    /// `f` (whole-day summaries, in little memory); nothing kept.
+    pub fn each_batch(
+        &self,
+        columns: &[&str],
+        mut f: impl FnMut(&RecordBatch) -> Result<(), ConsoleError>,
+    ) -> Result<(), ConsoleError> {
+        let columns: Vec<&str> = columns
+            .iter()
+            .copied()
+            .filter(|c| self.schema.field_with_name(c).is_ok())
+            .collect();
+        let opts = ReadOptions {
+            columns: Some(&columns),
+            dictionary_strings: true,
+            plain: PLAIN,
+            batch_size: scanscope_lake::ROLLUP_ROW_GROUP_ROWS,
+            row_groups: None,
+            rows: None,
+        };
+        for b in self.lake.read(&self.file, &opts)? {
+            f(&b?)?;
+        }
+        Ok(())
+    }
+
+    /// Every column of the rows whose `key` is `value`, read from the row groups whose
+    /// statistics allow it (one group of a rollup in key order).
+    pub fn rows_with(&self, value: &str) -> Result<RecordBatch, ConsoleError> {
+        let key = key_of(self.table).unwrap_or(IpRow::COL.src_ip);
+        let groups = self.lake.row_groups_holding(&self.file, key, value)?;
+        // The key column of those groups finds the rows; only they are decoded in the others.
+        let keys = self.read_rows(Some(&[key]), Some(&groups), None)?;
+        let t = crate::col::Text::of(&keys, key);
+        let rows: Vec<(usize, usize)> = (0..keys.num_rows())
+            .filter(|i| t.get(*i) == Some(value))
+            .map(|i| (i, 1))
+            .collect();
+        if rows.is_empty() {
+            return Ok(keys.slice(0, 0));
+        }
+        self.read_rows(None, Some(&groups), Some(&rows))
+    }
+
+    /// `columns` (all when `None`) of the row groups `groups` (all when `None`), only `rows`
+    /// of them if given, as one batch.
+    fn read_rows(
+        &self,
+        columns: Option<&[&str]>,
+        groups: Option<&[usize]>,
+        rows: Option<&[(usize, usize)]>,
+    ) -> Result<RecordBatch, ConsoleError> {
+        let opts = ReadOptions {
+            columns,
+            dictionary_strings: true,
+            plain: PLAIN,
+            batch_size: 1 << 20,
+            row_groups: groups,
+            rows,
+        };
+        let batches = self.lake.read(&self.file, &opts)?;
+        let schema = batches.schema();
+        let all: Vec<RecordBatch> = batches.collect::<Result<_, _>>()?;
+        concat_batches(&schema, &all).map_err(|e| self.arrow(e))
+    }
+
+    /// The permutation into key order (`None` when the file is in order: rollups since
+    /// ip_daily is written sorted).
+    fn order(&self) -> Result<Option<UInt32Array>, ConsoleError> {
+        let Some(key) = key_of(self.table) else {
+            return Ok(None);
+        };
+        if self.schema.field_with_name(key).is_err() {
+            return Ok(None);
+        }
+        let b = self.read(&[key])?;
+        let t = crate::col::Text::of(&b, key);
+        if (1..b.num_rows()).all(|i| t.get(i - 1) <= t.get(i)) {
+            return Ok(None);
+        }
+        let mut idx: Vec<u32> = (0..b.num_rows() as u32).collect();
+        idx.sort_by(|x, y| t.get(*x as usize).cmp(&t.get(*y as usize)));
+        Ok(Some(UInt32Array::from(idx)))
+    }
+
+    fn arrow(&self, source: arrow::error::ArrowError) -> ConsoleError {
+        ConsoleError::Arrow {
+            table: self.table,
+            date: self.date,
+            source,
+        }
+    }
+}
+
+impl Drop for Day {
+    fn drop(&mut self) {
+        self.budget
+            .used
+            .fetch_sub(self.bytes.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+}
+
+/// A column in the least memory that keeps its values for the console's views: unsigned
+/// integers in the narrowest type their values fit, timestamps as whole seconds (`UInt32`:
+/// the API shows seconds), dictionary keys (also of a list's elements) as narrow as the
+/// dictionary allows. Anything else as it is.
+fn narrow(a: &ArrayRef) -> ArrayRef {
+    let to = match a.data_type() {
+        DataType::UInt64 | DataType::UInt32 => {
+            let c = cast(a, &DataType::UInt64).unwrap_or_else(|_| a.clone());
+            let max = arrow::compute::max(c.as_primitive::<UInt64Type>()).unwrap_or(0);
+            if max <= u64::from(u8::MAX) {
+                DataType::UInt8
+            } else if max <= u64::from(u16::MAX) {
+                DataType::UInt16
+            } else if max <= u64::from(u32::MAX) {
+                DataType::UInt32
+            } else {
+                return a.clone();
+            }
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            let t = a.as_primitive::<TimestampMicrosecondType>();
+            let fits = |v: Option<i64>| {
+                v.is_none_or(|v| (0..=i64::from(u32::MAX) * 1_000_000).contains(&v))
+            };
+            if !(fits(arrow::compute::min(t)) && fits(arrow::compute::max(t))) {
+                return a.clone();
+            }
+            let secs: UInt32Array = t.unary_opt(|v| u32::try_from(v.div_euclid(1_000_000)).ok());
+            return Arc::new(secs);
+        }
+        // Each row group brings its own dictionary: the values are made distinct again, with
+        // keys as narrow as their number allows.
+        DataType::Dictionary(_, v) if **v == DataType::Utf8 => return dictionary(a),
+        // A list's strings (tools, tags, …) are few distinct values too.
+        DataType::List(f) if matches!(f.data_type(), DataType::Dictionary(..) | DataType::Utf8) => {
+            let l = a.as_list::<i32>();
+            let values = dictionary(l.values());
+            let field = Arc::new(
+                f.as_ref()
+                    .clone()
+                    .with_data_type(values.data_type().clone()),
+            );
+            return ListArray::try_new(field, l.offsets().clone(), values, l.nulls().cloned())
+                .map_or_else(|_| a.clone(), |l| Arc::new(l) as ArrayRef);
+        }
+        _ => return a.clone(),
+    };
+    cast(a, &to).unwrap_or_else(|_| a.clone())
+}
+
+/// A text column as a dictionary of its distinct values with the narrowest keys that hold
+/// them (as it is when there are more than `i16::MAX`).
+fn dictionary(a: &ArrayRef) -> ArrayRef {
+    let Ok(plain) = cast(a, &DataType::Utf8) else {
+        return a.clone();
+    };
+    for key in [DataType::Int8, DataType::Int16] {
+        if let Ok(d) = cast(
+            &plain,
+            &DataType::Dictionary(Box::new(key), Box::new(DataType::Utf8)),
+        ) {
+            return d;
+        }
+    }
+    a.clone()
 }
 
 #[derive(Debug)]
 struct Entry {
-    version: (u64, Option<String>),
     day: Arc<Day>,
-    bytes: usize,
     used: u64,
 }
 
-#[derive(Debug, Default)]
-struct Cache {
-    entries: HashMap<(&'static str, NaiveDate), Entry>,
-    bytes: usize,
+type MemoKey = (&'static str, NaiveDate, &'static str);
+
+#[derive(Default)]
+struct State {
+    days: HashMap<(&'static str, NaiveDate), Entry>,
+    memos: HashMap<MemoKey, (Version, Arc<dyn Any + Send + Sync>)>,
     tick: u64,
 }
 
 /// The lake as the console reads it.
-#[derive(Debug)]
 pub struct Catalog {
     lake: Lake,
     budget: usize,
-    cache: Mutex<Cache>,
+    used: Arc<Budget>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("budget", &self.budget)
+            .field("used", &self.used.used.load(Ordering::Relaxed))
+            .finish()
+    }
 }
 
 impl Catalog {
-    /// `budget`: bytes of decoded rollup batches kept in memory.
+    /// `budget`: bytes of columns kept in memory.
     pub fn new(lake: Lake, budget: usize) -> Self {
         Catalog {
             lake,
             budget,
-            cache: Mutex::new(Cache::default()),
+            used: Arc::default(),
+            state: Mutex::new(State::default()),
         }
     }
 
     pub fn lake(&self) -> &Lake {
         &self.lake
+    }
+
+    /// Bytes of columns held now.
+    pub fn bytes_held(&self) -> usize {
+        self.used.used.load(Ordering::Relaxed)
     }
 
     /// The days `table` has a partition for, within `from..=to`.
@@ -75,7 +395,8 @@ impl Catalog {
         Ok(self.lake.days(table)?)
     }
 
-    /// The rollup of `table` for `date`, `None` if that day has none.
+    /// The rollup of `table` for `date`, `None` if that day has none. Pushes the least
+    /// recently used other days out while the columns held exceed the budget.
     pub fn rollup(
         &self,
         table: &'static str,
@@ -86,49 +407,63 @@ impl Catalog {
         };
         let version = (file.size, file.version.clone());
         {
-            let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            c.tick += 1;
-            let tick = c.tick;
-            if let Some(e) = c.entries.get_mut(&(table, date))
-                && e.version == version
+            let mut s = self.lock();
+            s.tick += 1;
+            let tick = s.tick;
+            if let Some(e) = s.days.get_mut(&(table, date))
+                && e.day.version == version
             {
                 e.used = tick;
-                return Ok(Some(e.day.clone()));
+                let day = e.day.clone();
+                self.evict(&mut s, (table, date));
+                return Ok(Some(day));
             }
         }
-        let batch = self.read(table, date, &file, None)?;
-        let bytes = batch.get_array_memory_size();
-        let day = Arc::new(Day { date, batch });
-        let mut c = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        c.tick += 1;
-        let tick = c.tick;
-        if let Some(old) = c.entries.insert(
+        let (schema, groups) = self.lake.layout(&file)?;
+        let day = Arc::new(Day {
+            date,
+            table,
+            file,
+            version,
+            schema,
+            rows: groups.iter().sum(),
+            lake: self.lake.clone(),
+            held: Mutex::default(),
+            bytes: AtomicUsize::new(0),
+            budget: self.used.clone(),
+        });
+        let mut s = self.lock();
+        s.tick += 1;
+        let used = s.tick;
+        s.days.insert(
             (table, date),
             Entry {
-                version,
                 day: day.clone(),
-                bytes,
-                used: tick,
+                used,
             },
-        ) {
-            c.bytes -= old.bytes;
-        }
-        c.bytes += bytes;
-        while c.bytes > self.budget && c.entries.len() > 1 {
-            let Some(oldest) = c
-                .entries
+        );
+        self.evict(&mut s, (table, date));
+        Ok(Some(day))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn evict(&self, s: &mut State, keep: (&'static str, NaiveDate)) {
+        while self.bytes_held() > self.budget {
+            let Some(oldest) = s
+                .days
                 .iter()
-                .filter(|(k, _)| **k != (table, date))
+                .filter(|(k, e)| **k != keep && e.day.bytes.load(Ordering::Relaxed) > 0)
                 .min_by_key(|(_, e)| e.used)
                 .map(|(k, _)| *k)
             else {
                 break;
             };
-            if let Some(e) = c.entries.remove(&oldest) {
-                c.bytes -= e.bytes;
-            }
+            // The day's columns go when the last page using it is done.
+            s.days.remove(&oldest);
         }
-        Ok(Some(day))
     }
 
     /// The rollups of `table` for the days of `from..=to` that have one, oldest first.
@@ -147,8 +482,30 @@ impl Catalog {
         Ok(out)
     }
 
-    /// Every file of an ingest table for `date` (not cached), only `columns`, and only the rows
-    /// `keep` selects from each batch.
+    /// What `f` computes from `day`, kept (under `what`) while the day's file is unchanged.
+    pub fn memo<T: Send + Sync + 'static>(
+        &self,
+        day: &Day,
+        what: &'static str,
+        f: impl FnOnce(&Day) -> Result<T, ConsoleError>,
+    ) -> Result<Arc<T>, ConsoleError> {
+        let key = (day.table, day.date, what);
+        if let Some((v, m)) = self.lock().memos.get(&key)
+            && *v == day.version
+            && let Ok(m) = m.clone().downcast::<T>()
+        {
+            return Ok(m);
+        }
+        let m = Arc::new(f(day)?);
+        self.lock()
+            .memos
+            .insert(key, (day.version.clone(), m.clone()));
+        Ok(m)
+    }
+
+    /// Every file of an ingest table for `date` (not cached), only `columns` (those the file
+    /// has: files from before a column was added lack it), and only the rows `keep` selects
+    /// from each batch.
     pub fn scan(
         &self,
         table: &'static str,
@@ -158,42 +515,190 @@ impl Catalog {
     ) -> Result<Vec<RecordBatch>, ConsoleError> {
         let mut out = Vec::new();
         for file in self.lake.day_files(table, date)? {
-            let b = self.read(table, date, &file, Some(columns))?;
-            let mask = arrow::array::BooleanArray::from(keep(&b));
-            let b = arrow::compute::filter_record_batch(&b, &mask).map_err(|source| {
-                ConsoleError::Arrow {
-                    table,
-                    date,
-                    source,
+            let (schema, _) = self.lake.layout(&file)?;
+            let columns: Vec<&str> = columns
+                .iter()
+                .copied()
+                .filter(|c| schema.field_with_name(c).is_ok())
+                .collect();
+            let opts = ReadOptions {
+                columns: Some(&columns),
+                dictionary_strings: true,
+                plain: PLAIN,
+                batch_size: 1 << 20,
+                row_groups: None,
+                rows: None,
+            };
+            for b in self.lake.read(&file, &opts)? {
+                let b = b?;
+                let mask = arrow::array::BooleanArray::from(keep(&b));
+                let b = arrow::compute::filter_record_batch(&b, &mask).map_err(|source| {
+                    ConsoleError::Arrow {
+                        table,
+                        date,
+                        source,
+                    }
+                })?;
+                if b.num_rows() > 0 {
+                    out.push(b);
                 }
-            })?;
-            if b.num_rows() > 0 {
-                out.push(b);
             }
         }
         Ok(out)
     }
+}
 
-    fn read(
-        &self,
-        table: &'static str,
-        date: NaiveDate,
-        file: &FileMeta,
-        columns: Option<&[&str]>,
-    ) -> Result<RecordBatch, ConsoleError> {
-        let opts = ReadOptions {
-            columns,
-            dictionary_strings: true,
-            plain: PLAIN,
-            batch_size: 1 << 20,
-        };
-        let batches = self.lake.read(file, &opts)?;
-        let schema = batches.schema();
-        let all: Vec<RecordBatch> = batches.collect::<Result<_, _>>()?;
-        arrow::compute::concat_batches(&schema, &all).map_err(|source| ConsoleError::Arrow {
-            table,
-            date,
-            source,
-        })
+#[cfg(test)]
+mod tests {
+    use scanscope_lake::tables::ip_daily::IpDailyBuilder;
+
+    use super::*;
+    use crate::col::{Num, Text};
+
+    const IP: scanscope_lake::tables::ip_daily::IpColumns = IpRow::COL;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 11, d).unwrap()
+    }
+
+    /// Writes `ip_daily` of `date` with rows in the order given (as a rollup before rows were
+    /// sorted did); packets 1, 2, 3 … in that order; one day's packets above u32.
+    fn write_unsorted(lake: &Lake, date: NaiveDate, ips: &[&str]) {
+        let mut b = IpDailyBuilder::new(&[]);
+        for (k, ip) in ips.iter().enumerate() {
+            b.push(&IpRow {
+                src_ip: (*ip).to_string(),
+                packets: k as u64 + 1,
+                bytes: if k == 0 { 1 << 40 } else { 7 },
+                first_seen: 1_764_000_000_123_456 + k as i64,
+                org: (k == 1).then(|| "censys".to_string()),
+                tags: vec!["scanner".into()],
+                ..IpRow::default()
+            });
+        }
+        let batch = b.finish().unwrap();
+        lake.write_batch(
+            &paths::rollup_file(IpRow::TABLE, date),
+            IpRow::TABLE,
+            &batch,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn days_are_read_in_address_order_narrowed_and_found_by_address() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        write_unsorted(
+            &lake,
+            day(1),
+            &["10.0.0.9", "10.0.0.10", "192.0.2.1", "10.0.0.1"],
+        );
+        let cat = Catalog::new(lake, 1 << 30);
+        let d = cat.rollup(IpRow::TABLE, day(1)).unwrap().unwrap();
+        assert_eq!(d.rows(), 4);
+        let b = d
+            .batch(&[IP.src_ip, IP.packets, IP.bytes, "no_such_column"])
+            .unwrap();
+        assert_eq!(b.num_columns(), 3, "a column the file lacks is left out");
+        let ip = Text::of(&b, IP.src_ip);
+        let got: Vec<(&str, u64)> = (0..4)
+            .map(|i| (ip.get(i).unwrap(), Num::of(&b, IP.packets).or0(i)))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("10.0.0.1", 4),
+                ("10.0.0.10", 2),
+                ("10.0.0.9", 1),
+                ("192.0.2.1", 3)
+            ],
+            "rows in the text order of their addresses, each with its own values"
+        );
+        assert_eq!(
+            b.column_by_name(IP.packets).unwrap().data_type(),
+            &DataType::UInt8
+        );
+        assert_eq!(
+            Num::of(&b, IP.bytes).get(2),
+            Some(1 << 40),
+            "too wide to narrow"
+        );
+        let r = d.rows_with("10.0.0.10").unwrap();
+        assert_eq!(r.num_rows(), 1);
+        assert_eq!(Num::of(&r, IP.packets).get(0), Some(2));
+        assert_eq!(d.rows_with("10.0.0.2").unwrap().num_rows(), 0);
+    }
+
+    #[test]
+    fn a_rollup_is_written_in_address_order_and_one_source_is_one_row_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let n = scanscope_lake::ROLLUP_ROW_GROUP_ROWS + 10;
+        let rows: Vec<IpRow> = (0..n as u32)
+            .rev()
+            .map(|k| IpRow {
+                src_ip: std::net::Ipv4Addr::from(0x0a00_0000 + k).to_string(),
+                packets: u64::from(k),
+                ..IpRow::default()
+            })
+            .collect();
+        scanscope_analytics::rollup::write::write_ip_daily(&lake, day(2), &rows, &[]).unwrap();
+        let cat = Catalog::new(lake.clone(), 1 << 30);
+        let d = cat.rollup(IpRow::TABLE, day(2)).unwrap().unwrap();
+        let file = lake
+            .head(&paths::rollup_file(IpRow::TABLE, day(2)))
+            .unwrap()
+            .unwrap();
+        let (_, groups) = lake.layout(&file).unwrap();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(
+            d.order().unwrap(),
+            None,
+            "written in order: nothing to sort"
+        );
+        let want = std::net::Ipv4Addr::from(0x0a00_0000 + 777).to_string();
+        assert_eq!(
+            lake.row_groups_holding(&file, IP.src_ip, &want)
+                .unwrap()
+                .len(),
+            1
+        );
+        let r = d.rows_with(&want).unwrap();
+        assert_eq!(Num::of(&r, IP.packets).get(0), Some(777));
+    }
+
+    #[test]
+    fn the_budget_pushes_old_days_out_and_a_new_file_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        for d in 1..=3 {
+            write_unsorted(&lake, day(d), &["10.0.0.1", "10.0.0.2"]);
+        }
+        let cat = Catalog::new(lake.clone(), 1);
+        let calls = AtomicUsize::new(0);
+        for d in 1..=3 {
+            let day = cat.rollup(IpRow::TABLE, day(d)).unwrap().unwrap();
+            day.batch(&[IP.packets]).unwrap();
+            let m = cat
+                .memo(&day, "test", |day| {
+                    calls.fetch_add(1, Ordering::Relaxed);
+                    Ok(day.rows())
+                })
+                .unwrap();
+            assert_eq!(*m, 2);
+        }
+        // Asking again evicts all but the day asked for.
+        let d3 = cat.rollup(IpRow::TABLE, day(3)).unwrap().unwrap();
+        assert_eq!(cat.lock().days.len(), 1);
+        assert_eq!(cat.bytes_held(), d3.bytes.load(Ordering::Relaxed));
+        drop(d3);
+        // The memo survives eviction while the file is the same, and is redone when it changes.
+        let d1 = cat.rollup(IpRow::TABLE, day(1)).unwrap().unwrap();
+        cat.memo(&d1, "test", |_| Ok(0usize)).unwrap();
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
+        write_unsorted(&lake, day(1), &["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        let d1 = cat.rollup(IpRow::TABLE, day(1)).unwrap().unwrap();
+        assert_eq!(*cat.memo(&d1, "test", |d| Ok(d.rows())).unwrap(), 3);
     }
 }

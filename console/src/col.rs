@@ -7,16 +7,56 @@ use arrow::{
         StringArray,
     },
     datatypes::{
-        DataType, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType, UInt8Type, UInt16Type,
-        UInt32Type, UInt64Type,
+        DataType, Int8Type, Int16Type, Int32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+        UInt8Type, UInt16Type, UInt32Type, UInt64Type,
     },
 };
+
+/// The keys of a dictionary column, at the width the file (or the catalog's narrowing) gave.
+#[derive(Debug, Clone, Copy)]
+pub struct Keys<'a> {
+    keys: KeyValues<'a>,
+    nulls: Option<&'a arrow::buffer::NullBuffer>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum KeyValues<'a> {
+    I8(&'a [i8]),
+    I16(&'a [i16]),
+    I32(&'a [i32]),
+}
+
+impl<'a> Keys<'a> {
+    fn get(&self, i: usize) -> Option<usize> {
+        if self.nulls.is_some_and(|n| n.is_null(i)) {
+            return None;
+        }
+        match self.keys {
+            KeyValues::I8(k) => usize::try_from(k[i]).ok(),
+            KeyValues::I16(k) => usize::try_from(k[i]).ok(),
+            KeyValues::I32(k) => usize::try_from(k[i]).ok(),
+        }
+    }
+
+    fn of<K: arrow::datatypes::ArrowDictionaryKeyType>(
+        d: &'a DictionaryArray<K>,
+        keys: fn(&'a [K::Native]) -> KeyValues<'a>,
+    ) -> (Keys<'a>, &'a ArrayRef) {
+        (
+            Keys {
+                keys: keys(d.keys().values()),
+                nulls: d.nulls(),
+            },
+            d.values(),
+        )
+    }
+}
 
 /// A text column.
 #[derive(Debug, Clone, Copy)]
 pub enum Text<'a> {
     Plain(&'a StringArray),
-    Dict(&'a DictionaryArray<Int32Type>, &'a StringArray),
+    Dict(Keys<'a>, &'a StringArray),
     Absent,
 }
 
@@ -29,9 +69,14 @@ impl<'a> Text<'a> {
     pub fn from_array(a: &'a ArrayRef) -> Text<'a> {
         match a.data_type() {
             DataType::Utf8 => Text::Plain(a.as_string::<i32>()),
-            DataType::Dictionary(k, v) if **k == DataType::Int32 && **v == DataType::Utf8 => {
-                let d = a.as_dictionary::<Int32Type>();
-                Text::Dict(d, d.values().as_string::<i32>())
+            DataType::Dictionary(k, v) if **v == DataType::Utf8 => {
+                let (keys, values) = match **k {
+                    DataType::Int8 => Keys::of(a.as_dictionary::<Int8Type>(), KeyValues::I8),
+                    DataType::Int16 => Keys::of(a.as_dictionary::<Int16Type>(), KeyValues::I16),
+                    DataType::Int32 => Keys::of(a.as_dictionary::<Int32Type>(), KeyValues::I32),
+                    _ => return Text::Absent,
+                };
+                Text::Dict(keys, values.as_string::<i32>())
             }
             _ => Text::Absent,
         }
@@ -40,14 +85,24 @@ impl<'a> Text<'a> {
     pub fn get(&self, i: usize) -> Option<&'a str> {
         match self {
             Text::Plain(a) => (!a.is_null(i)).then(|| a.value(i)),
-            Text::Dict(d, v) => {
-                if d.is_null(i) {
-                    return None;
-                }
-                let k = d.keys().value(i);
-                usize::try_from(k).ok().map(|k| v.value(k))
-            }
+            Text::Dict(k, v) => k.get(i).map(|k| v.value(k)),
             Text::Absent => None,
+        }
+    }
+
+    /// The distinct values of a dictionary column (`None` for a plain or absent one).
+    pub fn dictionary(&self) -> Option<&'a StringArray> {
+        match self {
+            Text::Dict(_, v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Row `i`'s key into [`Text::dictionary`] (`None` for null, or not a dictionary column).
+    pub fn key(&self, i: usize) -> Option<usize> {
+        match self {
+            Text::Dict(k, _) => k.get(i),
+            _ => None,
         }
     }
 
@@ -56,18 +111,12 @@ impl<'a> Text<'a> {
     pub fn test(&self, len: usize, f: impl Fn(&str) -> bool) -> Vec<bool> {
         match self {
             Text::Plain(a) => (0..len).map(|i| !a.is_null(i) && f(a.value(i))).collect(),
-            Text::Dict(d, v) => {
+            Text::Dict(k, v) => {
                 let hit: Vec<bool> = (0..v.len())
                     .map(|j| !v.is_null(j) && f(v.value(j)))
                     .collect();
                 (0..len)
-                    .map(|i| {
-                        !d.is_null(i)
-                            && usize::try_from(d.keys().value(i))
-                                .ok()
-                                .and_then(|k| hit.get(k).copied())
-                                .unwrap_or(false)
-                    })
+                    .map(|i| k.get(i).and_then(|k| hit.get(k).copied()).unwrap_or(false))
                     .collect()
             }
             Text::Absent => vec![false; len],
@@ -77,55 +126,63 @@ impl<'a> Text<'a> {
 
 /// A list-of-text column.
 #[derive(Debug, Clone, Copy)]
-pub struct TextList<'a>(Option<(&'a GenericListArray<i32>, Text<'a>)>);
+pub struct TextList<'a>(Option<(Offsets<'a>, Text<'a>, usize)>);
 
 impl<'a> TextList<'a> {
     pub fn of(b: &'a RecordBatch, name: &str) -> TextList<'a> {
         TextList(b.column_by_name(name).and_then(|a| match a.data_type() {
             DataType::List(_) => {
                 let l = a.as_list::<i32>();
-                Some((l, Text::from_array(l.values())))
+                Some((
+                    Offsets::of(l),
+                    Text::from_array(l.values()),
+                    l.values().len(),
+                ))
             }
             _ => None,
         }))
     }
 
+    /// The elements of every row, as one text column (row `i`'s are [`TextList::range`]).
+    pub fn elements(&self) -> Text<'a> {
+        self.0.map_or(Text::Absent, |(_, t, _)| t)
+    }
+
+    /// Row `i`'s elements' positions in [`TextList::elements`].
+    pub fn range(&self, i: usize) -> std::ops::Range<usize> {
+        self.0.map_or(0..0, |(o, _, _)| o.range(i))
+    }
+
     /// The values of row `i` (none for a null row).
     pub fn get(&self, i: usize) -> impl Iterator<Item = &'a str> + 'a {
-        let range = self
-            .0
-            .filter(|(l, _)| !l.is_null(i))
-            .map(|(l, _)| {
-                let o = l.value_offsets();
-                o[i] as usize..o[i + 1] as usize
-            })
-            .unwrap_or(0..0);
-        let values = self.0.map(|(_, t)| t);
-        range.filter_map(move |j| values.and_then(|t| t.get(j)))
+        let values = self.elements();
+        self.range(i).filter_map(move |j| values.get(j))
     }
 
     pub fn test(&self, len: usize, f: impl Fn(&str) -> bool) -> Vec<bool> {
-        let Some((l, t)) = self.0 else {
+        let Some((o, t, n)) = self.0 else {
             return vec![false; len];
         };
-        let hit = t.test(l.values().len(), f);
-        let o = l.value_offsets();
+        let hit = t.test(n, f);
         (0..len)
-            .map(|i| !l.is_null(i) && hit[o[i] as usize..o[i + 1] as usize].iter().any(|h| *h))
+            .map(|i| hit[o.range(i)].iter().any(|h| *h))
             .collect()
     }
 }
 
 /// A list-of-u16 column (ports).
 #[derive(Debug, Clone, Copy)]
-pub struct Ports<'a>(Option<(&'a GenericListArray<i32>, &'a [u16])>);
+pub struct Ports<'a>(Option<(Offsets<'a>, &'a [u16])>);
 
 impl<'a> Ports<'a> {
     pub fn of(b: &'a RecordBatch, name: &str) -> Ports<'a> {
         Ports(b.column_by_name(name).and_then(|a| match a.data_type() {
             DataType::List(f) if *f.data_type() == DataType::UInt16 => {
                 let l = a.as_list::<i32>();
-                Some((l, &l.values().as_primitive::<UInt16Type>().values()[..]))
+                Some((
+                    Offsets::of(l),
+                    &l.values().as_primitive::<UInt16Type>().values()[..],
+                ))
             }
             _ => None,
         }))
@@ -133,37 +190,86 @@ impl<'a> Ports<'a> {
 
     pub fn get(&self, i: usize) -> &'a [u16] {
         match self.0 {
-            Some((l, v)) if !l.is_null(i) => {
-                let o = l.value_offsets();
-                &v[o[i] as usize..o[i + 1] as usize]
-            }
-            _ => &[],
+            Some((o, v)) => &v[o.range(i)],
+            None => &[],
         }
     }
 }
 
-/// A numeric column (any unsigned width, `Int64` of user fields, timestamps in µs).
+/// A list column's row boundaries (a null row is empty).
 #[derive(Debug, Clone, Copy)]
-pub struct Num<'a>(Option<&'a ArrayRef>);
+struct Offsets<'a> {
+    offsets: &'a [i32],
+    nulls: Option<&'a arrow::buffer::NullBuffer>,
+}
+
+impl<'a> Offsets<'a> {
+    fn of(l: &'a GenericListArray<i32>) -> Self {
+        Offsets {
+            offsets: l.value_offsets(),
+            nulls: l.nulls(),
+        }
+    }
+
+    fn range(&self, i: usize) -> std::ops::Range<usize> {
+        if self.nulls.is_some_and(|n| n.is_null(i)) {
+            return 0..0;
+        }
+        self.offsets[i] as usize..self.offsets[i + 1] as usize
+    }
+}
+
+/// A numeric column (any unsigned width, `Int64` of user fields), its type resolved once.
+#[derive(Debug, Clone, Copy)]
+pub struct Num<'a> {
+    values: Values<'a>,
+    nulls: Option<&'a arrow::buffer::NullBuffer>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Values<'a> {
+    U8(&'a [u8]),
+    U16(&'a [u16]),
+    U32(&'a [u32]),
+    U64(&'a [u64]),
+    I64(&'a [i64]),
+    None,
+}
 
 impl<'a> Num<'a> {
     pub fn of(b: &'a RecordBatch, name: &str) -> Num<'a> {
-        Num(b.column_by_name(name))
+        let Some(a) = b.column_by_name(name) else {
+            return Num {
+                values: Values::None,
+                nulls: None,
+            };
+        };
+        let values = match a.data_type() {
+            DataType::UInt8 => Values::U8(a.as_primitive::<UInt8Type>().values()),
+            DataType::UInt16 => Values::U16(a.as_primitive::<UInt16Type>().values()),
+            DataType::UInt32 => Values::U32(a.as_primitive::<UInt32Type>().values()),
+            DataType::UInt64 => Values::U64(a.as_primitive::<UInt64Type>().values()),
+            DataType::Int64 => Values::I64(a.as_primitive::<Int64Type>().values()),
+            _ => Values::None,
+        };
+        Num {
+            values,
+            nulls: a.nulls(),
+        }
     }
 
     pub fn get(&self, i: usize) -> Option<u64> {
-        let a = self.0?;
-        if a.is_null(i) {
+        if self.nulls.is_some_and(|n| n.is_null(i)) {
             return None;
         }
-        Some(match a.data_type() {
-            DataType::UInt8 => u64::from(a.as_primitive::<UInt8Type>().value(i)),
-            DataType::UInt16 => u64::from(a.as_primitive::<UInt16Type>().value(i)),
-            DataType::UInt32 => u64::from(a.as_primitive::<UInt32Type>().value(i)),
-            DataType::UInt64 => a.as_primitive::<UInt64Type>().value(i),
-            DataType::Int64 => u64::try_from(a.as_primitive::<Int64Type>().value(i)).ok()?,
-            _ => return None,
-        })
+        match self.values {
+            Values::U8(v) => Some(u64::from(v[i])),
+            Values::U16(v) => Some(u64::from(v[i])),
+            Values::U32(v) => Some(u64::from(v[i])),
+            Values::U64(v) => Some(v[i]),
+            Values::I64(v) => u64::try_from(v[i]).ok(),
+            Values::None => None,
+        }
     }
 
     /// Zero for null or absent.
@@ -172,21 +278,47 @@ impl<'a> Num<'a> {
     }
 }
 
-/// A timestamp column (µs since the epoch).
+/// A timestamp column: µs since the epoch as the file has it, or whole seconds since the epoch
+/// as `UInt32` (the catalog's narrowing; the API shows seconds).
 #[derive(Debug, Clone, Copy)]
-pub struct Time<'a>(Option<&'a ArrayRef>);
+pub struct Time<'a> {
+    values: Times<'a>,
+    nulls: Option<&'a arrow::buffer::NullBuffer>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Times<'a> {
+    Micros(&'a [i64]),
+    Secs(&'a [u32]),
+    None,
+}
 
 impl<'a> Time<'a> {
     pub fn of(b: &'a RecordBatch, name: &str) -> Time<'a> {
-        Time(
-            b.column_by_name(name)
-                .filter(|a| matches!(a.data_type(), DataType::Timestamp(TimeUnit::Microsecond, _))),
-        )
+        let a = b.column_by_name(name);
+        let values = match a.map(|a| (a, a.data_type())) {
+            Some((a, DataType::Timestamp(TimeUnit::Microsecond, _))) => {
+                Times::Micros(a.as_primitive::<TimestampMicrosecondType>().values())
+            }
+            Some((a, DataType::UInt32)) => Times::Secs(a.as_primitive::<UInt32Type>().values()),
+            _ => Times::None,
+        };
+        Time {
+            values,
+            nulls: a.and_then(|a| a.nulls()),
+        }
     }
 
+    /// µs since the epoch.
     pub fn get(&self, i: usize) -> Option<i64> {
-        let a = self.0?;
-        (!a.is_null(i)).then(|| a.as_primitive::<TimestampMicrosecondType>().value(i))
+        if self.nulls.is_some_and(|n| n.is_null(i)) {
+            return None;
+        }
+        match self.values {
+            Times::Micros(v) => Some(v[i]),
+            Times::Secs(v) => Some(i64::from(v[i]) * 1_000_000),
+            Times::None => None,
+        }
     }
 }
 

@@ -44,6 +44,32 @@ pub fn matches(e: &Expr, b: &RecordBatch) -> Vec<bool> {
     }
 }
 
+/// The `ip_daily` columns evaluating `e` reads.
+pub fn columns(e: &Expr) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |c: &str| {
+        if !out.iter().any(|x| x == c) {
+            out.push(c.to_string());
+        }
+    };
+    fn walk(e: &Expr, add: &mut dyn FnMut(&str)) {
+        match e {
+            Expr::All => {}
+            Expr::Term(t) => match fields::find(&t.field) {
+                Some(f) if f.kind == FieldKind::Class => {
+                    Classes::COLUMNS.iter().for_each(|c| add(c))
+                }
+                Some(f) => f.columns.iter().for_each(|c| add(c)),
+                None => add(&t.field),
+            },
+            Expr::Not(e) => walk(e, add),
+            Expr::And(v) | Expr::Or(v) => v.iter().for_each(|e| walk(e, add)),
+        }
+    }
+    walk(e, &mut add);
+    out
+}
+
 fn or_into(acc: &mut Option<Vec<bool>>, x: Vec<bool>) {
     match acc {
         None => *acc = Some(x),
@@ -116,6 +142,10 @@ pub struct Classes<'a> {
 }
 
 impl<'a> Classes<'a> {
+    /// The columns a class is derived from.
+    pub const COLUMNS: [&'static str; 4] =
+        [IP.org, IP.tags, IP.login_attempts, IP.mysql_login_attempts];
+
     pub fn of(b: &'a RecordBatch) -> Self {
         Classes {
             org: Text::of(b, IP.org),

@@ -81,7 +81,7 @@ pub const FIELDS: &[Field] = &[
     f!(
         "port",
         Number { max: PORT_MAX },
-        [IP.ports],
+        [IP.tcp_ports, IP.udp_ports],
         "a destination port it probed (TCP or UDP)",
         "port:27017"
     ),

@@ -552,3 +552,86 @@ fn a_non_loopback_console_needs_a_token() -> Result<()> {
     assert!(o.check_exposure()?, "served open on purpose");
     Ok(())
 }
+
+/// The sensors page: a gauge (spool backlog) and the agent version are the newest interval's,
+/// counters are summed; an older file without the version column still reads.
+#[tokio::test]
+async fn the_sensors_page_shows_the_newest_version_and_backlog() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let root = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || write_stats(&root)).await??;
+    let app = console(dir.path(), &[])?;
+    let v = json(&app, &format!("/api/v1/sensors?{RANGE}")).await?;
+    let row = &v["tables"]["sensors"]["rows"][0];
+    assert_eq!(row["sensor"], "ams-1");
+    assert_eq!(row["agent_version"], "0.2.0");
+    assert_eq!(
+        (row["spool_bytes"].as_u64(), row["pending_batches"].as_u64()),
+        (Some(40), Some(3))
+    );
+    let counters: Vec<(String, u64)> = v["tables"]["counters"]["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["counter"].as_str().unwrap().to_string(),
+                r["value"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        counters,
+        [("dropped".to_string(), 30)],
+        "gauges are not summed as counters"
+    );
+    Ok(())
+}
+
+/// Intervals of one sensor at 01:00 (0.1.0, spool 500), 03:00 (0.2.0, spool 40) and 02:00 (no
+/// version, spool 9), with `dropped` 5 each; then the same in a file without the version column.
+fn write_stats(root: &std::path::Path) -> Result<()> {
+    use scanscope_common::gauge;
+    use scanscope_lake::{
+        paths,
+        tables::sensor_stats::{StatsBuilder, StatsRow},
+    };
+    let lake = Lake::local(root)?;
+    let mut b = StatsBuilder::default();
+    for (h, version, spool) in [
+        (1, Some("0.1.0"), 500),
+        (3, Some("0.2.0"), 40),
+        (2, None, 9),
+    ] {
+        for (counter, value) in [
+            (gauge::SPOOL_BYTES, spool),
+            (gauge::PENDING_BATCHES, h),
+            ("dropped", 5),
+        ] {
+            b.push(&StatsRow {
+                interval_start: ts(1, h as u32),
+                interval_secs: 60.0,
+                sensor: "ams-1",
+                counter,
+                kind: None,
+                port: None,
+                value,
+                agent_version: version,
+            });
+        }
+    }
+    let batch = b.finish()?;
+    lake.write_batch(
+        &paths::part_file(StatsRow::TABLE, day(1), 1),
+        StatsRow::TABLE,
+        &batch,
+    )?;
+    // A file from before the column: the same counters, no version.
+    let old = batch.project(&(0..batch.num_columns() - 1).collect::<Vec<_>>())?;
+    lake.write_batch(
+        &paths::part_file(StatsRow::TABLE, day(1), 2),
+        StatsRow::TABLE,
+        &old,
+    )?;
+    Ok(())
+}

@@ -201,6 +201,7 @@ impl Rows {
                 kind,
                 port,
                 value,
+                agent_version: Some(b.agent_version.as_str()).filter(|v| !v.is_empty()),
             };
             for k in &s.kinds {
                 let kind = Some(validated_kind(k.kind));

@@ -36,13 +36,13 @@ use object_store::{
 use parquet::{
     arrow::{
         AsyncArrowWriter, ParquetRecordBatchStreamBuilder, ProjectionMask,
-        arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions},
+        arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector},
         async_reader::{AsyncFileReader, ParquetRecordBatchStream},
     },
     basic::{Compression, ZstdLevel},
     errors::ParquetError,
     file::{
-        metadata::{ParquetMetaData, ParquetMetaDataReader},
+        metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader},
         properties::{EnabledStatistics, WriterProperties},
     },
 };
@@ -56,17 +56,36 @@ pub const ROW_GROUP_ROWS: usize = 1 << 20;
 /// Bytes buffered before a write becomes a multipart upload (one part each).
 const PART_BYTES: usize = 16 << 20;
 
-static WRITER_PROPS: LazyLock<WriterProperties> = LazyLock::new(|| {
+/// Rows per row group of the rollup tables: a reader looking for one source (the console's IP
+/// page, DuckDB's `WHERE src_ip = …`) decodes one such group per day, `ip_daily` being in
+/// address order.
+pub const ROLLUP_ROW_GROUP_ROWS: usize = 1 << 16;
+
+/// Rows per data page of the rollup tables: with the page locations every file has, a
+/// reader of a few rows (one source's) decompresses only their pages.
+pub const ROLLUP_PAGE_ROWS: usize = 8192;
+
+fn writer_props(row_group_rows: usize) -> WriterProperties {
+    let page_rows = if row_group_rows == ROLLUP_ROW_GROUP_ROWS {
+        ROLLUP_PAGE_ROWS
+    } else {
+        usize::MAX
+    };
     WriterProperties::builder()
+        .set_data_page_row_count_limit(page_rows)
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("zstd level 3 is valid"),
         ))
         .set_dictionary_enabled(true)
         .set_statistics_enabled(EnabledStatistics::Chunk)
-        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_max_row_group_row_count(Some(row_group_rows))
         .set_created_by(format!("scanscope-collector {}", env!("CARGO_PKG_VERSION")))
         .build()
-});
+}
+
+static WRITER_PROPS: LazyLock<WriterProperties> = LazyLock::new(|| writer_props(ROW_GROUP_ROWS));
+static ROLLUP_WRITER_PROPS: LazyLock<WriterProperties> =
+    LazyLock::new(|| writer_props(ROLLUP_ROW_GROUP_ROWS));
 
 /// The lake's runtime for object-store futures (I/O only; encoding and decoding run on the
 /// calling thread).
@@ -120,6 +139,11 @@ pub struct ReadOptions<'a> {
     pub plain: &'a [&'a str],
     /// Rows per batch.
     pub batch_size: usize,
+    /// Only these row groups (all when `None`).
+    pub row_groups: Option<&'a [usize]>,
+    /// Only these rows, as ascending `(first, count)` ranges counted over the row groups
+    /// read (all when `None`); the others are skipped without being decoded.
+    pub rows: Option<&'a [(usize, usize)]>,
 }
 
 impl Default for ReadOptions<'_> {
@@ -129,6 +153,8 @@ impl Default for ReadOptions<'_> {
             dictionary_strings: false,
             plain: &[],
             batch_size: 64 * 1024,
+            row_groups: None,
+            rows: None,
         }
     }
 }
@@ -198,8 +224,13 @@ impl Lake {
         };
         let result = block_on(async {
             let out = BufWriter::with_capacity(self.store.clone(), tmp.clone(), PART_BYTES);
+            let props = if crate::tables::ROLLUP.contains(&table) {
+                &ROLLUP_WRITER_PROPS
+            } else {
+                &WRITER_PROPS
+            };
             let mut w =
-                AsyncArrowWriter::try_new(out, schema, Some(WRITER_PROPS.clone())).map_err(enc)?;
+                AsyncArrowWriter::try_new(out, schema, Some((*props).clone())).map_err(enc)?;
             let mut rows = 0;
             for b in batches {
                 let b = b.map_err(|source| LakeError::Arrow { table, source })?;
@@ -306,15 +337,13 @@ impl Lake {
             path: name.clone(),
             source,
         };
+        let meta = self.metadata_with(file, opts.rows.is_some())?;
         let stream = block_on(async {
-            let mut reader = ObjectReader {
+            let reader = ObjectReader {
                 store: self.store.clone(),
                 path: file.path.clone(),
                 size: file.size,
             };
-            let meta = ArrowReaderMetadata::load_async(&mut reader, ArrowReaderOptions::new())
-                .await
-                .map_err(dec)?;
             let meta = if opts.dictionary_strings {
                 let fields: Vec<Field> = meta
                     .schema()
@@ -352,12 +381,104 @@ impl Lake {
                 }
                 None => builder,
             };
+            let builder = match opts.row_groups {
+                Some(g) => builder.with_row_groups(g.to_vec()),
+                None => builder,
+            };
+            let builder = match opts.rows {
+                Some(ranges) => {
+                    let mut sel = Vec::new();
+                    let mut at = 0;
+                    for (first, count) in ranges {
+                        sel.push(RowSelector::skip(first.saturating_sub(at)));
+                        sel.push(RowSelector::select(*count));
+                        at = first.max(&at) + count;
+                    }
+                    builder.with_row_selection(RowSelection::from(sel))
+                }
+                None => builder,
+            };
             builder
                 .with_batch_size(opts.batch_size.max(1))
                 .build()
                 .map_err(dec)
         })?;
         Ok(Batches { stream, path: name })
+    }
+
+    /// The file's Arrow schema and its row groups' row counts.
+    pub fn layout(&self, file: &FileMeta) -> Result<(SchemaRef, Vec<usize>), LakeError> {
+        let meta = self.metadata(file)?;
+        let groups = meta
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| usize::try_from(g.num_rows()).unwrap_or(0))
+            .collect();
+        Ok((meta.schema().clone(), groups))
+    }
+
+    /// The row groups of the file whose statistics for the string column `column` do not rule
+    /// out `value` (all of them when the file lacks statistics or the column).
+    pub fn row_groups_holding(
+        &self,
+        file: &FileMeta,
+        column: &str,
+        value: &str,
+    ) -> Result<Vec<usize>, LakeError> {
+        let meta = self.metadata(file)?;
+        let md = meta.metadata();
+        let idx = md
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.path().string() == column);
+        Ok(md
+            .row_groups()
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| {
+                let Some(stats) = idx.and_then(|i| g.column(i).statistics()) else {
+                    return true;
+                };
+                let (Some(lo), Some(hi)) = (stats.min_bytes_opt(), stats.max_bytes_opt()) else {
+                    return true;
+                };
+                lo <= value.as_bytes() && value.as_bytes() <= hi
+            })
+            .map(|(i, _)| i)
+            .collect())
+    }
+
+    fn metadata(&self, file: &FileMeta) -> Result<ArrowReaderMetadata, LakeError> {
+        self.metadata_with(file, false)
+    }
+
+    /// The file's metadata, with its page index when `pages` (to skip pages by row).
+    fn metadata_with(
+        &self,
+        file: &FileMeta,
+        pages: bool,
+    ) -> Result<ArrowReaderMetadata, LakeError> {
+        block_on(async {
+            let mut reader = ObjectReader {
+                store: self.store.clone(),
+                path: file.path.clone(),
+                size: file.size,
+            };
+            let o = if pages {
+                ArrowReaderOptions::new().with_offset_index_policy(PageIndexPolicy::Optional)
+            } else {
+                ArrowReaderOptions::new()
+            };
+            ArrowReaderMetadata::load_async(&mut reader, o)
+                .await
+                .map_err(|source| LakeError::Decode {
+                    path: file.path.to_string(),
+                    source,
+                })
+        })
     }
 
     /// Every row of the file at `path` as one batch; `None` if there is no such file.

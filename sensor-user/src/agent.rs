@@ -14,7 +14,7 @@ use std::{
 
 use aya::Ebpf;
 use chrono::{DateTime, Utc};
-use scanscope_common::{KIND_COUNT, Kind, LostStage, PORTS_UDP_BASE, counter};
+use scanscope_common::{KIND_COUNT, Kind, LostStage, PORTS_UDP_BASE, counter, gauge};
 use tokio::{
     io::unix::AsyncFd,
     signal::unix::{SignalKind, signal},
@@ -305,6 +305,10 @@ impl State<'_> {
                 counters.insert(name, v - prev[i]);
                 prev[i] = v;
             }
+        }
+        if let Some(u) = &*self.uplink {
+            counters.insert(gauge::SPOOL_BYTES, u.spool_bytes());
+            counters.insert(gauge::PENDING_BATCHES, u.pending() as u64);
         }
         let stats = Stats {
             interval_start: start,

@@ -8,7 +8,7 @@ Compares: sources, scanners, wide scanners, malicious and packets per day; sourc
 organisation per day; the breadth and ports-per-source distributions; the top ports; search
 counts and port facets of several queries; each port page's sources, scanners and co-occurring
 ports; organisation pages (IPs and new IPs per day); IP pages (days, packets); the sensors page
-(packets per sensor and kind, losses). Prints one JSON line; exits non-zero on a difference.
+(packets per sensor and kind, losses, agent version and spool backlog). Prints one JSON line; exits non-zero on a difference.
 """
 import json
 import sys
@@ -167,5 +167,15 @@ same("sensors: packets per sensor and kind",
      {(s, k): n for s, k, n in rows("SELECT sensor, kind, sum(value)::BIGINT FROM stats WHERE counter = 'packets' AND port IS NULL GROUP BY ALL")})
 lost_db = {(s, st, u): n for s, st, u, n in rows("SELECT sensor, stage, unit, sum(count)::BIGINT FROM lost GROUP BY ALL")}
 same("sensors: losses", {(r["sensor"], r["stage"], r["unit"]): r["count"] for r in v["tables"]["losses"]["rows"]}, lost_db)
+newest = {s: (ver, spool, pending) for s, ver, spool, pending in rows(
+    """SELECT sensor, arg_max(agent_version, interval_start) FILTER (agent_version IS NOT NULL),
+              arg_max(value, interval_start) FILTER (counter = 'uplink_spool_bytes'),
+              arg_max(value, interval_start) FILTER (counter = 'uplink_pending_batches')
+       FROM stats GROUP BY sensor""")}
+if any(ver is None or spool is None for ver, spool, _ in newest.values()):
+    fail(f"sensors: every agent of the lab reports its version and spool backlog: {newest}")
+same("sensors: agent version and spool backlog (newest interval)",
+     {r["sensor"]: (r["agent_version"], r["spool_bytes"], r["pending_batches"]) for r in v["tables"]["sensors"]["rows"]},
+     newest)
 
 print(json.dumps({"comparisons": sum(checked.values()), "groups": len(checked)}))

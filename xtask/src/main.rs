@@ -8,6 +8,7 @@
 //! * `demo` — build-ebpf, then the namespace lab with real scanners (root).
 //! * `bench xdp` — per-packet cost of the XDP program through BPF_PROG_TEST_RUN.
 //! * `bench ingest` / `bench rollup` — collector ingest rate; daily rollup time and memory.
+//! * `bench console` — the console's API latency and memory over 30 generated days, beside DuckDB.
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -47,7 +48,7 @@ enum Cmd {
     },
     /// Run a benchmark and print its figures.
     Bench {
-        /// Which benchmark: `xdp`, `ingest`, `rollup`, `responder`.
+        /// Which benchmark: `xdp`, `ingest`, `rollup`, `responder`, `console`.
         which: String,
     },
 }
@@ -206,7 +207,20 @@ fn main() -> Result<()> {
                 ]))?;
                 run(cargo().args(["bench", "-p", "scanscope-analytics", "--bench", "rollup"]))
             }
-            other => bail!("unknown benchmark {other:?} (known: xdp, ingest, rollup, responder)"),
+            "console" => {
+                run(cargo().args([
+                    "build",
+                    "--release",
+                    "-p",
+                    "scanscope-collector",
+                    "--bin",
+                    "scanscope-collector",
+                ]))?;
+                run(cargo().args(["bench", "-p", "scanscope-console", "--bench", "console"]))
+            }
+            other => bail!(
+                "unknown benchmark {other:?} (known: xdp, ingest, rollup, responder, console)"
+            ),
         },
     }
 }

@@ -29,6 +29,8 @@ pub fn for_each_batch(
         dictionary_strings: true,
         plain: &PLAIN_COLUMNS,
         batch_size: 64 * 1024,
+        row_groups: None,
+        rows: None,
     };
     for batch in lake.read(file, &opts)? {
         f(&batch?)?;

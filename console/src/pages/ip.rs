@@ -14,7 +14,7 @@ use scanscope_lake::tables::{
 };
 use serde_json::{Value, json};
 
-use super::{Ctx, WIDE_TAG, date, time};
+use super::{Ctx, WIDE_TAG, date, per_day, time};
 use crate::{
     col::{Bytes, Flag, Num, Ports, Text, TextList, Time},
     error::ConsoleError,
@@ -52,11 +52,12 @@ pub fn build(ctx: &Ctx, range: Range, addr: &str) -> Result<View, ConsoleError> 
     let key = canonical(ip);
     let mut v = ctx.view(range);
     let days = ctx.catalog.rollups(IpRow::TABLE, range.from, range.to)?;
+    // Each day's row of the address, read from the row group that holds it.
     let mut seen: Vec<(chrono::NaiveDate, RecordBatch)> = Vec::new();
-    for d in &days {
-        let src = Text::of(&d.batch, IP.src_ip);
-        if let Some(i) = (0..d.batch.num_rows()).find(|i| src.get(*i) == Some(key.as_str())) {
-            seen.push((d.date, d.batch.slice(i, 1)));
+    for r in per_day(&days, |d| d.rows_with(&key).map(|b| (d.date, b))) {
+        let (d, b) = r?;
+        if b.num_rows() > 0 {
+            seen.push((d, b.slice(0, 1)));
         }
     }
     if seen.is_empty() {

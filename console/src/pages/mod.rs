@@ -1,5 +1,6 @@
 //! The page queries: each builds the [`View`] one page of the UI (and one API call) shows.
 //! They read only the rollup tables (and, for one IP, that IP's sessions and payload samples).
+pub mod fold;
 pub mod ip;
 pub mod meta;
 pub mod org;
@@ -12,22 +13,21 @@ use std::{
     collections::{BTreeSet, HashMap},
     hash::Hash,
     path::PathBuf,
+    sync::Arc,
 };
 
 use arrow::array::RecordBatch;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use scanscope_lake::tables::ip_daily::{IpColumns, IpRow};
+use scanscope_lake::tables::ip_daily::IpRow;
 use serde_json::{Value, json};
 
+use self::fold::DayMatch;
+pub use self::fold::{Matched, Sort};
 use crate::{
-    catalog::Catalog,
-    col::{Num, Ports, Text, TextList, Time},
+    catalog::{Catalog, Day},
     error::ConsoleError,
-    eval::Classes,
     view::{Range, View},
 };
-
-const IP: IpColumns = IpRow::COL;
 
 /// The longest range a view covers, in days.
 pub const MAX_RANGE_DAYS: i64 = 366;
@@ -170,8 +170,6 @@ pub struct Source {
     pub asn: Option<u64>,
     pub rdns: Option<String>,
     pub logins: u64,
-    /// Whether any day's class was malicious.
-    pub malicious: bool,
 }
 
 impl Source {
@@ -186,129 +184,49 @@ impl Source {
     }
 }
 
-/// Folds the matching rows of days into one [`Source`] per address.
-#[derive(Debug, Default)]
-pub struct Sources {
-    pub by_ip: HashMap<String, Source>,
+/// The rows of `days` that `mask` selects (given the day's fold columns and `extra` ones),
+/// grouped by source; days read on the machine's cores.
+pub fn matched(
+    days: &[Arc<Day>],
+    extra: &[&str],
+    mask: impl Fn(&RecordBatch) -> Vec<bool> + Sync,
+) -> Result<Matched, ConsoleError> {
+    let mut columns: Vec<&str> = fold::COLUMNS.to_vec();
+    columns.extend(extra.iter().filter(|c| !fold::COLUMNS.contains(c)));
+    let t0 = std::time::Instant::now();
+    let parts = per_day(days, |d| -> Result<DayMatch, ConsoleError> {
+        let batch = d.batch(&columns)?;
+        let rows = mask(&batch)
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| **m)
+            .map(|(i, _)| i as u32)
+            .collect();
+        Ok(DayMatch {
+            date: d.date,
+            batch,
+            rows,
+        })
+    });
+    let parts = parts.into_iter().collect::<Result<_, _>>()?;
+    let t1 = std::time::Instant::now();
+    let m = Matched::of(parts);
+    tracing::debug!(
+        eval_ms = (t1 - t0).as_millis(),
+        merge_ms = t1.elapsed().as_millis(),
+        "matched"
+    );
+    Ok(m)
 }
 
-impl Sources {
-    /// Adds the rows of `b` that `mask` selects.
-    pub fn add(&mut self, b: &RecordBatch, mask: &[bool]) {
-        let ip = Text::of(b, IP.src_ip);
-        let first = Time::of(b, IP.first_seen);
-        let last = Time::of(b, IP.last_seen);
-        let packets = Num::of(b, IP.packets);
-        let tcp = Ports::of(b, IP.tcp_ports);
-        let udp = Ports::of(b, IP.udp_ports);
-        let breadth = Num::of(b, IP.scan_breadth);
-        let scanner = crate::col::Flag::of(b, IP.is_scanner);
-        let scan_type = Text::of(b, IP.scan_type);
-        let tools = TextList::of(b, IP.tools);
-        let tags = TextList::of(b, IP.tags);
-        let org = Text::of(b, IP.org);
-        let country = Text::of(b, IP.country);
-        let asn = Num::of(b, IP.asn);
-        let rdns = Text::of(b, IP.rdns);
-        let logins = Num::of(b, IP.login_attempts);
-        let mysql = Num::of(b, IP.mysql_login_attempts);
-        let classes = Classes::of(b);
-        for (i, _) in mask.iter().enumerate().filter(|(_, m)| **m) {
-            let Some(addr) = ip.get(i) else { continue };
-            let s = self
-                .by_ip
-                .entry(addr.to_string())
-                .or_insert_with(|| Source {
-                    ip: addr.to_string(),
-                    ..Source::default()
-                });
-            s.first_seen = min_opt(s.first_seen, first.get(i));
-            s.last_seen = s.last_seen.max(last.get(i));
-            s.days += 1;
-            s.packets += packets.or0(i);
-            s.ports.extend(tcp.get(i).iter().map(|p| ("tcp", *p)));
-            s.ports.extend(udp.get(i).iter().map(|p| ("udp", *p)));
-            s.breadth = s.breadth.max(breadth.or0(i));
-            s.scanner |= scanner.get(i) == Some(true);
-            // Days come oldest first: the newest day's values win.
-            if let Some(t) = scan_type.get(i) {
-                s.scan_type = Some(t.to_string());
-            }
-            s.tools.extend(tools.get(i).map(str::to_string));
-            s.tags.extend(tags.get(i).map(str::to_string));
-            set_opt(&mut s.org, org.get(i));
-            set_opt(&mut s.country, country.get(i));
-            if let Some(a) = asn.get(i) {
-                s.asn = Some(a);
-            }
-            set_opt(&mut s.rdns, rdns.get(i));
-            s.logins += logins.or0(i) + mysql.or0(i);
-            s.malicious |= classes.get(i) == "malicious";
-        }
-    }
-}
-
-impl Sources {
-    /// The sources of the rows `mask` selects in each day (days folded on the cores).
-    pub fn of_days(
-        days: &[std::sync::Arc<crate::catalog::Day>],
-        mask: impl Fn(&RecordBatch) -> Vec<bool> + Sync,
-    ) -> Sources {
-        Sources::merge(per_day(days, |d| {
-            let mut s = Sources::default();
-            s.add(&d.batch, &mask(&d.batch));
-            s
-        }))
-    }
-
-    /// Merges per-day folds given in day order (later days' values win, as in [`Sources::add`]).
-    pub fn merge(parts: Vec<Sources>) -> Sources {
-        let mut it = parts.into_iter();
-        let mut acc = it.next().unwrap_or_default();
-        for p in it {
-            for (ip, s) in p.by_ip {
-                match acc.by_ip.entry(ip) {
-                    std::collections::hash_map::Entry::Vacant(v) => {
-                        v.insert(s);
-                    }
-                    std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().absorb(s),
-                }
-            }
-        }
-        acc
-    }
-}
-
-impl Source {
-    /// Adds the fold of later days of the same source.
-    fn absorb(&mut self, later: Source) {
-        self.first_seen = min_opt(self.first_seen, later.first_seen);
-        self.last_seen = self.last_seen.max(later.last_seen);
-        self.days += later.days;
-        self.packets += later.packets;
-        self.ports.extend(later.ports);
-        self.breadth = self.breadth.max(later.breadth);
-        self.scanner |= later.scanner;
-        self.scan_type = later.scan_type.or(self.scan_type.take());
-        self.tools.extend(later.tools);
-        self.tags.extend(later.tags);
-        self.org = later.org.or(self.org.take());
-        self.country = later.country.or(self.country.take());
-        self.asn = later.asn.or(self.asn);
-        self.rdns = later.rdns.or(self.rdns.take());
-        self.logins += later.logins;
-        self.malicious |= later.malicious;
-    }
-}
-
-fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+pub(crate) fn min_opt(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
 }
 
-fn set_opt(slot: &mut Option<String>, v: Option<&str>) {
+pub(crate) fn set_opt(slot: &mut Option<String>, v: Option<&str>) {
     if let Some(v) = v {
         *slot = Some(v.to_string());
     }
@@ -338,13 +256,11 @@ pub fn source_row(s: &Source) -> Vec<Value> {
 use crate::view::ColumnKind as K;
 
 /// A sources table of the `n` sources with the most packets (`total`: all of them).
-pub fn top_sources(all: &[&Source], n: usize) -> crate::view::Table {
-    let mut by_packets = all.to_vec();
-    by_packets.sort_by(|a, b| b.packets.cmp(&a.packets).then_with(|| a.ip.cmp(&b.ip)));
+pub fn top_sources(m: &Matched, n: usize) -> crate::view::Table {
     let mut t = crate::view::Table::new(SOURCE_COLUMNS);
-    t.total = Some(by_packets.len() as u64);
-    for s in by_packets.iter().take(n) {
-        t.push(source_row(s));
+    t.total = Some(m.len() as u64);
+    for g in m.page(Sort::Packets, true, 0, n) {
+        t.push(source_row(&m.source(g)));
     }
     t
 }
@@ -369,10 +285,7 @@ pub const SOURCE_COLUMNS: &[(&str, K)] = &[
 ];
 
 /// Runs `f` over each day on the machine's cores (days are independent), in day order.
-pub fn per_day<T: Send>(
-    days: &[std::sync::Arc<crate::catalog::Day>],
-    f: impl Fn(&crate::catalog::Day) -> T + Sync,
-) -> Vec<T> {
+pub fn per_day<T: Send>(days: &[Arc<Day>], f: impl Fn(&Day) -> T + Sync) -> Vec<T> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(days.len());

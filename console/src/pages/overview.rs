@@ -2,7 +2,10 @@
 //! organisation per day, the scan-breadth and ports-per-source distributions (per source and
 //! day), the top ports (by packets and by sources), the 30-minute series of the range's last
 //! day, and the DoS victims.
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
 use scanscope_lake::tables::{
     dos_daily::{DosColumns, DosRow},
@@ -14,6 +17,7 @@ use serde_json::json;
 
 use super::{Ctx, WIDE_TAG, date, per_day, time, top};
 use crate::{
+    catalog::Day,
     col::{Flag, Num, Text, TextList, Time},
     error::ConsoleError,
     eval::Classes,
@@ -80,12 +84,19 @@ struct DayFacts {
     port_counts: [[u64; 2]; PORT_COUNT_BUCKETS.len()],
 }
 
-/// The overview's view.
-pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
-    let mut v = ctx.view(range);
-    let days = ctx.catalog.rollups(IpRow::TABLE, range.from, range.to)?;
-    let facts = per_day(&days, |d| {
-        let b = &d.batch;
+/// The overview's figures of one day (all its rows; kept while the day's file is unchanged).
+fn day_facts(d: &Day) -> Result<DayFacts, ConsoleError> {
+    let mut cols = vec![
+        IP.is_scanner,
+        IP.tags,
+        IP.org,
+        IP.packets,
+        IP.scan_breadth,
+        IP.port_count,
+    ];
+    cols.extend(Classes::COLUMNS);
+    let mut f = DayFacts::default();
+    d.each_batch(&cols, |b| {
         let scanner = Flag::of(b, IP.is_scanner);
         let tags = TextList::of(b, IP.tags);
         let org = Text::of(b, IP.org);
@@ -93,7 +104,6 @@ pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
         let breadth = Num::of(b, IP.scan_breadth);
         let port_count = Num::of(b, IP.port_count);
         let classes = Classes::of(b);
-        let mut f = DayFacts::default();
         for i in 0..b.num_rows() {
             let is_scanner = scanner.get(i) == Some(true);
             f.sources += 1;
@@ -117,8 +127,22 @@ pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
                 }
             }
         }
-        (d.date, f)
+        Ok(())
+    })?;
+    Ok(f)
+}
+
+/// The overview's view.
+pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
+    let mut v = ctx.view(range);
+    let days = ctx.catalog.rollups(IpRow::TABLE, range.from, range.to)?;
+    let facts = per_day(&days, |d| {
+        ctx.catalog
+            .memo(d, "overview", day_facts)
+            .map(|f| (d.date, f))
     });
+    let facts: Vec<(chrono::NaiveDate, Arc<DayFacts>)> =
+        facts.into_iter().collect::<Result<_, _>>()?;
 
     let mut daily = Table::new(&[
         ("date", K::Date),
@@ -198,9 +222,10 @@ pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
 
     // Ports, from port_daily: packets summed; sources per day summed (source-days: a source
     // seen on two days counts twice) — distinct per day, as port_daily counts them.
-    let mut ports: BTreeMap<(String, u16), [u64; 3]> = BTreeMap::new();
+    const PROTOS: [&str; 2] = ["tcp", "udp"];
+    let mut sums = vec![[0u64; 3]; PROTOS.len() << 16];
     for d in ctx.catalog.rollups(PortRow::TABLE, range.from, range.to)? {
-        let b = &d.batch;
+        let b = &d.all()?;
         let proto = Text::of(b, PORT.proto);
         let port = Num::of(b, PORT.port);
         let packets = Num::of(b, PORT.packets);
@@ -210,14 +235,21 @@ pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
             let (Some(pr), Some(p)) = (proto.get(i), port.get(i)) else {
                 continue;
             };
-            let e = ports
-                .entry((pr.to_string(), u16::try_from(p).unwrap_or(u16::MAX)))
-                .or_default();
+            let (Some(k), Ok(p)) = (PROTOS.iter().position(|x| *x == pr), u16::try_from(p)) else {
+                continue;
+            };
+            let e = &mut sums[(k << 16) | usize::from(p)];
             e[0] += packets.or0(i);
             e[1] += sources.or0(i);
             e[2] += scanners.or0(i);
         }
     }
+    let ports: BTreeMap<(String, u16), [u64; 3]> = sums
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.iter().any(|x| *x > 0))
+        .map(|(k, c)| ((PROTOS[k >> 16].to_string(), (k & 0xffff) as u16), *c))
+        .collect();
     for (name, k) in [
         ("top_ports_by_packets", 0usize),
         ("top_ports_by_sources", 1),
@@ -255,7 +287,7 @@ pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
         && let Some(d) = ctx.catalog.rollup(SeriesRow::TABLE, *last)?
     {
         v.summary.insert("series_date".into(), date(*last));
-        let b = &d.batch;
+        let b = &d.all()?;
         let start = Time::of(b, SERIES.bucket_start);
         let cols = [
             SERIES.packets,
@@ -283,7 +315,7 @@ pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
     // DoS victims (backscatter), by packets over the range.
     let mut victims: Vec<(u64, serde_json::Value, Vec<serde_json::Value>)> = Vec::new();
     for d in ctx.catalog.rollups(DosRow::TABLE, range.from, range.to)? {
-        let b = &d.batch;
+        let b = &d.all()?;
         let victim = Text::of(b, DOS.victim);
         let packets = Num::of(b, DOS.packets);
         let peak = Num::of(b, DOS.peak_ppm);

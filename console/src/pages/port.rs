@@ -7,7 +7,7 @@ use scanscope_lake::tables::{
 };
 use serde_json::json;
 
-use super::{Ctx, Distinct, Source, Sources, date, top_sources};
+use super::{Ctx, date, matched, top, top_sources};
 use crate::{
     col::{Num, Ports, Text},
     error::ConsoleError,
@@ -49,7 +49,7 @@ pub fn build(
         ("payload_sources", K::Number),
     ]);
     for d in ctx.catalog.rollups(PortRow::TABLE, range.from, range.to)? {
-        let b = &d.batch;
+        let b = &d.all()?;
         let pr = Text::of(b, PORT.proto);
         let p = Num::of(b, PORT.port);
         if let Some(i) = (0..b.num_rows())
@@ -73,48 +73,32 @@ pub fn build(
         IP.udp_ports
     };
     let days = ctx.catalog.rollups(IpRow::TABLE, range.from, range.to)?;
-    let found = Sources::of_days(&days, |b| {
+    let found = matched(&days, &[], |b| {
         let ports = Ports::of(b, col);
         (0..b.num_rows())
             .map(|i| ports.get(i).contains(&port))
             .collect()
-    });
-    let all: Vec<&Source> = found.by_ip.values().collect();
+    })?;
+    let c = found.counts();
     v.summary.insert("proto".into(), json!(proto));
     v.summary.insert("port".into(), json!(port));
-    v.summary.insert("sources".into(), json!(all.len()));
-    v.summary.insert(
-        "scanners".into(),
-        json!(all.iter().filter(|s| s.scanner).count()),
+    v.summary.insert("sources".into(), json!(found.len()));
+    v.summary.insert("scanners".into(), json!(c.scanners));
+    v.summary
+        .insert("packets_of_its_sources".into(), json!(c.packets));
+    let orgs = top(c.org, TOP);
+    let tools = top(c.tool, TOP);
+    let related = top(
+        c.ports.into_iter().filter(|(p, _)| *p != (proto, port)),
+        TOP,
     );
-    v.summary.insert(
-        "packets_of_its_sources".into(),
-        json!(all.iter().map(|s| s.packets).sum::<u64>()),
-    );
-
-    let mut orgs = Distinct::default();
-    let mut tools = Distinct::default();
-    let mut related = Distinct::default();
-    for s in &all {
-        if let Some(o) = &s.org {
-            orgs.add(o.clone());
-        }
-        for t in &s.tools {
-            tools.add(t.clone());
-        }
-        for p in &s.ports {
-            if *p != (proto, port) {
-                related.add(*p);
-            }
-        }
-    }
     let mut t = Table::new(&[("org", K::Org), ("sources", K::Number)]);
-    for (o, n) in orgs.top(TOP) {
+    for (o, n) in orgs {
         t.push(vec![json!(o), json!(n)]);
     }
     v.tables.insert("orgs", t);
     let mut t = Table::new(&[("tool", K::Text), ("sources", K::Number)]);
-    for (o, n) in tools.top(TOP) {
+    for (o, n) in tools {
         t.push(vec![json!(o), json!(n)]);
     }
     v.tables.insert("tools", t);
@@ -124,11 +108,11 @@ pub fn build(
         ("sources", K::Number),
         ("share", K::Number),
     ]);
-    for ((pr, p), n) in related.top(TOP) {
-        let share = if all.is_empty() {
+    for ((pr, p), n) in related {
+        let share = if found.is_empty() {
             0.0
         } else {
-            n as f64 / all.len() as f64
+            n as f64 / found.len() as f64
         };
         t.push(vec![
             json!(pr),
@@ -138,6 +122,6 @@ pub fn build(
         ]);
     }
     v.tables.insert("related_ports", t);
-    v.tables.insert("sources", top_sources(&all, TOP));
+    v.tables.insert("sources", top_sources(&found, TOP));
     Ok(v)
 }

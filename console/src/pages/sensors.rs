@@ -1,9 +1,11 @@
 //! Fleet health: per sensor, the last interval it reported, whether that is recent (up/down),
-//! its packets per kind, its other counters (malformed frames by reason, own traffic, …) and
-//! its losses by stage (`sensor_stats` and `lost` of the range).
+//! its agent's version and spool backlog (the newest interval's), its packets per kind, its
+//! other counters (malformed frames by reason, own traffic, …) and its losses by stage
+//! (`sensor_stats` and `lost` of the range).
 use std::collections::BTreeMap;
 
 use chrono::Utc;
+use scanscope_common::gauge;
 use scanscope_lake::tables::{
     lost::{LostColumns, LostRow},
     sensor_stats::{self, StatsColumns, StatsRow},
@@ -31,6 +33,10 @@ struct Sensor {
     packets: u64,
     kinds: BTreeMap<String, u64>,
     counters: BTreeMap<String, u64>,
+    /// Gauges' newest values: (interval start, value).
+    gauges: BTreeMap<String, (i64, u64)>,
+    /// The newest interval's agent version.
+    version: Option<(i64, String)>,
     lost: BTreeMap<(String, String), u64>,
 }
 
@@ -46,6 +52,7 @@ pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
         STATS.kind,
         STATS.port,
         STATS.value,
+        STATS.agent_version,
     ];
     for d in ctx.catalog.days(StatsRow::TABLE, range.from, range.to)? {
         // Per-port rows are the bulk of the table and not needed here.
@@ -64,6 +71,7 @@ pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
             let counter = Text::of(&b, STATS.counter);
             let kind = Text::of(&b, STATS.kind);
             let value = Num::of(&b, STATS.value);
+            let version = Text::of(&b, STATS.agent_version);
             for i in 0..b.num_rows() {
                 let Some(name) = sensor.get(i) else { continue };
                 let s = sensors.entry(name.to_string()).or_default();
@@ -75,7 +83,18 @@ pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
                     s.last_end = Some(end);
                 }
                 let val = value.or0(i);
+                if let Some(v) = version.get(i)
+                    && s.version.as_ref().is_none_or(|(t, _)| st >= *t)
+                {
+                    s.version = Some((st, v.to_string()));
+                }
                 match (counter.get(i), kind.get(i)) {
+                    (Some(g), _) if gauge::ALL.contains(&g) => {
+                        let e = s.gauges.entry(g.to_string()).or_insert((st, val));
+                        if st >= e.0 {
+                            *e = (st, val);
+                        }
+                    }
                     (Some(sensor_stats::PACKETS), Some(k)) => {
                         s.packets += val;
                         *s.kinds.entry(k.to_string()).or_insert(0) += val;
@@ -120,6 +139,9 @@ pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
         ("last_report", K::Time),
         ("packets", K::Number),
         ("lost", K::Number),
+        ("agent_version", K::Text),
+        ("spool_bytes", K::Number),
+        ("pending_batches", K::Number),
     ]);
     let mut kinds = Table::new(&[
         ("sensor", K::Text),
@@ -150,6 +172,9 @@ pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
             time(s.last_end),
             json!(s.packets),
             json!(s.lost.values().sum::<u64>()),
+            json!(s.version.as_ref().map(|(_, v)| v)),
+            json!(s.gauges.get(gauge::SPOOL_BYTES).map(|g| g.1)),
+            json!(s.gauges.get(gauge::PENDING_BATCHES).map(|g| g.1)),
         ]);
         for (k, n) in &s.kinds {
             kinds.push(vec![json!(name), json!(k), json!(n)]);

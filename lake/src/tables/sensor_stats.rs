@@ -24,5 +24,6 @@ crate::lake_table! {
         pub kind: Option<Kind> => Nullable<Utf8>,
         pub port: Option<u16> => Nullable<U16>,
         pub value: u64 => U64,
+        pub agent_version: Option<&'a str> => Nullable<Utf8>,
     }
 }

@@ -1,0 +1,877 @@
+//! The fold of matching rows over the days of a range into sources: the rows each day matched
+//! (days hold their rows in address order) merged into one group per source, without building
+//! anything per source until a page shows it. Counts over all groups (facets, scanners,
+//! packets) and the order of a sorted page read the columns in place, on the machine's cores.
+use std::{cmp::Reverse, collections::BinaryHeap, collections::HashMap};
+
+use arrow::array::RecordBatch;
+use chrono::NaiveDate;
+use scanscope_lake::tables::ip_daily::{IpColumns, IpRow};
+
+use super::{ProtoPort, Source, min_opt, set_opt};
+use crate::col::{Flag, Num, Ports, Text, TextList, Time};
+
+const IP: IpColumns = IpRow::COL;
+
+/// The `ip_daily` columns a fold reads.
+pub const COLUMNS: &[&str] = &[
+    IP.src_ip,
+    IP.first_seen,
+    IP.last_seen,
+    IP.packets,
+    IP.tcp_ports,
+    IP.udp_ports,
+    IP.scan_breadth,
+    IP.is_scanner,
+    IP.scan_type,
+    IP.tools,
+    IP.tags,
+    IP.org,
+    IP.country,
+    IP.asn,
+    IP.rdns,
+    IP.login_attempts,
+    IP.mysql_login_attempts,
+];
+
+/// Typed views of one day's fold columns.
+#[derive(Clone, Copy)]
+struct Views<'a> {
+    ip: Text<'a>,
+    first: Time<'a>,
+    last: Time<'a>,
+    packets: Num<'a>,
+    tcp: Ports<'a>,
+    udp: Ports<'a>,
+    breadth: Num<'a>,
+    scanner: Flag<'a>,
+    scan_type: Text<'a>,
+    tools: TextList<'a>,
+    tags: TextList<'a>,
+    org: Text<'a>,
+    country: Text<'a>,
+    asn: Num<'a>,
+    rdns: Text<'a>,
+    logins: Num<'a>,
+    mysql: Num<'a>,
+}
+
+impl<'a> Views<'a> {
+    fn of(b: &'a RecordBatch) -> Self {
+        Views {
+            ip: Text::of(b, IP.src_ip),
+            first: Time::of(b, IP.first_seen),
+            last: Time::of(b, IP.last_seen),
+            packets: Num::of(b, IP.packets),
+            tcp: Ports::of(b, IP.tcp_ports),
+            udp: Ports::of(b, IP.udp_ports),
+            breadth: Num::of(b, IP.scan_breadth),
+            scanner: Flag::of(b, IP.is_scanner),
+            scan_type: Text::of(b, IP.scan_type),
+            tools: TextList::of(b, IP.tools),
+            tags: TextList::of(b, IP.tags),
+            org: Text::of(b, IP.org),
+            country: Text::of(b, IP.country),
+            asn: Num::of(b, IP.asn),
+            rdns: Text::of(b, IP.rdns),
+            logins: Num::of(b, IP.login_attempts),
+            mysql: Num::of(b, IP.mysql_login_attempts),
+        }
+    }
+}
+
+/// One day's rows of the fold columns (in address order) and which of them matched.
+#[derive(Debug)]
+pub struct DayMatch {
+    pub date: NaiveDate,
+    pub batch: RecordBatch,
+    pub rows: Vec<u32>,
+}
+
+/// The matching rows of a range's days, one group per source, in address order.
+#[derive(Debug, Default)]
+pub struct Matched {
+    pub days: Vec<DayMatch>,
+    /// (day, row) of every matching row, grouped by source, each group oldest day first.
+    refs: Vec<(u32, u32)>,
+    /// Group `g` is `refs[starts[g]..starts[g + 1]]`.
+    starts: Vec<u32>,
+    /// The groups of one row, by day and row (so that counting them reads each day's columns
+    /// in order), and the groups of several.
+    singles: Vec<(u32, u32)>,
+    multis: Vec<u32>,
+}
+
+/// How a page of sources is ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sort {
+    Packets,
+    Days,
+    Ports,
+    Breadth,
+    FirstSeen,
+    LastSeen,
+    Ip,
+    Org,
+    Country,
+}
+
+impl Sort {
+    /// The sort keys the API takes (`sort=`), defined once.
+    pub const ALL: [(&'static str, Sort); 9] = [
+        ("packets", Sort::Packets),
+        ("days", Sort::Days),
+        ("ports", Sort::Ports),
+        ("breadth", Sort::Breadth),
+        ("first_seen", Sort::FirstSeen),
+        ("last_seen", Sort::LastSeen),
+        ("ip", Sort::Ip),
+        ("org", Sort::Org),
+        ("country", Sort::Country),
+    ];
+
+    pub fn parse(s: &str) -> Result<Sort, crate::error::ConsoleError> {
+        Sort::ALL
+            .iter()
+            .find(|(n, _)| *n == s)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| {
+                crate::error::ConsoleError::param(
+                    "sort",
+                    format!(
+                        "{s:?} is not one of {}",
+                        Sort::ALL.map(|(n, _)| n).join(", ")
+                    ),
+                )
+            })
+    }
+}
+
+/// What the counts over all groups found.
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Distinct sources per (protocol, port).
+    pub ports: HashMap<ProtoPort, u64>,
+    pub org: HashMap<String, u64>,
+    pub tool: HashMap<String, u64>,
+    pub country: HashMap<String, u64>,
+    pub tag: HashMap<String, u64>,
+    pub class: HashMap<String, u64>,
+    pub scan: HashMap<String, u64>,
+    pub scanners: u64,
+    pub packets: u64,
+}
+
+impl Counts {
+    fn absorb(&mut self, o: Counts) {
+        for (a, b) in [
+            (&mut self.org, o.org),
+            (&mut self.tool, o.tool),
+            (&mut self.country, o.country),
+            (&mut self.tag, o.tag),
+            (&mut self.class, o.class),
+            (&mut self.scan, o.scan),
+        ] {
+            for (k, v) in b {
+                *a.entry(k).or_insert(0) += v;
+            }
+        }
+        for (k, v) in o.ports {
+            *self.ports.entry(k).or_insert(0) += v;
+        }
+        self.scanners += o.scanners;
+        self.packets += o.packets;
+    }
+}
+
+impl Matched {
+    /// Groups the matching rows of `days` (each day's `rows` ascending) by source.
+    pub fn of(days: Vec<DayMatch>) -> Matched {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let total: usize = days.iter().map(|d| d.rows.len()).sum();
+        Matched::in_parts(
+            days,
+            if total < 100_000 {
+                1
+            } else {
+                threads.clamp(1, 8)
+            },
+        )
+    }
+
+    /// [`Matched::of`], the address space cut where the largest day's rows are split evenly
+    /// into `parts`; each part merged on its own thread, the parts in order.
+    fn in_parts(days: Vec<DayMatch>, parts: usize) -> Matched {
+        let views: Vec<Text<'_>> = days.iter().map(|d| Text::of(&d.batch, IP.src_ip)).collect();
+        let addr = |d: usize, i: u32| views[d].get(i as usize).unwrap_or("");
+        let total: usize = days.iter().map(|d| d.rows.len()).sum();
+        let largest = (0..days.len())
+            .max_by_key(|d| days[*d].rows.len())
+            .unwrap_or(0);
+        let cuts: Vec<&str> = (1..parts)
+            .map(|k| {
+                addr(
+                    largest,
+                    days[largest].rows[days[largest].rows.len() * k / parts],
+                )
+            })
+            .collect();
+        let bounds: Vec<Vec<usize>> = days
+            .iter()
+            .enumerate()
+            .map(|(d, day)| {
+                let mut b = vec![0];
+                b.extend(
+                    cuts.iter()
+                        .map(|c| day.rows.partition_point(|i| addr(d, *i) < *c)),
+                );
+                b.push(day.rows.len());
+                b
+            })
+            .collect();
+        let merge = |k: usize| -> Merged {
+            let slices: Vec<&[u32]> = days
+                .iter()
+                .zip(&bounds)
+                .map(|(day, b)| &day.rows[b[k]..b[k + 1]])
+                .collect();
+            merge_sorted(&slices, &addr)
+        };
+        let merged: Vec<Merged> = if parts == 1 {
+            vec![merge(0)]
+        } else {
+            std::thread::scope(|s| {
+                let merge = &merge;
+                let handles: Vec<_> = (0..parts).map(|k| s.spawn(move || merge(k))).collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        };
+        let mut refs = Vec::with_capacity(total);
+        let mut starts = Vec::new();
+        for (r, st) in merged {
+            let base = refs.len() as u32;
+            starts.extend(st.iter().map(|x| x + base));
+            refs.extend(r);
+        }
+        starts.push(refs.len() as u32);
+        drop(views);
+        let mut by_day: Vec<Vec<u32>> = vec![Vec::new(); days.len()];
+        let mut multis = Vec::new();
+        for (g, w) in starts.windows(2).enumerate() {
+            if w[1] - w[0] == 1 {
+                let (d, i) = refs[w[0] as usize];
+                by_day[d as usize].push(i);
+            } else {
+                multis.push(g as u32);
+            }
+        }
+        let singles = by_day
+            .into_iter()
+            .enumerate()
+            .flat_map(|(d, rows)| rows.into_iter().map(move |i| (d as u32, i)))
+            .collect();
+        Matched {
+            days,
+            refs,
+            starts,
+            singles,
+            multis,
+        }
+    }
+
+    /// Sources.
+    pub fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Matching rows (source-days).
+    pub fn rows(&self) -> usize {
+        self.refs.len()
+    }
+
+    fn group(&self, g: usize) -> &[(u32, u32)] {
+        &self.refs[self.starts[g] as usize..self.starts[g + 1] as usize]
+    }
+
+    fn views(&self) -> Vec<Views<'_>> {
+        self.days.iter().map(|d| Views::of(&d.batch)).collect()
+    }
+
+    /// Group `g` as a [`Source`] (its matching days folded; the newest day's values win).
+    pub fn source(&self, g: usize) -> Source {
+        let v = self.views();
+        let mut s = Source::default();
+        for &(d, i) in self.group(g) {
+            let (v, i) = (&v[d as usize], i as usize);
+            if s.ip.is_empty() {
+                s.ip = v.ip.get(i).unwrap_or_default().to_string();
+            }
+            s.first_seen = min_opt(s.first_seen, v.first.get(i));
+            s.last_seen = s.last_seen.max(v.last.get(i));
+            s.days += 1;
+            s.packets += v.packets.or0(i);
+            s.ports.extend(v.tcp.get(i).iter().map(|p| ("tcp", *p)));
+            s.ports.extend(v.udp.get(i).iter().map(|p| ("udp", *p)));
+            s.breadth = s.breadth.max(v.breadth.or0(i));
+            s.scanner |= v.scanner.get(i) == Some(true);
+            if let Some(t) = v.scan_type.get(i) {
+                s.scan_type = Some(t.to_string());
+            }
+            s.tools.extend(v.tools.get(i).map(str::to_string));
+            s.tags.extend(v.tags.get(i).map(str::to_string));
+            set_opt(&mut s.org, v.org.get(i));
+            set_opt(&mut s.country, v.country.get(i));
+            if let Some(a) = v.asn.get(i) {
+                s.asn = Some(a);
+            }
+            set_opt(&mut s.rdns, v.rdns.get(i));
+            s.logins += v.logins.or0(i) + v.mysql.or0(i);
+        }
+        s
+    }
+
+    /// The groups of one page: sorted by `sort` (ties by address, ascending), `offset` on,
+    /// at most `limit`.
+    pub fn page(&self, sort: Sort, descending: bool, offset: usize, limit: usize) -> Vec<usize> {
+        let v = self.views();
+        let newest = |g: usize, pick: Pick| newest(self.group(g), &v, pick);
+        let num = |g: usize| -> u64 {
+            let rows = self
+                .group(g)
+                .iter()
+                .map(|&(d, i)| (&v[d as usize], i as usize));
+            match sort {
+                Sort::Packets => rows.map(|(v, i)| v.packets.or0(i)).sum(),
+                Sort::Days => self.group(g).len() as u64,
+                Sort::Ports => ports_of(rows).len() as u64,
+                Sort::Breadth => rows.map(|(v, i)| v.breadth.or0(i)).max().unwrap_or(0),
+                // Times as µs + 2^63, so that the order of u64 is the order of i64.
+                Sort::FirstSeen => rows
+                    .filter_map(|(v, i)| v.first.get(i))
+                    .min()
+                    .map_or(0, |t| (t as u64) ^ (1 << 63)),
+                Sort::LastSeen => rows
+                    .filter_map(|(v, i)| v.last.get(i))
+                    .max()
+                    .map_or(0, |t| (t as u64) ^ (1 << 63)),
+                _ => 0,
+            }
+        };
+        let text = |pick: Pick| -> Vec<(Option<&str>, u32)> {
+            (0..self.len())
+                .map(|g| (newest(g, pick), g as u32))
+                .collect()
+        };
+        match sort {
+            Sort::Ip => {
+                let keyed = (0..self.len())
+                    .map(|g| (ip_key(newest(g, |v| v.ip).unwrap_or("")), g as u32))
+                    .collect();
+                top_n(keyed, descending, offset, limit)
+            }
+            Sort::Org => top_n(text(|v| v.org), descending, offset, limit),
+            Sort::Country => top_n(text(|v| v.country), descending, offset, limit),
+            _ => {
+                let keyed = (0..self.len()).map(|g| (num(g), g as u32)).collect();
+                top_n(keyed, descending, offset, limit)
+            }
+        }
+    }
+
+    /// Distinct sources per port, organisation, tool, country, tag, class and scan type over
+    /// every group, and the scanners and packets among them (on the machine's cores).
+    pub fn counts(&self) -> Counts {
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8);
+        // One-row groups by day: each day's share of them is one run of rows.
+        let mut by_day: Vec<&[(u32, u32)]> = Vec::with_capacity(self.days.len());
+        let mut rest = &self.singles[..];
+        for d in 0..self.days.len() as u32 {
+            let n = rest.iter().take_while(|(x, _)| *x == d).count();
+            let (day, r) = rest.split_at(n);
+            by_day.push(day);
+            rest = r;
+        }
+        let work = |t: usize, threads: usize| {
+            let v = self.views();
+            let mut tally = Tally::new(&v);
+            for (d, rows) in by_day.iter().enumerate().skip(t).step_by(threads) {
+                tally.singles(&v[d], d, rows);
+            }
+            let mc = self.multis.len().div_ceil(threads);
+            for g in share(&self.multis, t, mc) {
+                tally.group(&v, self.group(*g as usize));
+            }
+            tally.finish()
+        };
+        if threads == 1 || self.len() < 50_000 {
+            return work(0, 1);
+        }
+        let parts: Vec<Counts> = std::thread::scope(|scope| {
+            let work = &work;
+            let handles: Vec<_> = (0..threads)
+                .map(|t| scope.spawn(move || work(t, threads)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        });
+        let mut acc = Counts::default();
+        for p in parts {
+            acc.absorb(p);
+        }
+        acc
+    }
+}
+
+/// The five coded text facets, in the order of [`Tally::codes`].
+const ORG: usize = 0;
+const COUNTRY: usize = 1;
+const SCAN: usize = 2;
+const TOOL: usize = 3;
+const TAG: usize = 4;
+
+/// Counts in progress: per port (TCP then UDP) and per coded value of each text facet.
+struct Tally {
+    ports: Vec<u64>,
+    port_marks: Vec<u32>,
+    coders: [Coder; 5],
+    /// Per day and facet, the slot of each dictionary value.
+    codes: Vec<[Vec<u32>; 5]>,
+    n: [Vec<u64>; 5],
+    marks: [Vec<u32>; 5],
+    class: [u64; 3],
+    scanners: u64,
+    packets: u64,
+    /// Groups counted: the mark of the next.
+    groups: u32,
+    tags: Vec<u32>,
+}
+
+impl Tally {
+    fn new(v: &[Views<'_>]) -> Tally {
+        let mut coders: [Coder; 5] = Default::default();
+        let codes = v
+            .iter()
+            .map(|v| {
+                [
+                    coders[ORG].codes(v.org),
+                    coders[COUNTRY].codes(v.country),
+                    coders[SCAN].codes(v.scan_type),
+                    coders[TOOL].codes(v.tools.elements()),
+                    coders[TAG].codes(v.tags.elements()),
+                ]
+            })
+            .collect();
+        Tally {
+            ports: vec![0; 2 << 16],
+            port_marks: vec![u32::MAX; 2 << 16],
+            coders,
+            codes,
+            n: Default::default(),
+            marks: Default::default(),
+            class: [0; 3],
+            scanners: 0,
+            packets: 0,
+            groups: 0,
+            tags: Vec::new(),
+        }
+    }
+
+    fn code(&mut self, f: usize, t: Text<'_>, d: usize, i: usize) -> Option<u32> {
+        let c = self.coders[f].code(t, &self.codes[d][f], i)?;
+        let s = c as usize;
+        if self.n[f].len() <= s {
+            self.n[f].resize(s + 1, 0);
+            self.marks[f].resize(s + 1, u32::MAX);
+        }
+        Some(c)
+    }
+
+    fn class_of(&mut self, org: Option<u32>, logins: u64) {
+        let class = crate::fields::class_of(
+            org.map(|s| self.coders[ORG].name(s)),
+            self.tags.iter().map(|s| self.coders[TAG].name(*s)),
+            logins,
+        );
+        let k = crate::fields::CLASSES
+            .iter()
+            .position(|c| *c == class)
+            .unwrap_or(0);
+        self.class[k] += 1;
+    }
+
+    /// One-row groups of day `d`, a column at a time (each a single pass over the day).
+    fn singles(&mut self, v: &Views<'_>, d: usize, rows: &[(u32, u32)]) {
+        let rows = || rows.iter().map(|(_, i)| *i as usize);
+        for i in rows() {
+            for p in v.tcp.get(i) {
+                self.ports[usize::from(*p)] += 1;
+            }
+        }
+        for i in rows() {
+            for p in v.udp.get(i) {
+                self.ports[(1 << 16) | usize::from(*p)] += 1;
+            }
+        }
+        for (f, t) in [(COUNTRY, v.country), (SCAN, v.scan_type)] {
+            for i in rows() {
+                if let Some(c) = self.code(f, t, d, i) {
+                    self.n[f][c as usize] += 1;
+                }
+            }
+        }
+        let tools = v.tools.elements();
+        for i in rows() {
+            for j in v.tools.range(i) {
+                if let Some(c) = self.code(TOOL, tools, d, j) {
+                    self.n[TOOL][c as usize] += 1;
+                }
+            }
+        }
+        let tags = v.tags.elements();
+        for i in rows() {
+            self.tags.clear();
+            for j in v.tags.range(i) {
+                if let Some(c) = self.code(TAG, tags, d, j) {
+                    self.n[TAG][c as usize] += 1;
+                    self.tags.push(c);
+                }
+            }
+            let org = self.code(ORG, v.org, d, i);
+            if let Some(c) = org {
+                self.n[ORG][c as usize] += 1;
+            }
+            self.class_of(org, v.logins.or0(i) + v.mysql.or0(i));
+        }
+        for i in rows() {
+            self.scanners += u64::from(v.scanner.get(i) == Some(true));
+            self.packets += v.packets.or0(i);
+        }
+    }
+
+    /// A group of several rows: each value counted once for it; org, country and scan type
+    /// are the newest day's.
+    fn group(&mut self, v: &[Views<'_>], group: &[(u32, u32)]) {
+        let mark = self.groups;
+        self.groups += 1;
+        let (mut org, mut country, mut scan) = (None, None, None);
+        let mut scanner = false;
+        let mut logins = 0;
+        self.tags.clear();
+        for &(d, i) in group {
+            let (d, i) = (d as usize, i as usize);
+            let v = &v[d];
+            for (base, list) in [(0, v.tcp), (1 << 16, v.udp)] {
+                for p in list.get(i) {
+                    count_once(
+                        &mut self.ports,
+                        &mut self.port_marks,
+                        base | usize::from(*p),
+                        mark,
+                    );
+                }
+            }
+            org = self.code(ORG, v.org, d, i).or(org);
+            country = self.code(COUNTRY, v.country, d, i).or(country);
+            scan = self.code(SCAN, v.scan_type, d, i).or(scan);
+            for (f, list) in [(TOOL, v.tools), (TAG, v.tags)] {
+                let e = list.elements();
+                for j in list.range(i) {
+                    if let Some(c) = self.code(f, e, d, j) {
+                        if f == TAG && self.marks[f][c as usize] != mark {
+                            self.tags.push(c);
+                        }
+                        count_once(&mut self.n[f], &mut self.marks[f], c as usize, mark);
+                    }
+                }
+            }
+            scanner |= v.scanner.get(i) == Some(true);
+            logins += v.logins.or0(i) + v.mysql.or0(i);
+            self.packets += v.packets.or0(i);
+        }
+        for (f, slot) in [(ORG, org), (COUNTRY, country), (SCAN, scan)] {
+            if let Some(c) = slot {
+                self.n[f][c as usize] += 1;
+            }
+        }
+        self.scanners += u64::from(scanner);
+        self.class_of(org, logins);
+    }
+
+    fn finish(self) -> Counts {
+        let mut out = Counts {
+            scanners: self.scanners,
+            packets: self.packets,
+            ..Counts::default()
+        };
+        for (p, n) in self.ports.iter().enumerate().filter(|(_, n)| **n > 0) {
+            let proto = if p >> 16 == 0 { "tcp" } else { "udp" };
+            out.ports.insert((proto, (p & 0xffff) as u16), *n);
+        }
+        for (f, into) in [
+            (ORG, &mut out.org),
+            (COUNTRY, &mut out.country),
+            (SCAN, &mut out.scan),
+            (TOOL, &mut out.tool),
+            (TAG, &mut out.tag),
+        ] {
+            for (s, k) in self.n[f].iter().enumerate().filter(|(_, k)| **k > 0) {
+                into.insert(self.coders[f].name(s as u32).to_string(), *k);
+            }
+        }
+        for (c, n) in crate::fields::CLASSES.iter().zip(self.class) {
+            if n > 0 {
+                out.class.insert((*c).to_string(), n);
+            }
+        }
+        out
+    }
+}
+
+/// (day, row) refs grouped by address, and each group's start.
+type Merged = (Vec<(u32, u32)>, Vec<u32>);
+
+/// Merges rows of days (each slice ascending by address) into (day, row) refs grouped by
+/// address, and each group's start.
+fn merge_sorted<'a>(days: &[&[u32]], addr: &dyn Fn(usize, u32) -> &'a str) -> Merged {
+    let mut refs = Vec::with_capacity(days.iter().map(|d| d.len()).sum());
+    let mut starts = Vec::new();
+    let mut heap = BinaryHeap::new();
+    let mut pos = vec![0usize; days.len()];
+    // A string's first 8 bytes as a number decide most comparisons.
+    let key = |d: usize, p: usize| {
+        let s = addr(d, days[d][p]);
+        let mut b = [0u8; 8];
+        let n = s.len().min(8);
+        b[..n].copy_from_slice(&s.as_bytes()[..n]);
+        (u64::from_be_bytes(b), s)
+    };
+    for (d, rows) in days.iter().enumerate() {
+        if !rows.is_empty() {
+            heap.push(Reverse((key(d, 0), d)));
+        }
+    }
+    let mut current = None;
+    while let Some(Reverse((k, d))) = heap.pop() {
+        if current != Some(k) {
+            starts.push(refs.len() as u32);
+            current = Some(k);
+        }
+        refs.push((d as u32, days[d][pos[d]]));
+        pos[d] += 1;
+        if pos[d] < days[d].len() {
+            heap.push(Reverse((key(d, pos[d]), d)));
+        }
+    }
+    (refs, starts)
+}
+
+/// Which text column of the views.
+type Pick = for<'a> fn(&Views<'a>) -> Text<'a>;
+
+/// The newest value of a group's rows in the picked column.
+fn newest<'a>(group: &[(u32, u32)], v: &[Views<'a>], pick: Pick) -> Option<&'a str> {
+    group
+        .iter()
+        .rev()
+        .find_map(|&(d, i)| pick(&v[d as usize]).get(i as usize))
+}
+
+/// Thread `t`'s share of `v`, in chunks of `c`.
+fn share<T>(v: &[T], t: usize, c: usize) -> &[T] {
+    &v[(t * c).min(v.len())..((t + 1) * c).min(v.len())]
+}
+
+/// Counts `k` for group `mark` unless that group counted it already.
+fn count_once(n: &mut [u64], marks: &mut [u32], k: usize, mark: u32) {
+    if marks[k] != mark {
+        marks[k] = mark;
+        n[k] += 1;
+    }
+}
+
+/// The distinct (protocol, port) of rows, as `proto << 16 | port`.
+fn ports_of<'a>(rows: impl Iterator<Item = (&'a Views<'a>, usize)>) -> Vec<u32> {
+    let mut l: Vec<u32> = Vec::new();
+    for (v, i) in rows {
+        l.extend(v.tcp.get(i).iter().map(|p| u32::from(*p)));
+        l.extend(v.udp.get(i).iter().map(|p| (1 << 16) | u32::from(*p)));
+    }
+    l.sort_unstable();
+    l.dedup();
+    l
+}
+
+/// The groups of `keyed` from `offset`, at most `limit`, ordered by key (ties by group, that
+/// is by address, ascending).
+fn top_n<K: Ord>(
+    mut keyed: Vec<(K, u32)>,
+    descending: bool,
+    offset: usize,
+    limit: usize,
+) -> Vec<usize> {
+    let cmp = |a: &(K, u32), b: &(K, u32)| {
+        let o = a.0.cmp(&b.0);
+        let o = if descending { o.reverse() } else { o };
+        o.then(a.1.cmp(&b.1))
+    };
+    let end = offset.saturating_add(limit).min(keyed.len());
+    if end == 0 {
+        return Vec::new();
+    }
+    if end < keyed.len() {
+        keyed.select_nth_unstable_by(end - 1, cmp);
+        keyed.truncate(end);
+    }
+    keyed.sort_unstable_by(cmp);
+    keyed
+        .into_iter()
+        .skip(offset)
+        .map(|(_, g)| g as usize)
+        .collect()
+}
+
+/// An address's order: IPv4 before IPv6, numerically.
+pub fn ip_key(s: &str) -> (u8, u128) {
+    match s.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(a)) => (4, u128::from(u32::from(a))),
+        Ok(std::net::IpAddr::V6(a)) => (6, u128::from(a)),
+        Err(_) => (9, 0),
+    }
+}
+
+/// Numbers for the distinct values of text columns across days (each day's dictionary coded
+/// once; a plain column's values one by one).
+#[derive(Debug, Default)]
+struct Coder {
+    slots: HashMap<String, u32, foldhash::fast::RandomState>,
+    names: Vec<String>,
+}
+
+impl Coder {
+    fn slot(&mut self, s: &str) -> u32 {
+        if let Some(k) = self.slots.get(s) {
+            return *k;
+        }
+        let k = self.names.len() as u32;
+        self.names.push(s.to_string());
+        self.slots.insert(s.to_string(), k);
+        k
+    }
+
+    /// The slot of each value of a dictionary column's dictionary (empty for other columns).
+    fn codes(&mut self, t: Text<'_>) -> Vec<u32> {
+        t.dictionary().map_or_else(Vec::new, |d| {
+            (0..arrow::array::Array::len(d))
+                .map(|j| {
+                    if arrow::array::Array::is_null(d, j) {
+                        u32::MAX
+                    } else {
+                        self.slot(d.value(j))
+                    }
+                })
+                .collect()
+        })
+    }
+
+    /// Row `i`'s slot.
+    fn code(&mut self, t: Text<'_>, codes: &[u32], i: usize) -> Option<u32> {
+        match t.key(i) {
+            Some(k) => codes.get(k).copied().filter(|c| *c != u32::MAX),
+            None => t.get(i).map(|s| self.slot(s)),
+        }
+    }
+
+    fn name(&self, slot: u32) -> &str {
+        &self.names[slot as usize]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, sync::Arc};
+
+    use arrow::array::{RecordBatch, StringArray, UInt64Array};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    /// A day of `ips` (sorted), packets = the day's number, all rows matching but every third.
+    fn day(d: u32, ips: &[String]) -> DayMatch {
+        let schema = Schema::new(vec![
+            Field::new(IP.src_ip, DataType::Utf8, false),
+            Field::new(IP.packets, DataType::UInt64, false),
+        ]);
+        let batch = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from_iter_values(ips)),
+                Arc::new(UInt64Array::from(vec![u64::from(d) + 1; ips.len()])),
+            ],
+        )
+        .unwrap();
+        DayMatch {
+            date: NaiveDate::from_ymd_opt(2026, 11, d + 1).unwrap(),
+            batch,
+            rows: (0..ips.len() as u32).filter(|i| i % 3 != 0).collect(),
+        }
+    }
+
+    #[test]
+    fn merging_in_parts_groups_each_source_once_in_address_order() {
+        let mut want: BTreeMap<String, (u32, u64)> = BTreeMap::new();
+        let mut days = Vec::new();
+        for d in 0..4u32 {
+            let mut ips: Vec<String> = (0..500u32)
+                .filter(|k| (k + d) % (d + 2) != 0)
+                .map(|k| format!("10.{}.{}.{}", k % 7, k % 251, d * k % 13))
+                .collect();
+            ips.sort();
+            ips.dedup();
+            let m = day(d, &ips);
+            for i in &m.rows {
+                let e = want.entry(ips[*i as usize].clone()).or_default();
+                e.0 += 1;
+                e.1 += u64::from(d) + 1;
+            }
+            days.push(m);
+        }
+        for parts in [1, 2, 3, 7] {
+            let days = days
+                .iter()
+                .map(|d| DayMatch {
+                    date: d.date,
+                    batch: d.batch.clone(),
+                    rows: d.rows.clone(),
+                })
+                .collect();
+            let m = Matched::in_parts(days, parts);
+            let got: BTreeMap<String, (u32, u64)> = (0..m.len())
+                .map(|g| {
+                    let s = m.source(g);
+                    (s.ip, (s.days, s.packets))
+                })
+                .collect();
+            assert_eq!(got, want, "{parts} parts");
+            let order: Vec<String> = (0..m.len()).map(|g| m.source(g).ip).collect();
+            assert!(
+                order.windows(2).all(|w| w[0] < w[1]),
+                "{parts} parts: address order"
+            );
+            assert_eq!(m.rows(), want.values().map(|v| v.0 as usize).sum::<usize>());
+            let c = m.counts();
+            assert_eq!(c.packets, want.values().map(|v| v.1).sum::<u64>());
+            assert_eq!(c.class.get("unknown").copied(), Some(m.len() as u64));
+        }
+    }
+}
