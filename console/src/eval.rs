@@ -34,6 +34,9 @@ pub fn matches(e: &Expr, b: &RecordBatch) -> Vec<bool> {
             m
         }
         Expr::Or(v) => {
+            if let Some(m) = numbers_of_one_field(v, b) {
+                return m;
+            }
             let mut m = vec![false; n];
             for e in v {
                 let x = matches(e, b);
@@ -77,20 +80,71 @@ fn or_into(acc: &mut Option<Vec<bool>>, x: Vec<bool>) {
     }
 }
 
-fn term(t: &Term, b: &RecordBatch) -> Vec<bool> {
+/// Rows where a number column (or any element of a list column) is within one of `bounds`
+/// (inclusive ranges).
+fn number_column(b: &RecordBatch, c: &str, bounds: &[(u64, u64)]) -> Vec<bool> {
     let n = b.num_rows();
-    let (kind, columns): (FieldKind, Vec<&str>) = match fields::find(&t.field) {
+    let hit = |x: u64| bounds.iter().any(|(lo, hi)| *lo <= x && x <= *hi);
+    match b.column_by_name(c).map(|a| a.data_type()) {
+        None => vec![false; n],
+        Some(arrow::datatypes::DataType::List(_)) => {
+            let ports = Ports::of(b, c);
+            (0..n)
+                .map(|i| ports.get(i).iter().any(|p| hit(u64::from(*p))))
+                .collect()
+        }
+        Some(_) => {
+            let num = Num::of(b, c);
+            (0..n).map(|i| num.get(i).is_some_and(hit)).collect()
+        }
+    }
+}
+
+/// `port:23 OR port:2323 OR …` (number terms of one field): one pass over each column.
+fn numbers_of_one_field(v: &[Expr], b: &RecordBatch) -> Option<Vec<bool>> {
+    let mut field = None;
+    let mut bounds = Vec::new();
+    for e in v {
+        let Expr::Term(Term {
+            field: f,
+            value: Value::Number(cmp),
+        }) = e
+        else {
+            return None;
+        };
+        if field.is_some_and(|x| x != f) {
+            return None;
+        }
+        field = Some(f);
+        bounds.push(cmp.bounds());
+    }
+    let (_, columns) = field_columns(field?, &Value::Number(crate::query::Cmp::Eq(0)));
+    let mut acc = None;
+    for c in columns {
+        or_into(&mut acc, number_column(b, c, &bounds));
+    }
+    Some(acc.unwrap_or_else(|| vec![false; b.num_rows()]))
+}
+
+/// The kind and columns of a term's field (a user rule's field: its own column, typed by the
+/// parser).
+fn field_columns<'a>(field: &'a str, value: &Value) -> (FieldKind, Vec<&'a str>) {
+    match fields::find(field) {
         Some(f) => (f.kind, f.columns.to_vec()),
-        // A user rule's field: its own column, typed by the parser.
         None => (
-            match t.value {
+            match value {
                 Value::Bool(_) => FieldKind::Bool,
                 Value::Number(_) => FieldKind::Number { max: u64::MAX },
                 _ => FieldKind::Text,
             },
-            vec![t.field.as_str()],
+            vec![field],
         ),
-    };
+    }
+}
+
+fn term(t: &Term, b: &RecordBatch) -> Vec<bool> {
+    let n = b.num_rows();
+    let (kind, columns) = field_columns(&t.field, &t.value);
     if kind == FieldKind::Class {
         let Value::Text(p) = &t.value else {
             return vec![false; n];
@@ -103,25 +157,24 @@ fn term(t: &Term, b: &RecordBatch) -> Vec<bool> {
         let x = match (&t.value, b.column_by_name(c).map(|a| a.data_type().clone())) {
             (_, None) => vec![false; n],
             (Value::Net(net), _) => {
+                // An IPv4 network of /8 or longer fixes the address text's first octet: rows
+                // without it are passed over unparsed.
+                let lead = match net {
+                    ipnet::IpNet::V4(v4) if v4.prefix_len() >= 8 => {
+                        format!("{}.", v4.network().octets()[0])
+                    }
+                    _ => String::new(),
+                };
                 let t = Text::of(b, c);
-                t.test(n, |s| s.parse::<IpAddr>().is_ok_and(|a| net.contains(&a)))
+                t.test(n, |s| {
+                    s.starts_with(&lead) && s.parse::<IpAddr>().is_ok_and(|a| net.contains(&a))
+                })
             }
             (Value::Text(p), Some(arrow::datatypes::DataType::List(_))) => {
                 TextList::of(b, c).test(n, |s| p.matches(s))
             }
             (Value::Text(p), _) => Text::of(b, c).test(n, |s| p.matches(s)),
-            (Value::Number(cmp), Some(arrow::datatypes::DataType::List(_))) => {
-                let ports = Ports::of(b, c);
-                (0..n)
-                    .map(|i| ports.get(i).iter().any(|p| cmp.test(u64::from(*p))))
-                    .collect()
-            }
-            (Value::Number(cmp), _) => {
-                let num = Num::of(b, c);
-                (0..n)
-                    .map(|i| num.get(i).is_some_and(|x| cmp.test(x)))
-                    .collect()
-            }
+            (Value::Number(cmp), _) => number_column(b, c, &[cmp.bounds()]),
             (Value::Bool(v), _) => {
                 let f = Flag::of(b, c);
                 (0..n).map(|i| f.get(i) == Some(*v)).collect()

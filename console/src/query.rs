@@ -61,16 +61,22 @@ pub enum Cmp {
 }
 
 impl Cmp {
+    /// The values that satisfy the comparison, both ends included (empty when `lo > hi`).
+    pub fn bounds(self) -> (u64, u64) {
+        match self {
+            Cmp::Eq(v) => (v, v),
+            Cmp::Ge(v) => (v, u64::MAX),
+            Cmp::Gt(v) => v.checked_add(1).map_or((1, 0), |lo| (lo, u64::MAX)),
+            Cmp::Le(v) => (0, v),
+            Cmp::Lt(v) => v.checked_sub(1).map_or((1, 0), |hi| (0, hi)),
+            Cmp::Range(a, b) => (a, b),
+        }
+    }
+
     /// Whether `x` satisfies the comparison.
     pub fn test(self, x: u64) -> bool {
-        match self {
-            Cmp::Eq(v) => x == v,
-            Cmp::Ge(v) => x >= v,
-            Cmp::Gt(v) => x > v,
-            Cmp::Le(v) => x <= v,
-            Cmp::Lt(v) => x < v,
-            Cmp::Range(a, b) => (a..=b).contains(&x),
-        }
+        let (lo, hi) = self.bounds();
+        lo <= x && x <= hi
     }
 }
 

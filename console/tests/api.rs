@@ -184,6 +184,26 @@ async fn a_source_matches_when_one_of_its_days_matches_the_whole_query() -> Resu
     )
     .await?;
     assert_eq!(ips(&v), ["192.0.2.44", "198.51.100.7"]);
+    // Number terms of one field OR-ed (one pass over the ports): A's days 2 (80) and 3 (2323).
+    let v = json(
+        &app,
+        &format!("/api/v1/search?q=port:80%20OR%20port:2323&{RANGE}&sort=ip&order=asc"),
+    )
+    .await?;
+    assert_eq!(ips(&v), ["198.51.100.7"], "C probes 443 only");
+    assert_eq!(v["tables"]["sources"]["rows"][0]["days"], 2);
+    let v = json(
+        &app,
+        &format!("/api/v1/search?q=port:443%20OR%20port:80&{RANGE}&sort=ip&order=asc"),
+    )
+    .await?;
+    assert_eq!(ips(&v), ["192.0.2.44", "198.51.100.7"]);
+    let v = json(
+        &app,
+        &format!("/api/v1/search?q=port:2323%20OR%20port:%3C23&{RANGE}"),
+    )
+    .await?;
+    assert_eq!(ips(&v), ["198.51.100.7"], "2323 on day 3; no port below 23");
     let v = json(
         &app,
         &format!("/api/v1/search?q=ip:198.51.100.0/24&{RANGE}"),
