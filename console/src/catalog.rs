@@ -29,6 +29,18 @@ use crate::error::ConsoleError;
 /// save anything).
 const PLAIN: &[&str] = &["src_ip", "victim"];
 
+/// How the console reads the lake: strings as dictionaries (but [`PLAIN`]), large batches.
+fn read_options<'a>(columns: Option<&'a [&'a str]>) -> ReadOptions<'a> {
+    ReadOptions {
+        columns,
+        dictionary_strings: true,
+        plain: PLAIN,
+        batch_size: 1 << 20,
+        row_groups: None,
+        rows: None,
+    }
+}
+
 /// The column a table's rows are kept in order of, if any.
 fn key_of(table: &str) -> Option<&'static str> {
     (table == IpRow::TABLE).then_some(IpRow::COL.src_ip)
@@ -172,12 +184,8 @@ impl Day {
             .filter(|c| self.schema.field_with_name(c).is_ok())
             .collect();
         let opts = ReadOptions {
-            columns: Some(&columns),
-            dictionary_strings: true,
-            plain: PLAIN,
             batch_size: scanscope_lake::ROLLUP_ROW_GROUP_ROWS,
-            row_groups: None,
-            rows: None,
+            ..read_options(Some(&columns))
         };
         for b in self.lake.read(&self.file, &opts)? {
             f(&b?)?;
@@ -212,12 +220,9 @@ impl Day {
         rows: Option<&[(usize, usize)]>,
     ) -> Result<RecordBatch, ConsoleError> {
         let opts = ReadOptions {
-            columns,
-            dictionary_strings: true,
-            plain: PLAIN,
-            batch_size: 1 << 20,
             row_groups: groups,
             rows,
+            ..read_options(columns)
         };
         let batches = self.lake.read(&self.file, &opts)?;
         let schema = batches.schema();
@@ -521,14 +526,7 @@ impl Catalog {
                 .copied()
                 .filter(|c| schema.field_with_name(c).is_ok())
                 .collect();
-            let opts = ReadOptions {
-                columns: Some(&columns),
-                dictionary_strings: true,
-                plain: PLAIN,
-                batch_size: 1 << 20,
-                row_groups: None,
-                rows: None,
-            };
+            let opts = read_options(Some(&columns));
             for b in self.lake.read(&file, &opts)? {
                 let b = b?;
                 let mask = arrow::array::BooleanArray::from(keep(&b));

@@ -9,12 +9,7 @@ pub mod port;
 pub mod search;
 pub mod sensors;
 
-use std::{
-    collections::{BTreeSet, HashMap},
-    hash::Hash,
-    path::PathBuf,
-    sync::Arc,
-};
+use std::{collections::BTreeSet, path::PathBuf, sync::Arc};
 
 use arrow::array::RecordBatch;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -121,30 +116,6 @@ pub fn top<K: Ord + Clone>(counts: impl IntoIterator<Item = (K, u64)>, n: usize)
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v.truncate(n);
     v
-}
-
-/// Counts distinct sources per key.
-#[derive(Debug)]
-pub struct Distinct<K>(HashMap<K, u64>);
-
-impl<K: Hash + Eq> Default for Distinct<K> {
-    fn default() -> Self {
-        Distinct(HashMap::new())
-    }
-}
-
-impl<K: Hash + Eq + Ord + Clone> Distinct<K> {
-    pub fn add(&mut self, k: K) {
-        *self.0.entry(k).or_insert(0) += 1;
-    }
-
-    pub fn top(&self, n: usize) -> Vec<(K, u64)> {
-        top(self.0.iter().map(|(k, v)| (k.clone(), *v)), n)
-    }
-
-    pub fn get(&self, k: &K) -> u64 {
-        self.0.get(k).copied().unwrap_or(0)
-    }
 }
 
 /// A protocol and port, as `port_daily` names them.
