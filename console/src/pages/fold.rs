@@ -440,10 +440,18 @@ const SCAN: usize = 2;
 const TOOL: usize = 3;
 const TAG: usize = 4;
 
+/// A port's count in progress.
+#[derive(Debug, Clone, Copy)]
+struct PortSlot {
+    n: u32,
+    mark: u32,
+}
+
 /// Counts in progress: per port (TCP then UDP) and per coded value of each text facet.
 struct Tally {
-    ports: Vec<u64>,
-    port_marks: Vec<u32>,
+    /// Per port: sources counted and the mark of the last group that counted it, side by side
+    /// (one cache line touched per port of a row).
+    ports: Vec<PortSlot>,
     coders: [Coder; 5],
     /// Per day and facet, the slot of each dictionary value.
     codes: Vec<[Vec<u32>; 5]>,
@@ -473,8 +481,13 @@ impl Tally {
             })
             .collect();
         Tally {
-            ports: vec![0; 2 << 16],
-            port_marks: vec![u32::MAX; 2 << 16],
+            ports: vec![
+                PortSlot {
+                    n: 0,
+                    mark: u32::MAX
+                };
+                2 << 16
+            ],
             coders,
             codes,
             n: Default::default(),
@@ -515,12 +528,12 @@ impl Tally {
         let rows = || rows.iter().map(|(_, i)| *i as usize);
         for i in rows() {
             for p in v.tcp.get(i) {
-                self.ports[usize::from(*p)] += 1;
+                self.ports[usize::from(*p)].n += 1;
             }
         }
         for i in rows() {
             for p in v.udp.get(i) {
-                self.ports[(1 << 16) | usize::from(*p)] += 1;
+                self.ports[(1 << 16) | usize::from(*p)].n += 1;
             }
         }
         for (f, t) in [(COUNTRY, v.country), (SCAN, v.scan_type)] {
@@ -573,12 +586,11 @@ impl Tally {
             let v = &v[d];
             for (base, list) in [(0, v.tcp), (1 << 16, v.udp)] {
                 for p in list.get(i) {
-                    count_once(
-                        &mut self.ports,
-                        &mut self.port_marks,
-                        base | usize::from(*p),
-                        mark,
-                    );
+                    let slot = &mut self.ports[base | usize::from(*p)];
+                    if slot.mark != mark {
+                        slot.mark = mark;
+                        slot.n += 1;
+                    }
                 }
             }
             org = self.code(ORG, v.org, d, i).or(org);
@@ -614,9 +626,10 @@ impl Tally {
             packets: self.packets,
             ..Counts::default()
         };
-        for (p, n) in self.ports.iter().enumerate().filter(|(_, n)| **n > 0) {
+        for (p, slot) in self.ports.iter().enumerate().filter(|(_, s)| s.n > 0) {
             let proto = if p >> 16 == 0 { "tcp" } else { "udp" };
-            out.ports.insert((proto, (p & 0xffff) as u16), *n);
+            out.ports
+                .insert((proto, (p & 0xffff) as u16), u64::from(slot.n));
         }
         for (f, into) in [
             (ORG, &mut out.org),
@@ -641,6 +654,54 @@ impl Tally {
 /// (day, row) refs grouped by address, and each group's start.
 type Merged = (Vec<(u32, u32)>, Vec<u32>);
 
+/// An address text for merging: its first 16 bytes as a big-endian number (zero-padded, so
+/// the order is the text's) decide every comparison of IPv4 texts and most of IPv6 ones; the
+/// text itself only breaks ties of longer texts.
+#[derive(Debug, Clone, Copy)]
+struct AddrKey<'a> {
+    head: u128,
+    text: &'a str,
+}
+
+impl<'a> AddrKey<'a> {
+    fn of(text: &'a str) -> AddrKey<'a> {
+        let mut b = [0u8; 16];
+        let n = text.len().min(16);
+        b[..n].copy_from_slice(&text.as_bytes()[..n]);
+        AddrKey {
+            head: u128::from_be_bytes(b),
+            text,
+        }
+    }
+}
+
+impl Ord for AddrKey<'_> {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        self.head.cmp(&o.head).then_with(|| {
+            if self.text.len() <= 16 && o.text.len() <= 16 {
+                // Equal heads of short texts: equal texts (a text has no NUL byte).
+                std::cmp::Ordering::Equal
+            } else {
+                self.text.cmp(o.text)
+            }
+        })
+    }
+}
+
+impl PartialOrd for AddrKey<'_> {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl PartialEq for AddrKey<'_> {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == std::cmp::Ordering::Equal
+    }
+}
+
+impl Eq for AddrKey<'_> {}
+
 /// Merges rows of days (each slice ascending by address) into (day, row) refs grouped by
 /// address, and each group's start.
 fn merge_sorted<'a>(days: &[&[u32]], addr: &dyn Fn(usize, u32) -> &'a str) -> Merged {
@@ -648,14 +709,7 @@ fn merge_sorted<'a>(days: &[&[u32]], addr: &dyn Fn(usize, u32) -> &'a str) -> Me
     let mut starts = Vec::new();
     let mut heap = BinaryHeap::new();
     let mut pos = vec![0usize; days.len()];
-    // A string's first 8 bytes as a number decide most comparisons.
-    let key = |d: usize, p: usize| {
-        let s = addr(d, days[d][p]);
-        let mut b = [0u8; 8];
-        let n = s.len().min(8);
-        b[..n].copy_from_slice(&s.as_bytes()[..n]);
-        (u64::from_be_bytes(b), s)
-    };
+    let key = |d: usize, p: usize| AddrKey::of(addr(d, days[d][p]));
     for (d, rows) in days.iter().enumerate() {
         if !rows.is_empty() {
             heap.push(Reverse((key(d, 0), d)));
