@@ -14,6 +14,8 @@
 #   * qemu-system-x86, cpio and two older kernels (Linux 5.15 and 6.1, scripts/fetch-kernels.sh):
 #     tests/tests/kernels.rs boots them to check the XDP program on the kernels it supports;
 #     tests/tests/powerloss.rs boots 6.1 (with e2fsprogs for its disk image) to cut its power.
+#   * softflowd (a real NetFlow/IPFIX exporter reading the lab's capture) and nfdump (nfcapd, the
+#     reference collector the NetFlow test compares with; tests/tests/netflow.rs).
 #   * Python packages used by tests and examples to read the lake: duckdb, pandas, pyarrow, chdb;
 #     mmdb-writer (a test writes its MMDB with it); ja4plus (the responder test's independent JA4). dnsmasq answers the test's reverse DNS.
 set -euo pipefail
@@ -25,7 +27,7 @@ die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 APT_PKGS=(nmap masscan zmap hping3 netsniff-ng tcpreplay tcpdump iproute2 bpftool ethtool dnsmasq-base
           qemu-system-x86 cpio e2fsprogs binutils
           hydra openssl openssh-client openssh-server mariadb-client redis-tools mosquitto-clients
-          postgresql-client chromium)
+          postgresql-client chromium softflowd nfdump)
 missing=()
 for p in "${APT_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -146,8 +146,12 @@ pub struct ReportArgs {
     #[arg(long, conflicts_with = "port")]
     pub ip: Option<std::net::IpAddr>,
     /// One port: its figures and the ports its sources also tried.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "tor")]
     pub port: Option<u16>,
+    /// Traffic from the day's Tor exit nodes (rolled up with `--tor-exit-list`): per node,
+    /// flows, packets, bytes, destinations and ports, from sensors and NetFlow alike.
+    #[arg(long, conflicts_with = "ip")]
+    pub tor: bool,
     /// Rows in top lists.
     #[arg(long, default_value_t = 10)]
     pub top: usize,
@@ -162,9 +166,10 @@ pub struct ReportArgs {
 impl ReportArgs {
     /// The day, the query and its options.
     pub fn query(&self) -> (NaiveDate, Query, ReportOptions) {
-        let q = match (self.ip, self.port) {
-            (Some(ip), _) => Query::Ip(ip.to_string()),
-            (None, Some(p)) => Query::Port(p),
+        let q = match (self.ip, self.port, self.tor) {
+            (Some(ip), _, _) => Query::Ip(ip.to_string()),
+            (None, Some(p), _) => Query::Port(p),
+            (None, None, true) => Query::Tor,
             _ => Query::Day,
         };
         let opts = ReportOptions {

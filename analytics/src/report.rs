@@ -1,6 +1,7 @@
-//! Reports over a day's rollup: the day's overview, one source (`--ip`) or one port (`--port`),
-//! as text or JSON. Reads only the rollup tables (`ip_daily`, `port_daily`, `dos_daily`,
-//! `series_daily`), so it answers in about the time it takes to read them.
+//! Reports over a day's rollup: the day's overview, one source (`--ip`), one port (`--port`)
+//! or the Tor exit nodes' traffic (`--tor`), as text or JSON. Reads the rollup tables
+//! (`ip_daily`, `port_daily`, `dos_daily`, `series_daily`; `--tor` also the day's `flows` of its
+//! exit nodes), so it answers in about the time it takes to read them.
 use std::{collections::BTreeMap, path::Path};
 
 use arrow::{
@@ -65,6 +66,9 @@ pub enum Query {
     Day,
     Ip(String),
     Port(u16),
+    /// Traffic from the day's Tor exit nodes (`tor_exit` sources of `ip_daily`), from the
+    /// day's flows of sensors and NetFlow exporters alike.
+    Tor,
 }
 
 /// Options of a report.
@@ -131,7 +135,122 @@ pub fn build(
         Query::Day => day(&lake, date, &ip, opts),
         Query::Ip(addr) => one_ip(date, &ip, addr),
         Query::Port(p) => one_port(&lake, date, &ip, *p, opts),
+        Query::Tor => tor(&lake, date, &ip, opts),
     }
+}
+
+/// Per Tor exit node of the day: flows, packets and bytes (NetFlow rows scaled by their
+/// sampling rate), destination addresses and ports, and where it was seen (sensors, sources).
+fn tor(
+    lake: &Lake,
+    date: NaiveDate,
+    ip: &RecordBatch,
+    opts: &ReportOptions,
+) -> Result<Value, ReportError> {
+    use scanscope_lake::{ReadOptions, tables::flows::FlowRow};
+    let f = FlowRow::COL;
+    let src = col::<StringArray>(ip, IpRow::TABLE, IP.src_ip)?;
+    let exit = col::<BooleanArray>(ip, IpRow::TABLE, IP.tor_exit)?;
+    #[derive(Default)]
+    struct Node {
+        flows: u64,
+        packets: u64,
+        bytes: u64,
+        dsts: std::collections::BTreeSet<String>,
+        ports: std::collections::BTreeSet<(String, u16)>,
+        sensors: std::collections::BTreeSet<String>,
+        sources: std::collections::BTreeSet<String>,
+    }
+    let mut nodes: BTreeMap<String, Node> = (0..ip.num_rows())
+        .filter(|i| exit.is_valid(*i) && exit.value(*i))
+        .map(|i| (src.value(i).to_string(), Node::default()))
+        .collect();
+    let columns = [
+        f.src_ip,
+        f.dst_ip,
+        f.proto,
+        f.dst_port,
+        f.packets,
+        f.bytes,
+        f.sensor,
+        f.source,
+        f.sampling_rate,
+    ];
+    let read = ReadOptions {
+        columns: Some(&columns),
+        optional: &[f.source, f.sampling_rate],
+        ..ReadOptions::default()
+    };
+    if !nodes.is_empty() {
+        for file in lake.day_files(FlowRow::TABLE, date)? {
+            for b in lake.read(&file, &read)? {
+                let b = b?;
+                let text = |c: &'static str| col::<StringArray>(&b, FlowRow::TABLE, c);
+                let (s, d, pr, sensor) = (
+                    text(f.src_ip)?,
+                    text(f.dst_ip)?,
+                    text(f.proto)?,
+                    text(f.sensor)?,
+                );
+                let port = col::<UInt16Array>(&b, FlowRow::TABLE, f.dst_port)?;
+                let pk = col::<UInt64Array>(&b, FlowRow::TABLE, f.packets)?;
+                let by = col::<UInt64Array>(&b, FlowRow::TABLE, f.bytes)?;
+                let source = b
+                    .column_by_name(f.source)
+                    .and_then(|c| c.as_string_opt::<i32>());
+                let rate = b
+                    .column_by_name(f.sampling_rate)
+                    .and_then(|c| c.as_primitive_opt::<arrow::datatypes::UInt32Type>());
+                for i in 0..b.num_rows() {
+                    let Some(n) = nodes.get_mut(s.value(i)) else {
+                        continue;
+                    };
+                    let scale = rate
+                        .filter(|r| r.is_valid(i))
+                        .map_or(1, |r| u64::from(r.value(i).max(1)));
+                    n.flows += 1;
+                    n.packets = n.packets.saturating_add(pk.value(i).saturating_mul(scale));
+                    n.bytes = n.bytes.saturating_add(by.value(i).saturating_mul(scale));
+                    n.dsts.insert(d.value(i).to_string());
+                    if matches!(pr.value(i), "tcp" | "udp") {
+                        n.ports.insert((pr.value(i).to_string(), port.value(i)));
+                    }
+                    n.sensors.insert(sensor.value(i).to_string());
+                    n.sources.insert(
+                        source
+                            .filter(|c| c.is_valid(i))
+                            .map_or("xdp", |c| c.value(i))
+                            .to_string(),
+                    );
+                }
+            }
+        }
+    }
+    let mut rows: Vec<Value> = nodes
+        .into_iter()
+        .map(|(addr, n)| {
+            json!({
+                "exit_node": addr,
+                "flows": n.flows,
+                "packets": n.packets,
+                "bytes": n.bytes,
+                "destinations": n.dsts.len(),
+                "destination_list": n.dsts.iter().take(opts.top).collect::<Vec<_>>(),
+                "ports": n.ports.len(),
+                "port_list": n.ports.iter().take(opts.top)
+                    .map(|(p, x)| format!("{p}/{x}")).collect::<Vec<_>>(),
+                "sensors": n.sensors,
+                "sources": n.sources,
+            })
+        })
+        .collect();
+    rows.sort_by(|a, b| {
+        b["packets"]
+            .as_u64()
+            .cmp(&a["packets"].as_u64())
+            .then_with(|| a["exit_node"].as_str().cmp(&b["exit_node"].as_str()))
+    });
+    Ok(json!({"date": date.to_string(), "exit_nodes": rows.len(), "tor": rows}))
 }
 
 fn day(
@@ -621,6 +740,47 @@ pub fn render_text(q: &Query, v: &Value) -> String {
                         num(&d["packets"])
                     );
                 }
+            }
+        }
+        Query::Tor => {
+            out!(
+                s,
+                "traffic from Tor exit nodes {} ({} nodes)",
+                v["date"].as_str().unwrap_or(""),
+                num(&v["exit_nodes"])
+            );
+            out!(
+                s,
+                "  {:<40} {:>8} {:>10} {:>12} {:>6} {:>6}  ports / sources",
+                "exit node",
+                "flows",
+                "packets",
+                "bytes",
+                "dsts",
+                "ports"
+            );
+            for n in v["tor"].as_array().into_iter().flatten() {
+                let list = |k: &str| {
+                    n[k].as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .map(printable)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                };
+                out!(
+                    s,
+                    "  {:<40} {:>8} {:>10} {:>12} {:>6} {:>6}  {} / {}",
+                    printable(n["exit_node"].as_str().unwrap_or("")),
+                    num(&n["flows"]),
+                    num(&n["packets"]),
+                    num(&n["bytes"]),
+                    num(&n["destinations"]),
+                    num(&n["ports"]),
+                    list("port_list"),
+                    list("sources")
+                );
             }
         }
         Query::Ip(_) | Query::Port(_) => {

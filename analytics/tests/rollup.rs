@@ -76,6 +76,7 @@ fn flow(at: i64, src: &str, dst: &str, kind: Kind, port: u32, packets: u64) -> F
         bytes: packets * 40,
         first_seen_us: t(at),
         last_seen_us: t(at) + 1000,
+        ..Flow::default()
     }
 }
 
@@ -817,4 +818,42 @@ fn the_open_day_is_rolled_up_provisionally_until_it_closes() {
     auto.run_due();
     assert!(!rollup::is_provisional(root, day()));
     assert!(rollup::due_dates(root, 0).unwrap().is_empty());
+}
+
+#[test]
+fn netflow_rows_are_scaled_by_their_sampling_rate_and_established_flows_are_not_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // An exporter sampling 1 in 100: a SYN probe, a SYN that reached an open port (SYN+RST)
+    // and an established connection, from one source.
+    let sampled = |kind, port, packets| Flow {
+        sampling_rate: Some(100),
+        tcp_flags: Some(match kind {
+            Kind::TcpSyn => 0x02,
+            Kind::TcpSynRst => 0x06,
+            _ => 0x1b,
+        }),
+        ..flow(60, "203.0.113.5", "198.18.1.2", kind, port, packets)
+    };
+    let mut b = batch(
+        "edge-router",
+        vec![
+            sampled(Kind::TcpSyn, 22, 2),
+            sampled(Kind::TcpSynRst, 25, 2),
+            sampled(Kind::TcpEstablished, 80, 10),
+        ],
+        vec![],
+    );
+    b.source = scanscope_proto::v1::Source::Netflow as i32;
+    let mut segment = Rows::default();
+    segment.push(&b);
+    write_segment(root, 1, segment);
+    rollup::run(&opts(root, RollupConfig::default())).unwrap();
+    let r = &rows(root)["203.0.113.5"];
+    assert_eq!(r.packets, 1400, "every packet stands for 100");
+    assert_eq!(
+        r.ports,
+        vec![22, 25],
+        "the established connection is not a probe"
+    );
 }

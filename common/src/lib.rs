@@ -16,7 +16,7 @@
 #![no_std]
 
 mod vocab;
-pub use vocab::{AppProtocol, LostStage, Role, SessionEnd, Tool};
+pub use vocab::{AppProtocol, LostStage, Role, SessionEnd, Source, Tool};
 
 /// Names of the maps in the eBPF object, as the agent looks them up.
 pub mod maps {
@@ -71,7 +71,7 @@ pub const PROGRAM_NAME: &str = "scanscope";
 pub const PROGRAM_NAME_COMPAT: &str = "scanscope_compat";
 
 /// Number of [`Kind`]s.
-pub const KIND_COUNT: usize = 13;
+pub const KIND_COUNT: usize = 15;
 /// Slots reserved for kinds in per-kind arrays (room for new kinds without a layout change).
 pub const KIND_SLOTS: usize = 16;
 
@@ -105,6 +105,12 @@ pub enum Kind {
     Fragment = 11,
     /// Another IP protocol (GRE, ESP, SCTP, …).
     OtherProto = 12,
+    /// A flow (NetFlow/IPFIX: flags OR-ed over its packets) of SYN and RST only: a SYN scan
+    /// that reached an open port (the scanner reset the SYN-ACK). Never a packet's kind.
+    TcpSynRst = 13,
+    /// A flow with SYN, ACK and data or FIN (PSH/FIN/URG): an established connection. Never a
+    /// packet's kind.
+    TcpEstablished = 14,
 }
 
 impl Kind {
@@ -123,6 +129,8 @@ impl Kind {
         Kind::IcmpOther,
         Kind::Fragment,
         Kind::OtherProto,
+        Kind::TcpSynRst,
+        Kind::TcpEstablished,
     ];
 
     /// The kind with this discriminant.
@@ -146,6 +154,8 @@ impl Kind {
             Kind::IcmpOther => "icmp_other",
             Kind::Fragment => "fragment",
             Kind::OtherProto => "other_proto",
+            Kind::TcpSynRst => "tcp_syn_rst",
+            Kind::TcpEstablished => "tcp_established",
         }
     }
 
@@ -161,6 +171,8 @@ impl Kind {
                 | Kind::TcpXmas
                 | Kind::TcpAck
                 | Kind::TcpOther
+                | Kind::TcpSynRst
+                | Kind::TcpEstablished
         )
     }
 
@@ -192,7 +204,8 @@ impl Kind {
             | Kind::TcpAck
             | Kind::TcpOther
             | Kind::Udp
-            | Kind::IcmpEcho => Role::Probe,
+            | Kind::IcmpEcho
+            | Kind::TcpSynRst => Role::Probe,
             Kind::TcpSynAck | Kind::TcpRst => Role::Backscatter,
             Kind::IcmpOther => match (proto_, icmp_type) {
                 (proto::ICMP, Some(t)) if vocab::ICMP4_BACKSCATTER.contains(&t) => {
@@ -203,7 +216,7 @@ impl Kind {
                 }
                 _ => Role::Other,
             },
-            Kind::Fragment | Kind::OtherProto => Role::Other,
+            Kind::Fragment | Kind::OtherProto | Kind::TcpEstablished => Role::Other,
         }
     }
 
@@ -231,6 +244,29 @@ impl Kind {
             Kind::TcpXmas
         } else if f == tcp::ACK {
             Kind::TcpAck
+        } else {
+            Kind::TcpOther
+        }
+    }
+
+    /// Classifies a flow's TCP flags, OR-ed over its packets (NetFlow/IPFIX), ECE/CWR
+    /// ignored: exactly SYN is [`Kind::TcpSyn`]; SYN+RST [`Kind::TcpSynRst`]; SYN+ACK
+    /// [`Kind::TcpSynAck`]; SYN+ACK with any of PSH/FIN/URG (RST or not)
+    /// [`Kind::TcpEstablished`]; any other set with SYN [`Kind::TcpOther`]; flags without SYN
+    /// as one packet's ([`Kind::from_tcp_flags`]).
+    pub const fn from_flow_flags(flags: u8) -> Kind {
+        let f = flags & 0x3f;
+        const SA: u8 = tcp::SYN | tcp::ACK;
+        if f & tcp::SYN == 0 {
+            Kind::from_tcp_flags(f)
+        } else if f == tcp::SYN {
+            Kind::TcpSyn
+        } else if f == tcp::SYN | tcp::RST {
+            Kind::TcpSynRst
+        } else if f == SA {
+            Kind::TcpSynAck
+        } else if f & SA == SA && f & (tcp::PSH | tcp::FIN | tcp::URG) != 0 {
+            Kind::TcpEstablished
         } else {
             Kind::TcpOther
         }
@@ -592,6 +628,32 @@ mod tests {
         assert_eq!(size_of::<SensorConfig>(), 4 * KIND_SLOTS + KIND_SLOTS + 4);
         // 8+4+4 +16+16 +4+4+4 +2*6 +1*10 +2+2+2 +40 +256
         assert_eq!(size_of::<EventRecord>(), 384);
+    }
+
+    #[test]
+    fn flow_flag_classes() {
+        use tcp::*;
+        // The OR-ed flags softflowd exports for nmap/masscan probes, replies and a session.
+        for (flags, kind) in [
+            (SYN, Kind::TcpSyn),
+            (SYN | ECE | CWR, Kind::TcpSyn),
+            (SYN | RST, Kind::TcpSynRst),
+            (SYN | ACK, Kind::TcpSynAck),
+            (FIN | SYN | PSH | ACK, Kind::TcpEstablished),
+            (SYN | ACK | PSH | RST, Kind::TcpEstablished),
+            (FIN | SYN, Kind::TcpOther),
+            (SYN | ACK | RST, Kind::TcpOther),
+            (RST, Kind::TcpRst),
+            (RST | ACK, Kind::TcpRst),
+            (ACK, Kind::TcpAck),
+            (ACK | PSH, Kind::TcpOther),
+            (0, Kind::TcpNull),
+            (FIN | PSH | URG, Kind::TcpXmas),
+        ] {
+            assert_eq!(Kind::from_flow_flags(flags), kind, "flags {flags:#x}");
+        }
+        assert_eq!(Kind::TcpSynRst.role(proto::TCP, None), Role::Probe);
+        assert_eq!(Kind::TcpEstablished.role(proto::TCP, None), Role::Other);
     }
 
     #[test]

@@ -93,11 +93,15 @@ pub enum LostStage {
     CollectorWal = 8,
     /// The collector refused a batch for a sensor id its credentials do not name.
     CollectorDenied = 9,
+    /// NetFlow/IPFIX records that never arrived (gaps in an exporter's sequence numbers).
+    NetflowSequence = 10,
+    /// NetFlow/IPFIX datagrams the collector could not decode, or records it could not use.
+    NetflowMalformed = 11,
 }
 
 impl LostStage {
     /// Every stage, in number order.
-    pub const ALL: [LostStage; 9] = [
+    pub const ALL: [LostStage; 11] = [
         LostStage::KernelRingbuf,
         LostStage::KernelTupleTable,
         LostStage::AgentOutput,
@@ -107,6 +111,8 @@ impl LostStage {
         LostStage::AgentDecode,
         LostStage::CollectorWal,
         LostStage::CollectorDenied,
+        LostStage::NetflowSequence,
+        LostStage::NetflowMalformed,
     ];
 
     /// Stable name in output formats.
@@ -121,6 +127,8 @@ impl LostStage {
             LostStage::AgentDecode => "agent_decode",
             LostStage::CollectorWal => "collector_wal",
             LostStage::CollectorDenied => "collector_denied",
+            LostStage::NetflowSequence => "netflow_sequence",
+            LostStage::NetflowMalformed => "netflow_malformed",
         }
     }
 
@@ -152,6 +160,16 @@ macro_rules! named {
             }
         }
     };
+}
+
+named! {
+    /// Where a row's traffic was seen: a scanscope sensor, or flows a router exported.
+    pub enum Source {
+        /// A scanscope sensor (XDP): every packet counted, headers sampled.
+        Xdp => "xdp",
+        /// NetFlow v5/v9 or IPFIX flows an exporter sent to the collector (docs/netflow.md).
+        Netflow => "netflow",
+    }
 }
 
 named! {

@@ -38,6 +38,7 @@ fn read_options<'a>(columns: Option<&'a [&'a str]>) -> ReadOptions<'a> {
         batch_size: 1 << 20,
         row_groups: None,
         rows: None,
+        optional: &[],
     }
 }
 

@@ -1,11 +1,15 @@
 //! The command line of `scanscope-collector serve` (ingest's part), parsed by clap and turned
 //! into validated [`ServeOptions`]: the binary only composes it.
-use std::{net::SocketAddr, path::PathBuf};
+use std::{
+    net::{IpAddr, SocketAddr},
+    path::PathBuf,
+};
 
 use crate::{
     auth::{self, TlsFiles},
     error::CollectorError,
     server::ServeOptions,
+    source::netflow::{Direction, NetflowOptions},
     validate::Limits,
 };
 
@@ -54,6 +58,34 @@ pub struct ServeArgs {
     /// Listen on a non-loopback address without TLS and credentials (a closed lab network).
     #[arg(long)]
     pub insecure: bool,
+    /// Receive NetFlow v5/v9 and IPFIX on this UDP address (repeatable; docs/netflow.md).
+    #[arg(long, value_name = "ADDR")]
+    pub netflow_listen: Vec<SocketAddr>,
+    /// One of the operator's own networks (repeatable): a flow from outside to one of them is
+    /// inbound. Without any, every flow is taken as inbound.
+    #[arg(long, value_name = "CIDR")]
+    pub local_net: Vec<ipnet::IpNet>,
+    /// Which NetFlow flows to store: `inbound` (the others are counted only) or `all`.
+    #[arg(long, value_enum, default_value_t = Direction::Inbound)]
+    pub netflow_direction: Direction,
+    /// The sensor name of an exporter, `NAME=ADDRESS` (repeatable; default: its address).
+    #[arg(long, value_name = "NAME=ADDRESS", value_parser = parse_exporter)]
+    pub netflow_exporter: Vec<(IpAddr, String)>,
+    /// The sampling rate of flows whose exporter declares none (they are also counted).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub netflow_default_sampling: u32,
+}
+
+/// `NAME=ADDRESS` of `--netflow-exporter`.
+fn parse_exporter(s: &str) -> Result<(IpAddr, String), String> {
+    let (name, addr) = s
+        .split_once('=')
+        .ok_or_else(|| "expected NAME=ADDRESS".to_string())?;
+    if !scanscope_common::valid_sensor_id(name) {
+        return Err("NAME must be 1-128 bytes of [A-Za-z0-9._:-]".into());
+    }
+    let addr = addr.parse().map_err(|e| format!("{addr}: {e}"))?;
+    Ok((addr, name.to_string()))
 }
 
 impl ServeArgs {
@@ -79,6 +111,13 @@ impl ServeArgs {
         opts.conn_limits.max_connections = self.max_connections.max(1);
         opts.conn_limits.max_per_ip = (self.max_connections / 64).max(8);
         opts.insecure = self.insecure;
+        opts.netflow = NetflowOptions {
+            listen: self.netflow_listen,
+            local_nets: self.local_net,
+            direction: self.netflow_direction,
+            names: self.netflow_exporter,
+            default_sampling: self.netflow_default_sampling,
+        };
         opts.tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert,

@@ -205,6 +205,8 @@ pub enum CollectorError {
     Serve(#[source] tonic::transport::Error),
     #[error("the store thread stopped unexpectedly")]
     StoreGone,
+    #[error("NetFlow parser configuration: {0}")]
+    NetflowConfig(String),
 }
 
 #[cfg(test)]

@@ -54,6 +54,8 @@ pub struct ServeOptions {
     pub jobs: Vec<PeriodicJob>,
     /// Filled in once the store is open, for `/metrics` scrapes.
     pub probe: crate::metrics::Probe,
+    /// NetFlow/IPFIX listeners (none: off).
+    pub netflow: crate::source::netflow::NetflowOptions,
 }
 
 /// A job the collector runs every `every` while it serves (one run at a time; a run that
@@ -108,6 +110,7 @@ impl ServeOptions {
             insecure: false,
             jobs: Vec::new(),
             probe: crate::metrics::Probe::default(),
+            netflow: Default::default(),
         }
     }
 }
@@ -165,6 +168,20 @@ pub async fn serve(
         .await
         .map_err(|_| CollectorError::StoreGone)??;
     let (handle, thread) = store.spawn(4096);
+    let (stop_netflow, netflow_stopped) = tokio::sync::watch::channel(false);
+    let mut netflow = Vec::new();
+    for socket in crate::source::netflow::bind(&opts.netflow).await? {
+        let rx = crate::source::netflow::Receiver::new(opts.netflow.clone(), opts.limits)?;
+        let mut stopped = netflow_stopped.clone();
+        netflow.push(tokio::spawn(crate::source::netflow::run(
+            socket,
+            rx,
+            handle.clone(),
+            async move {
+                let _sender_gone = stopped.wait_for(|s| *s).await;
+            },
+        )));
+    }
 
     let flusher = {
         let h = handle.clone();
@@ -246,6 +263,11 @@ pub async fn serve(
     // Sensors hold their streams open: stop serving (dropping the connections) rather than
     // wait for them; what was acknowledged is in the WAL, what was not the sensors resend.
     drop(server);
+    // The NetFlow listeners hand their waiting flows to the store before it stops.
+    let _no_listener = stop_netflow.send(true);
+    for t in netflow {
+        let _joined = t.await;
+    }
     flusher.abort();
     for j in jobs {
         j.abort();

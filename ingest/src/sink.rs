@@ -130,6 +130,7 @@ impl Rows {
     /// Appends every row of a (validated) batch.
     pub fn push(&mut self, b: &Batch) {
         let sensor = b.sensor_id.as_str();
+        let source = vocab::source(b.source).name();
         for f in &b.flows {
             self.flows
                 .entry(day_of(f.interval_start_us))
@@ -150,6 +151,9 @@ impl Rows {
                     bytes: f.bytes,
                     first_seen: f.first_seen_us,
                     last_seen: f.last_seen_us,
+                    source,
+                    sampling_rate: f.sampling_rate,
+                    tcp_flags: f.tcp_flags.map(narrow),
                 });
         }
         for e in &b.events {

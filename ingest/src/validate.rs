@@ -73,6 +73,9 @@ pub fn validate(
     if b.seq == 0 {
         return Err(invalid("seq must be at least 1".into()));
     }
+    if scanscope_proto::v1::Source::try_from(b.source).is_err() {
+        return Err(invalid(format!("unknown source {}", b.source)));
+    }
     if b.agent_version.len() > MAX_NAME {
         return Err(invalid("agent_version too long".into()));
     }
@@ -113,6 +116,11 @@ pub fn validate(
         }
         if f.packets == 0 {
             return Err(bad("packets must be at least 1"));
+        }
+        if f.sampling_rate == Some(0) || f.tcp_flags.is_some_and(|v| v > 255) {
+            return Err(bad(
+                "sampling_rate must be at least 1, tcp_flags at most 255",
+            ));
         }
     }
     for (i, e) in b.events.iter().enumerate() {

@@ -144,6 +144,9 @@ pub struct ReadOptions<'a> {
     /// Only these rows, as ascending `(first, count)` ranges counted over the row groups
     /// read (all when `None`); the others are skipped without being decoded.
     pub rows: Option<&'a [(usize, usize)]>,
+    /// Columns of `columns` a file may lack (added to the table after it was written): left
+    /// out of the batches of such a file instead of failing the read.
+    pub optional: &'a [&'a str],
 }
 
 impl Default for ReadOptions<'_> {
@@ -155,6 +158,7 @@ impl Default for ReadOptions<'_> {
             batch_size: 64 * 1024,
             row_groups: None,
             rows: None,
+            optional: &[],
         }
     }
 }
@@ -369,12 +373,16 @@ impl Lake {
                 Some(cols) => {
                     let mut idx = Vec::with_capacity(cols.len());
                     for c in cols {
-                        idx.push(builder.schema().index_of(c).map_err(|_| {
-                            LakeError::MissingColumn {
-                                path: name.clone(),
-                                column: (*c).to_string(),
+                        match builder.schema().index_of(c) {
+                            Ok(i) => idx.push(i),
+                            Err(_) if opts.optional.contains(c) => {}
+                            Err(_) => {
+                                return Err(LakeError::MissingColumn {
+                                    path: name.clone(),
+                                    column: (*c).to_string(),
+                                });
                             }
-                        })?);
+                        }
                     }
                     let mask = ProjectionMask::roots(builder.parquet_schema(), idx);
                     builder.with_projection(mask)

@@ -1,6 +1,6 @@
 //! The contract's enums ↔ the vocabulary of `scanscope-common`. A `scanscope.v1.Kind` is the
 //! kernel's kind plus one (0 is `UNSPECIFIED`); a `LostStage` has the same number in both.
-use scanscope_common::{Kind, LostStage};
+use scanscope_common::{Kind, LostStage, Source};
 
 use crate::v1;
 
@@ -24,6 +24,24 @@ impl From<LostStage> for v1::LostStage {
 /// The stage of a `scanscope.v1.LostStage` number.
 pub fn lost_stage(n: i32) -> Option<LostStage> {
     LostStage::from_number(n)
+}
+
+/// The source of a `scanscope.v1.Batch`'s `source` number (an unknown number: a sensor's, as
+/// validation refuses it first).
+pub fn source(n: i32) -> Source {
+    match v1::Source::try_from(n) {
+        Ok(v1::Source::Netflow) => Source::Netflow,
+        _ => Source::Xdp,
+    }
+}
+
+impl From<Source> for v1::Source {
+    fn from(s: Source) -> v1::Source {
+        match s {
+            Source::Xdp => v1::Source::Xdp,
+            Source::Netflow => v1::Source::Netflow,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -56,10 +74,10 @@ mod tests {
             assert_eq!(lost_stage(p as i32), Some(s));
         }
         // Every contract value but UNSPECIFIED has a common counterpart.
-        for n in 1..=13 {
+        for n in 1..=15 {
             assert!(kind(n).is_some(), "kind {n}");
         }
-        assert!(v1::Kind::try_from(14).is_err());
-        assert!(v1::LostStage::try_from(10).is_err());
+        assert!(v1::Kind::try_from(16).is_err());
+        assert!(v1::LostStage::try_from(12).is_err());
     }
 }

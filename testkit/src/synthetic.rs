@@ -67,6 +67,7 @@ impl Traffic {
             bytes,
             first_seen_us,
             last_seen_us,
+            ..Flow::default()
         }
     }
 }

@@ -269,7 +269,7 @@ fn kind_info(name: &str) -> KindInfo {
 }
 
 /// The `flows` columns the rollup reads.
-pub const FLOW_COLUMNS: [&str; 11] = [
+pub const FLOW_COLUMNS: [&str; 12] = [
     F.sensor,
     F.src_ip,
     F.dst_ip,
@@ -281,6 +281,8 @@ pub const FLOW_COLUMNS: [&str; 11] = [
     F.bytes,
     F.first_seen,
     F.last_seen,
+    // NetFlow rows: packets and bytes are scaled by it (absent from older files).
+    F.sampling_rate,
 ];
 
 /// The `events` columns the rollup reads.
@@ -373,6 +375,14 @@ impl DayAgg {
         let bytes = typed::<UInt64Array>(b, F.bytes, path)?;
         let first = typed::<TimestampMicrosecondArray>(b, F.first_seen, path)?;
         let last = typed::<TimestampMicrosecondArray>(b, F.last_seen, path)?;
+        let rate = b
+            .column_by_name(F.sampling_rate)
+            .and_then(|c| c.as_any().downcast_ref::<UInt32Array>());
+        // Flows an exporter sampled 1 in N stand for N times their packets and bytes.
+        let scale = |r: usize| {
+            rate.filter(|a| a.is_valid(r))
+                .map_or(1, |a| u64::from(a.value(r).max(1)))
+        };
         while x.kind_info.len() < x.kinds.len() {
             let k = x.kinds.name(x.kind_info.len() as u32).to_string();
             x.kind_info.push(kind_info(&k));
@@ -402,8 +412,8 @@ impl DayAgg {
                     .unwrap_or(0),
                 port: port.value(r),
                 icmp_type: icmp.is_valid(r).then(|| icmp.value(r)),
-                packets: packets.value(r),
-                bytes: bytes.value(r),
+                packets: packets.value(r).saturating_mul(scale(r)),
+                bytes: bytes.value(r).saturating_mul(scale(r)),
                 first: first.value(r),
                 last: last.value(r),
             });

@@ -16,6 +16,14 @@ use super::RollupError;
 /// one per batch (measured: 7 % slower on the rollup benchmark).
 const PLAIN_COLUMNS: [&str; 1] = ["src_ip"];
 
+/// Columns added to a table after its first files were written: absent from older files,
+/// where they read as missing (null).
+pub const ADDED_COLUMNS: [&str; 3] = [
+    scanscope_lake::tables::flows::FlowRow::COL.source,
+    scanscope_lake::tables::flows::FlowRow::COL.sampling_rate,
+    scanscope_lake::tables::flows::FlowRow::COL.tcp_flags,
+];
+
 /// Reads `columns` of one file, string columns (but `PLAIN_COLUMNS`) as
 /// `Dictionary(Int32, Utf8)`, and calls `f` per batch.
 pub fn for_each_batch(
@@ -31,6 +39,7 @@ pub fn for_each_batch(
         batch_size: 64 * 1024,
         row_groups: None,
         rows: None,
+        optional: &ADDED_COLUMNS,
     };
     for batch in lake.read(file, &opts)? {
         f(&batch?)?;

@@ -2,7 +2,7 @@
 //! protocol, kind, destination port / ICMP type and code).
 use scanscope_common::Kind;
 
-use crate::table::{F64, Nullable, Proto, Timestamp, U8, U16, U64, Utf8};
+use crate::table::{F64, Nullable, Proto, Timestamp, U8, U16, U32, U64, Utf8};
 
 crate::lake_table! {
     /// One row of `flows`.
@@ -22,5 +22,8 @@ crate::lake_table! {
         pub bytes: u64 => U64,
         pub first_seen: i64 => Timestamp,
         pub last_seen: i64 => Timestamp,
+        pub source: &'a str => Utf8,
+        pub sampling_rate: Option<u32> => Nullable<U32>,
+        pub tcp_flags: Option<u8> => Nullable<U8>,
     }
 }

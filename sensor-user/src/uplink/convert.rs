@@ -75,6 +75,8 @@ pub fn flow(f: &Flow) -> pb::Flow {
         bytes: f.bytes,
         first_seen_us: micros(f.first_seen),
         last_seen_us: micros(f.last_seen),
+        sampling_rate: None,
+        tcp_flags: None,
     }
 }
 

@@ -1,0 +1,420 @@
+//! Decode stage of the NetFlow source: one parsed export packet (v5, v9 or IPFIX, from
+//! `netflow_parser`) → its flow records, the sampling and clock facts its options carry, and
+//! its sequence number.
+use std::net::IpAddr;
+
+use netflow_parser::{
+    FieldValue, NetflowPacket,
+    variable_versions::{
+        ipfix::{
+            FlowSetBody as IpfixBody,
+            lookup::{IANAIPFixField, IPFixField},
+        },
+        v9::FlowSetBody as V9Body,
+    },
+};
+
+/// Information elements the decoder reads (IPFIX numbers; v9's are the same).
+pub mod ie {
+    pub const OCTETS: u16 = 1;
+    pub const PACKETS: u16 = 2;
+    pub const PROTO: u16 = 4;
+    pub const TCP_FLAGS: u16 = 6;
+    pub const SRC_PORT: u16 = 7;
+    pub const SRC_V4: u16 = 8;
+    pub const DST_PORT: u16 = 11;
+    pub const DST_V4: u16 = 12;
+    pub const END_UPTIME: u16 = 21;
+    pub const START_UPTIME: u16 = 22;
+    pub const OUT_OCTETS: u16 = 23;
+    pub const OUT_PACKETS: u16 = 24;
+    pub const SRC_V6: u16 = 27;
+    pub const DST_V6: u16 = 28;
+    pub const ICMP_V4: u16 = 32;
+    pub const SAMPLING_INTERVAL: u16 = 34;
+    pub const SAMPLER_RANDOM_INTERVAL: u16 = 50;
+    pub const OCTETS_TOTAL: u16 = 85;
+    pub const PACKETS_TOTAL: u16 = 86;
+    pub const ICMP_V6: u16 = 139;
+    pub const START_SECS: u16 = 150;
+    pub const END_SECS: u16 = 151;
+    pub const START_MS: u16 = 152;
+    pub const END_MS: u16 = 153;
+    pub const SYSTEM_INIT_MS: u16 = 160;
+    pub const PACKET_INTERVAL: u16 = 305;
+    pub const PACKET_SPACE: u16 = 306;
+    /// Every element above.
+    pub const READ: [u16; 27] = [
+        OCTETS,
+        PACKETS,
+        PROTO,
+        TCP_FLAGS,
+        SRC_PORT,
+        SRC_V4,
+        DST_PORT,
+        DST_V4,
+        END_UPTIME,
+        START_UPTIME,
+        OUT_OCTETS,
+        OUT_PACKETS,
+        SRC_V6,
+        DST_V6,
+        ICMP_V4,
+        SAMPLING_INTERVAL,
+        SAMPLER_RANDOM_INTERVAL,
+        OCTETS_TOTAL,
+        PACKETS_TOTAL,
+        ICMP_V6,
+        START_SECS,
+        END_SECS,
+        START_MS,
+        END_MS,
+        SYSTEM_INIT_MS,
+        PACKET_INTERVAL,
+        PACKET_SPACE,
+    ];
+}
+
+/// The number of an IANA element the decoder reads (the parser names elements but cannot
+/// number them).
+fn iana_number(f: &IANAIPFixField) -> Option<u16> {
+    static NAMED: std::sync::LazyLock<Vec<(IANAIPFixField, u16)>> =
+        std::sync::LazyLock::new(|| ie::READ.map(|n| (IANAIPFixField::from(n), n)).to_vec());
+    NAMED.iter().find(|(x, _)| x == f).map(|(_, n)| *n)
+}
+
+/// The export protocol of a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Version {
+    V5,
+    V9,
+    Ipfix,
+}
+
+impl Version {
+    /// The name in lost rows' details and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Version::V5 => "v5",
+            Version::V9 => "v9",
+            Version::Ipfix => "ipfix",
+        }
+    }
+}
+
+/// One flow record, as exported (counters not scaled by the sampling rate).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlowRecord {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub dst_port: u16,
+    /// TCP flags OR-ed over the flow (TCP only).
+    pub tcp_flags: Option<u8>,
+    /// ICMP type and code (ICMP only).
+    pub icmp: Option<(u8, u8)>,
+    pub packets: u64,
+    pub bytes: u64,
+    /// First and last packet, milliseconds since the Unix epoch (`None`: the record had no
+    /// time the decoder could place).
+    pub start_ms: Option<i64>,
+    pub end_ms: Option<i64>,
+}
+
+/// What one export packet held.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub version: Version,
+    /// v9 source id / IPFIX observation domain (0 for v5).
+    pub domain: u32,
+    /// The header's sequence number (v5: flows before this datagram; v9: export packets;
+    /// IPFIX: data records).
+    pub sequence: u32,
+    /// Data records the packet held (for v5 and IPFIX sequence checks).
+    pub records: u32,
+    pub flows: Vec<FlowRecord>,
+    /// Data records without the fields a flow needs (addresses, protocol, packets).
+    pub unusable: u32,
+    /// Data records whose template never arrived (the parser could not decode them).
+    pub no_template: u32,
+    /// The sampling rate the packet declares (v5 header; v9/IPFIX options data).
+    pub sampling: Option<u32>,
+    /// The exporter's boot time, ms since the epoch (IPFIX options, IE 160).
+    pub system_init_ms: Option<i64>,
+}
+
+/// A value as an unsigned number: typed numbers and times (ms), and big-endian bytes of up to
+/// eight (elements the parser does not name).
+fn number(v: &FieldValue) -> Option<u64> {
+    match v {
+        FieldValue::Vec(b) if !b.is_empty() && b.len() <= 8 => {
+            Some(b.iter().fold(0u64, |n, x| (n << 8) | u64::from(*x)))
+        }
+        FieldValue::TcpControlBits(bits, _) => Some(u64::from(u16::from(*bits))),
+        v => v.as_u64().or_else(|| v.as_u8().map(u64::from)),
+    }
+}
+
+/// Akvorado's rate from sampling options: IE 305/306 as (interval + space) / interval, else
+/// IE 34 or 50 as they are. `None` when nothing usable (0 or absent).
+fn sampling_of(fields: &[(u16, &FieldValue)]) -> Option<u32> {
+    let get = |id| {
+        fields
+            .iter()
+            .find(|(n, _)| *n == id)
+            .and_then(|(_, v)| number(v))
+    };
+    let rate = match (get(ie::PACKET_INTERVAL), get(ie::PACKET_SPACE)) {
+        (Some(i), Some(s)) if i > 0 => Some((i + s) / i),
+        _ => get(ie::SAMPLING_INTERVAL)
+            .filter(|n| *n > 0)
+            .or_else(|| get(ie::SAMPLER_RANDOM_INTERVAL)),
+    };
+    rate.filter(|r| *r > 0)
+        .map(|r| u32::try_from(r).unwrap_or(u32::MAX))
+}
+
+/// The clock of a v9/IPFIX packet: what uptime-relative times are relative to.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    /// The export time, ms since the epoch.
+    export_ms: i64,
+    /// The exporter's uptime at export (v9 header), ms.
+    uptime_ms: Option<u32>,
+    /// The exporter's boot time, ms since the epoch (IPFIX IE 160).
+    init_ms: Option<i64>,
+}
+
+impl Clock {
+    /// An uptime-relative time (ms since the exporter booted) as ms since the epoch.
+    fn of_uptime(&self, t: u64) -> Option<i64> {
+        let t = t as u32;
+        if let Some(up) = self.uptime_ms {
+            Some(
+                self.export_ms
+                    .saturating_sub(i64::from(up.wrapping_sub(t) as i32)),
+            )
+        } else {
+            self.init_ms.map(|i| i.saturating_add(i64::from(t)))
+        }
+    }
+}
+
+/// One v9/IPFIX data record (its elements by number) as a flow.
+fn record(fields: &[(u16, &FieldValue)], clock: &Clock) -> Option<FlowRecord> {
+    let get = |id| fields.iter().find(|(n, _)| *n == id).map(|(_, v)| *v);
+    let num = |id| get(id).and_then(number);
+    let addr = |v4, v6| {
+        get(v4)
+            .or_else(|| get(v6))
+            .and_then(|v| IpAddr::try_from(v).ok())
+    };
+    let src = addr(ie::SRC_V4, ie::SRC_V6)?;
+    let dst = addr(ie::DST_V4, ie::DST_V6)?;
+    let proto = u8::try_from(num(ie::PROTO)?).ok()?;
+    let packets = num(ie::PACKETS)
+        .or_else(|| num(ie::PACKETS_TOTAL))
+        .or_else(|| num(ie::OUT_PACKETS))?;
+    let bytes = num(ie::OCTETS)
+        .or_else(|| num(ie::OCTETS_TOTAL))
+        .or_else(|| num(ie::OUT_OCTETS))
+        .unwrap_or(0);
+    let time = |abs_ms, secs, uptime| {
+        num(abs_ms)
+            .or_else(|| num(secs))
+            .map(|ms| ms as i64)
+            .or_else(|| num(uptime).and_then(|t| clock.of_uptime(t)))
+    };
+    let icmp = num(ie::ICMP_V4)
+        .or_else(|| num(ie::ICMP_V6))
+        .map(|tc| ((tc >> 8) as u8, tc as u8));
+    Some(
+        FlowRecord {
+            src,
+            dst,
+            proto,
+            dst_port: num(ie::DST_PORT).unwrap_or(0) as u16,
+            tcp_flags: num(ie::TCP_FLAGS).map(|f| f as u8),
+            icmp,
+            packets,
+            bytes,
+            start_ms: time(ie::START_MS, ie::START_SECS, ie::START_UPTIME),
+            end_ms: time(ie::END_MS, ie::END_SECS, ie::END_UPTIME),
+        }
+        .normalized(),
+    )
+}
+
+impl FlowRecord {
+    /// The record with the fields of its protocol only: ports and flags for TCP/UDP (flags
+    /// 0 when a TCP record has none), type and code for ICMP (v5 and exporters without IE
+    /// 32/139 put them in the destination port).
+    fn normalized(mut self) -> FlowRecord {
+        use scanscope_common::proto as p;
+        let is_icmp = self.proto == p::ICMP || self.proto == p::ICMPV6;
+        if is_icmp {
+            let port = self.dst_port;
+            self.icmp = Some(self.icmp.unwrap_or(((port >> 8) as u8, port as u8)));
+        } else {
+            self.icmp = None;
+        }
+        if self.proto != p::TCP && self.proto != p::UDP {
+            self.dst_port = 0;
+        }
+        self.tcp_flags = (self.proto == p::TCP).then(|| self.tcp_flags.unwrap_or(0));
+        self
+    }
+}
+
+/// Decodes one export packet. `init_ms` is the exporter's boot time learned from earlier
+/// options data (IPFIX uptime-relative times need it).
+pub fn decode(p: &NetflowPacket, init_ms: Option<i64>) -> Option<Decoded> {
+    match p {
+        NetflowPacket::V5(v5) => {
+            let h = &v5.header;
+            let export_ms = i64::from(h.unix_secs) * 1000 + i64::from(h.unix_nsecs / 1_000_000);
+            let at = |t: u32| export_ms - i64::from(h.sys_up_time.wrapping_sub(t) as i32);
+            let flows = v5
+                .flowsets
+                .iter()
+                .map(|r| {
+                    FlowRecord {
+                        src: IpAddr::V4(r.src_addr),
+                        dst: IpAddr::V4(r.dst_addr),
+                        proto: r.protocol_number,
+                        dst_port: r.dst_port,
+                        tcp_flags: Some(r.tcp_flags),
+                        icmp: None,
+                        packets: u64::from(r.d_pkts),
+                        bytes: u64::from(r.d_octets),
+                        start_ms: Some(at(r.first)),
+                        end_ms: Some(at(r.last)),
+                    }
+                    .normalized()
+                })
+                .collect::<Vec<_>>();
+            let interval = u32::from(h.sampling_interval & 0x3FFF);
+            Some(Decoded {
+                version: Version::V5,
+                domain: 0,
+                sequence: h.flow_sequence,
+                records: flows.len() as u32,
+                flows,
+                unusable: 0,
+                no_template: 0,
+                sampling: (interval > 0).then_some(interval),
+                system_init_ms: None,
+            })
+        }
+        NetflowPacket::V9(v9) => {
+            let h = &v9.header;
+            let clock = Clock {
+                export_ms: i64::from(h.unix_secs) * 1000,
+                uptime_ms: Some(h.sys_up_time),
+                init_ms: None,
+            };
+            let mut d = Decoded::empty(Version::V9, h.source_id, h.sequence_number);
+            for fs in &v9.flowsets {
+                match &fs.body {
+                    V9Body::Data(data) => {
+                        for rec in &data.fields {
+                            let fields: Vec<(u16, &FieldValue)> =
+                                rec.iter().map(|(f, v)| (u16::from(*f), v)).collect();
+                            d.push(record(&fields, &clock));
+                        }
+                    }
+                    V9Body::OptionsData(o) => {
+                        for rec in &o.fields {
+                            let fields: Vec<(u16, &FieldValue)> = rec
+                                .options_fields
+                                .iter()
+                                .map(|(f, v)| (u16::from(*f), v))
+                                .collect();
+                            d.sampling = sampling_of(&fields).or(d.sampling);
+                        }
+                    }
+                    V9Body::NoTemplate(_) => d.no_template += 1,
+                    _ => {}
+                }
+            }
+            Some(d)
+        }
+        NetflowPacket::IPFix(x) => {
+            let h = &x.header;
+            let mut d = Decoded::empty(Version::Ipfix, h.observation_domain_id, h.sequence_number);
+            let numbered = |rec: &[(IPFixField, FieldValue)]| -> Vec<(u16, FieldValue)> {
+                rec.iter()
+                    .filter_map(|(f, v)| match f {
+                        IPFixField::IANA(f) => Some((iana_number(f)?, v.clone())),
+                        _ => None,
+                    })
+                    .collect()
+            };
+            // Options first: a boot time or rate in this packet applies to its own records.
+            let mut init = init_ms;
+            for fs in &x.flowsets {
+                if let IpfixBody::OptionsData(o) = &fs.body {
+                    for rec in &o.fields {
+                        let owned = numbered(rec);
+                        let fields: Vec<(u16, &FieldValue)> =
+                            owned.iter().map(|(n, v)| (*n, v)).collect();
+                        d.sampling = sampling_of(&fields).or(d.sampling);
+                        if let Some(ms) = fields
+                            .iter()
+                            .find(|(n, _)| *n == ie::SYSTEM_INIT_MS)
+                            .and_then(|(_, v)| number(v))
+                        {
+                            d.system_init_ms = Some(ms as i64);
+                            init = Some(ms as i64);
+                        }
+                    }
+                }
+            }
+            let clock = Clock {
+                export_ms: i64::from(h.export_time) * 1000,
+                uptime_ms: None,
+                init_ms: init,
+            };
+            for fs in &x.flowsets {
+                match &fs.body {
+                    IpfixBody::Data(data) => {
+                        for rec in &data.fields {
+                            let owned = numbered(rec);
+                            let fields: Vec<(u16, &FieldValue)> =
+                                owned.iter().map(|(n, v)| (*n, v)).collect();
+                            d.push(record(&fields, &clock));
+                        }
+                    }
+                    IpfixBody::NoTemplate(_) => d.no_template += 1,
+                    _ => {}
+                }
+            }
+            Some(d)
+        }
+        _ => None,
+    }
+}
+
+impl Decoded {
+    fn empty(version: Version, domain: u32, sequence: u32) -> Decoded {
+        Decoded {
+            version,
+            domain,
+            sequence,
+            records: 0,
+            flows: Vec::new(),
+            unusable: 0,
+            no_template: 0,
+            sampling: None,
+            system_init_ms: None,
+        }
+    }
+
+    fn push(&mut self, r: Option<FlowRecord>) {
+        self.records += 1;
+        match r {
+            Some(f) => self.flows.push(f),
+            None => self.unusable += 1,
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! The NetFlow/IPFIX source: UDP datagrams from routers and probes (`--netflow-listen`),
+//! parsed by `netflow_parser` with templates scoped per exporter, made into `scanscope.v1`
+//! batches — one sensor per exporter and observation domain, `source = netflow` — and handed
+//! to the store like a sensor's, so they share the write-ahead log and the lake.
+//!
+//! Per datagram: [`decode`] (flows, sampling, boot time, sequence) → direction (the operator's
+//! `--local-net`s decide what is inbound; only inbound flows are stored, the others counted)
+//! → kind from the OR-ed flags ([`Kind::from_flow_flags`]) → the exporter's waiting batch
+//! ([`exporter`]), sent when it holds `BATCH_FLOWS` flows or has waited `BATCH_WAIT`. UDP has
+//! no acks: gaps in an exporter's sequence numbers become `lost` rows; a datagram that does
+//! not parse is a `lost` row too, and the listener goes on.
+pub mod decode;
+pub mod exporter;
+
+use std::{
+    collections::HashMap,
+    net::{IpAddr, SocketAddr},
+    time::{Duration, Instant},
+};
+
+use ipnet::IpNet;
+use netflow_parser::{AutoScopedParser, NetflowError, NetflowParser, PendingFlowsConfig};
+use prost::Message;
+use scanscope_common::Kind;
+use scanscope_proto::v1::{self, LostStage};
+use tokio::net::UdpSocket;
+use tracing::{info, warn};
+
+use self::{
+    decode::{Decoded, FlowRecord, Version},
+    exporter::Exporter,
+};
+use crate::{error::CollectorError, store::StoreHandle, validate::Limits};
+
+/// Flows that make an exporter's batch go at once.
+pub const BATCH_FLOWS: usize = 10_000;
+/// The longest a received flow waits for its batch.
+pub const BATCH_WAIT: Duration = Duration::from_millis(500);
+/// Largest UDP datagram.
+const MAX_DATAGRAM: usize = 65_535;
+
+/// What to do with flows that are not inbound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// Store inbound flows only (destination in a local network, source outside); count the
+    /// others.
+    #[default]
+    Inbound,
+    /// Store every flow.
+    All,
+}
+
+/// The NetFlow source's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct NetflowOptions {
+    pub listen: Vec<SocketAddr>,
+    /// The operator's own networks: a flow to one of them from outside is inbound.
+    pub local_nets: Vec<IpNet>,
+    pub direction: Direction,
+    /// Sensor names of exporters: (address, name); others are named by their address.
+    pub names: Vec<(IpAddr, String)>,
+    /// The rate of flows whose exporter declared none (counted as
+    /// `netflow_default_sampling_flows`).
+    pub default_sampling: u32,
+}
+
+/// Counter names of the NetFlow source (in the lake's `sensor_stats`, docs/netflow.md).
+pub mod counters {
+    pub const DATAGRAMS: &str = "netflow_datagrams";
+    pub const FLOWS: &str = "netflow_flows";
+    pub const INBOUND: &str = "netflow_inbound_flows";
+    pub const OUTBOUND: &str = "netflow_outbound_flows";
+    pub const TRANSIT: &str = "netflow_transit_flows";
+    pub const INTERNAL: &str = "netflow_internal_flows";
+    pub const DEFAULT_SAMPLING: &str = "netflow_default_sampling_flows";
+    pub const TIME_FROM_RECEIPT: &str = "netflow_time_from_receipt_flows";
+    pub const ALL: [&str; 8] = [
+        DATAGRAMS,
+        FLOWS,
+        INBOUND,
+        OUTBOUND,
+        TRANSIT,
+        INTERNAL,
+        DEFAULT_SAMPLING,
+        TIME_FROM_RECEIPT,
+    ];
+}
+
+pub(crate) fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
+
+/// The reason a datagram did not parse, as its `lost` row's detail.
+fn reason(e: &NetflowError) -> &'static str {
+    match e {
+        NetflowError::Incomplete { .. } => "incomplete",
+        NetflowError::UnsupportedVersion { .. } => "unsupported_version",
+        NetflowError::FilteredVersion { .. } => "filtered_version",
+        NetflowError::ParseError { .. } => "parse_error",
+        NetflowError::Partial { .. } => "partial",
+        NetflowError::DecodedOutputLimitExceeded { .. } => "output_limit",
+        _ => "other",
+    }
+}
+
+/// Where a flow goes, by the local networks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    Inbound,
+    Outbound,
+    Transit,
+    Internal,
+}
+
+fn way(nets: &[IpNet], f: &FlowRecord) -> Way {
+    if nets.is_empty() {
+        return Way::Inbound;
+    }
+    let local = |a: IpAddr| nets.iter().any(|n| n.contains(&a));
+    match (local(f.src), local(f.dst)) {
+        (false, true) => Way::Inbound,
+        (true, false) => Way::Outbound,
+        (true, true) => Way::Internal,
+        (false, false) => Way::Transit,
+    }
+}
+
+fn addr_bytes(a: IpAddr) -> Vec<u8> {
+    match a {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    }
+}
+
+/// The kind of a flow: TCP by its OR-ed flags, UDP, ICMP echo requests, other ICMP, other
+/// protocols.
+pub fn kind_of(f: &FlowRecord) -> Kind {
+    use scanscope_common::proto as p;
+    match f.proto {
+        p::TCP => Kind::from_flow_flags(f.tcp_flags.unwrap_or(0)),
+        p::UDP => Kind::Udp,
+        p::ICMP | p::ICMPV6 => match f.icmp {
+            Some((8, _)) if f.proto == p::ICMP => Kind::IcmpEcho,
+            Some((128, _)) if f.proto == p::ICMPV6 => Kind::IcmpEcho,
+            _ => Kind::IcmpOther,
+        },
+        _ => Kind::OtherProto,
+    }
+}
+
+/// The state of one listener: the parser (templates per exporter) and the exporters.
+pub struct Receiver {
+    opts: NetflowOptions,
+    limits: Limits,
+    parser: AutoScopedParser,
+    exporters: HashMap<(IpAddr, u32), Exporter>,
+    instance_id: u64,
+    agent_version: String,
+}
+
+impl std::fmt::Debug for Receiver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receiver")
+            .field("exporters", &self.exporters.len())
+            .finish()
+    }
+}
+
+/// The exporter's address as the lake names it (IPv4-mapped IPv6 as IPv4).
+fn plain(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(a, IpAddr::V4),
+        a => a,
+    }
+}
+
+impl Receiver {
+    pub fn new(opts: NetflowOptions, limits: Limits) -> Result<Receiver, CollectorError> {
+        let builder = NetflowParser::builder().with_pending_flows(PendingFlowsConfig::default());
+        let parser = AutoScopedParser::try_with_builder(builder)
+            .map_err(|e| CollectorError::NetflowConfig(e.to_string()))?;
+        Ok(Receiver {
+            opts,
+            limits,
+            parser,
+            exporters: HashMap::new(),
+            instance_id: rand::random::<u64>() | 1,
+            agent_version: format!("scanscope-collector {} netflow", env!("CARGO_PKG_VERSION")),
+        })
+    }
+
+    fn exporter(&mut self, addr: IpAddr, domain: u32) -> &mut Exporter {
+        let addr = plain(addr);
+        let names = &self.opts.names;
+        self.exporters.entry((addr, domain)).or_insert_with(|| {
+            let name = names
+                .iter()
+                .find(|(a, _)| plain(*a) == addr)
+                .map(|(_, n)| {
+                    if domain == 0 {
+                        n.clone()
+                    } else {
+                        format!("{n}-{domain}")
+                    }
+                })
+                .unwrap_or_else(|| exporter::default_name(addr, domain));
+            Exporter::new(name, now_us())
+        })
+    }
+
+    /// Takes in one datagram from `from`.
+    pub fn datagram(&mut self, from: SocketAddr, data: &[u8]) {
+        let result = self.parser.parse_from_source(from, data);
+        let received_us = now_us();
+        let mut decoded: Vec<Decoded> = Vec::new();
+        for p in &result.packets {
+            let init = self.exporters_init(from.ip());
+            match decode::decode(p, init) {
+                Some(d) => decoded.push(d),
+                None => {
+                    let e = self.exporter(from.ip(), 0);
+                    e.lose(
+                        LostStage::NetflowMalformed,
+                        "datagrams",
+                        1,
+                        "unsupported_version".into(),
+                    );
+                }
+            }
+        }
+        if let Some(err) = &result.error {
+            // Bytes after a good v5 packet parse as another packet; those are trailing bytes
+            // of the same datagram, not a second one lost.
+            let detail = if result.packets.is_empty() {
+                reason(err)
+            } else {
+                "trailing_bytes"
+            };
+            let e = self.exporter(from.ip(), decoded.first().map_or(0, |d| d.domain));
+            e.lose(LostStage::NetflowMalformed, "datagrams", 1, detail.into());
+        }
+        if let Some(d) = decoded.first() {
+            self.exporter(from.ip(), d.domain)
+                .count(counters::DATAGRAMS, 1);
+        }
+        for d in decoded {
+            self.packet(from.ip(), d, received_us);
+        }
+    }
+
+    fn exporters_init(&self, addr: IpAddr) -> Option<i64> {
+        let addr = plain(addr);
+        self.exporters
+            .iter()
+            .find(|((a, _), _)| *a == addr)
+            .and_then(|(_, e)| e.init_ms)
+    }
+
+    fn packet(&mut self, from: IpAddr, d: Decoded, received_us: i64) {
+        let nets = self.opts.local_nets.clone();
+        let (direction, default_rate) = (self.opts.direction, self.opts.default_sampling.max(1));
+        let min_us = received_us - self.limits.max_age_us;
+        let max_us = received_us + self.limits.max_future_us;
+        let e = self.exporter(from, d.domain);
+        e.count(counters::FLOWS, d.flows.len() as u64);
+        if d.system_init_ms.is_some() {
+            e.init_ms = d.system_init_ms;
+        }
+        if d.version != Version::V5 && d.sampling.is_some() {
+            e.sampling = d.sampling;
+        }
+        let missed = e
+            .sequences
+            .entry(d.version.name())
+            .or_default()
+            .observe(d.version, d.sequence, d.records);
+        let unit = if d.version == Version::V9 {
+            "datagrams"
+        } else {
+            "flows"
+        };
+        e.lose(
+            LostStage::NetflowSequence,
+            unit,
+            missed,
+            format!("{} sequence gap before {}", d.version.name(), d.sequence),
+        );
+        e.lose(
+            LostStage::NetflowMalformed,
+            "flows",
+            u64::from(d.unusable),
+            "record without addresses, protocol or packets".into(),
+        );
+        e.lose(
+            LostStage::NetflowMalformed,
+            "flowsets",
+            u64::from(d.no_template),
+            "data whose template never arrived".into(),
+        );
+        let known = match d.version {
+            Version::V5 => d.sampling,
+            _ => e.sampling,
+        };
+        let rate = known.unwrap_or(default_rate);
+        let mut out_of_range = 0;
+        for f in &d.flows {
+            let w = way(&nets, f);
+            e.count(
+                match w {
+                    Way::Inbound => counters::INBOUND,
+                    Way::Outbound => counters::OUTBOUND,
+                    Way::Transit => counters::TRANSIT,
+                    Way::Internal => counters::INTERNAL,
+                },
+                1,
+            );
+            if w != Way::Inbound && direction == Direction::Inbound {
+                continue;
+            }
+            if f.packets == 0 {
+                e.lose(
+                    LostStage::NetflowMalformed,
+                    "flows",
+                    1,
+                    "flow of 0 packets".into(),
+                );
+                continue;
+            }
+            let us = |ms: i64| ms.checked_mul(1000);
+            let (start, end) = match (f.start_ms, f.end_ms) {
+                (Some(s), Some(t)) => (us(s), us(t.max(s))),
+                (Some(s), None) | (None, Some(s)) => (us(s), us(s)),
+                (None, None) => {
+                    e.count(counters::TIME_FROM_RECEIPT, 1);
+                    (Some(received_us), Some(received_us))
+                }
+            };
+            let (Some(start), Some(end)) = (start, end) else {
+                out_of_range += 1;
+                continue;
+            };
+            if !(min_us..=max_us).contains(&start) || end > max_us {
+                out_of_range += 1;
+                continue;
+            }
+            if known.is_none() {
+                e.count(counters::DEFAULT_SAMPLING, 1);
+            }
+            let kind = kind_of(f);
+            e.flows.push(v1::Flow {
+                interval_start_us: start,
+                interval_secs: ((end - start) as f64 / 1e6).max(0.001),
+                src_ip: addr_bytes(f.src),
+                dst_ip: addr_bytes(f.dst),
+                proto: u32::from(f.proto),
+                kind: v1::Kind::from(kind) as i32,
+                dst_port: u32::from(f.dst_port),
+                icmp_type: f.icmp.map(|(t, _)| u32::from(t)),
+                icmp_code: f.icmp.map(|(_, c)| u32::from(c)),
+                packets: f.packets,
+                bytes: f.bytes,
+                first_seen_us: start,
+                last_seen_us: end,
+                sampling_rate: Some(rate),
+                tcp_flags: f.tcp_flags.map(u32::from),
+            });
+        }
+        e.lose(
+            LostStage::NetflowMalformed,
+            "flows",
+            out_of_range,
+            "flow time outside the accepted range (--max-age-days, clock skew)".into(),
+        );
+    }
+
+    /// Batches of exporters whose rows are due (`all`: every exporter with rows).
+    pub fn due(&mut self, all: bool) -> Vec<v1::Batch> {
+        let (instance, version) = (self.instance_id, self.agent_version.clone());
+        self.exporters
+            .values_mut()
+            .filter(|e| {
+                e.has_pending()
+                    && (all
+                        || e.flows.len() >= BATCH_FLOWS
+                        || e.pending_since.is_some_and(|t| t.elapsed() >= BATCH_WAIT))
+            })
+            .filter_map(|e| e.take_batch(instance, &version))
+            .collect()
+    }
+}
+
+/// Binds the listeners (before start-up ends, so a taken port fails `serve`).
+pub async fn bind(opts: &NetflowOptions) -> Result<Vec<UdpSocket>, CollectorError> {
+    let mut out = Vec::new();
+    for addr in &opts.listen {
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(*addr),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )
+        .and_then(|s| {
+            // A burst waits in the kernel while a batch is handed to the store.
+            let _best_effort = s.set_recv_buffer_size(8 << 20);
+            s.set_nonblocking(true)?;
+            s.bind(&(*addr).into())?;
+            Ok(s)
+        })
+        .map_err(|e| CollectorError::Bind {
+            addr: *addr,
+            source: e,
+        })?;
+        let s = UdpSocket::from_std(s.into()).map_err(|e| CollectorError::Bind {
+            addr: *addr,
+            source: e,
+        })?;
+        info!(addr = %s.local_addr().unwrap_or(*addr), "netflow listener");
+        out.push(s);
+    }
+    if !opts.listen.is_empty() && opts.local_nets.is_empty() {
+        warn!("no --local-net: every NetFlow/IPFIX flow is taken as inbound");
+    }
+    Ok(out)
+}
+
+/// Receives on `socket` until `shutdown`, handing batches to `store`.
+pub async fn run(
+    socket: UdpSocket,
+    mut rx: Receiver,
+    store: StoreHandle,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut tick = tokio::time::interval(BATCH_WAIT / 4);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    let mut last_due = Instant::now();
+    loop {
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    rx.datagram(from, &buf[..n]);
+                    // Drain what else waits before batching (one batch for a burst).
+                    while let Ok((n, from)) = socket.try_recv_from(&mut buf) {
+                        rx.datagram(from, &buf[..n]);
+                    }
+                }
+                Err(e) => warn!(error = %e, "netflow receive"),
+            },
+            _ = tick.tick() => {}
+            () = &mut shutdown => {
+                let due = rx.due(true);
+                send(&store, &rx.limits, due).await;
+                return;
+            }
+        }
+        if last_due.elapsed() >= BATCH_WAIT / 4
+            || rx.exporters.values().any(|e| e.flows.len() >= BATCH_FLOWS)
+        {
+            last_due = Instant::now();
+            let due = rx.due(false);
+            send(&store, &rx.limits, due).await;
+        }
+    }
+}
+
+/// Validates batches as a sensor's and hands them to the store without waiting for
+/// durability (a refusal is logged and, like a sensor's, written to the `lost` table).
+async fn send(store: &StoreHandle, limits: &Limits, batches: Vec<v1::Batch>) {
+    for b in batches {
+        let encoded = b.encode_to_vec();
+        let (sensor, seq) = (b.sensor_id.clone(), b.seq);
+        if let Err(e) = crate::validate::validate(&b, encoded.len(), limits, now_us()) {
+            warn!(sensor, seq, error = %e, "netflow batch refused");
+            store
+                .rejected(
+                    sensor,
+                    e.reason(),
+                    e.to_string(),
+                    LostStage::CollectorRejected,
+                )
+                .await;
+            continue;
+        }
+        match store.enqueue(b, encoded, Default::default()).await {
+            Ok(answer) => {
+                tokio::spawn(async move {
+                    if let Ok(Err(e)) = answer.await {
+                        warn!(sensor, seq, error = %e, "netflow batch not stored");
+                    }
+                });
+            }
+            Err(e) => warn!(sensor, seq, error = %e, "netflow batch not stored"),
+        }
+    }
+}
