@@ -76,6 +76,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/org/{name}", get(org))
         .route("/api/v1/orgs", get(orgs))
         .route("/api/v1/sensors", get(sensors))
+        .route("/api/v1/tor", get(tor))
         .route("/api/{*rest}", get(no_such_call))
         .merge(web::routes())
         .with_state(state)
@@ -278,6 +279,10 @@ async fn orgs(State(state): State<Arc<AppState>>, Query(p): Params) -> Response 
 
 async fn sensors(State(state): State<Arc<AppState>>, Query(p): Params) -> Response {
     answer(state, p, "sensors", pages::sensors::build).await
+}
+
+async fn tor(State(state): State<Arc<AppState>>, Query(p): Params) -> Response {
+    answer(state, p, "tor", pages::tor::build).await
 }
 
 /// `404` for the UI: a JSON error (the UI's pages are all routed).

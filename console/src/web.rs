@@ -102,6 +102,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/org/{name}", get(page))
         .route("/orgs", get(page))
         .route("/sensors", get(page))
+        .route("/tor", get(page))
         .route("/assets/{name}", get(asset))
         .route("/favicon.svg", get(favicon))
 }

@@ -451,6 +451,14 @@ async function orgsPage() {
   show(provisionalNote(v), table(v, "orgs", "Organisations", { call: "orgs" }));
 }
 
+async function torPage() {
+  setTitle("Tor exit nodes");
+  const v = await api("tor");
+  fillRange(v);
+  status(`${fmt(v.summary.exit_nodes)} Tor exit nodes in ${v.range.from} … ${v.range.to} (rolled up with --tor-exit-list)`);
+  show(provisionalNote(v), table(v, "tor", "Per exit node and day", { call: "tor" }));
+}
+
 async function sensorsPage() {
   setTitle("Sensors");
   const v = await api("sensors");
@@ -574,6 +582,8 @@ async function route() {
       return orgsPage();
     case "sensors":
       return sensorsPage();
+    case "tor":
+      return torPage();
     default:
       throw new ApiError(404, { error: { message: `no page ${path}` } });
   }

@@ -74,6 +74,60 @@ pub struct ServeArgs {
     /// The sampling rate of flows whose exporter declares none (they are also counted).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub netflow_default_sampling: u32,
+    /// A TOML file of NetFlow settings (`local_nets`, `[[exporter]]` name and address,
+    /// `default_sampling`, `direction`; docs/netflow.md), added to the flags above.
+    #[arg(long, value_name = "FILE")]
+    pub netflow_config: Option<PathBuf>,
+}
+
+/// `--netflow-config`: what the flags say, in a file the operator keeps with the network's
+/// description.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NetflowFile {
+    #[serde(default)]
+    local_nets: Vec<ipnet::IpNet>,
+    #[serde(default)]
+    exporter: Vec<ExporterName>,
+    default_sampling: Option<u32>,
+    direction: Option<Direction>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExporterName {
+    name: String,
+    address: IpAddr,
+}
+
+impl NetflowFile {
+    fn read(path: &std::path::Path) -> Result<NetflowFile, CollectorError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CollectorError::ReadFile {
+            what: "NetFlow configuration",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let f: NetflowFile = toml::from_str(&text)
+            .map_err(|e| CollectorError::NetflowConfig(format!("{}: {e}", path.display())))?;
+        if let Some(bad) = f
+            .exporter
+            .iter()
+            .find(|e| !scanscope_common::valid_sensor_id(&e.name))
+        {
+            return Err(CollectorError::NetflowConfig(format!(
+                "{}: exporter name {:?} must be 1-128 bytes of [A-Za-z0-9._:-]",
+                path.display(),
+                bad.name
+            )));
+        }
+        if f.default_sampling == Some(0) {
+            return Err(CollectorError::NetflowConfig(format!(
+                "{}: default_sampling must be at least 1",
+                path.display()
+            )));
+        }
+        Ok(f)
+    }
 }
 
 /// `NAME=ADDRESS` of `--netflow-exporter`.
@@ -111,12 +165,27 @@ impl ServeArgs {
         opts.conn_limits.max_connections = self.max_connections.max(1);
         opts.conn_limits.max_per_ip = (self.max_connections / 64).max(8);
         opts.insecure = self.insecure;
+        let file = match &self.netflow_config {
+            Some(p) => NetflowFile::read(p)?,
+            None => NetflowFile::default(),
+        };
+        let mut names = self.netflow_exporter;
+        names.extend(file.exporter.into_iter().map(|e| (e.address, e.name)));
+        let mut local_nets = self.local_net;
+        local_nets.extend(file.local_nets);
         opts.netflow = NetflowOptions {
             listen: self.netflow_listen,
-            local_nets: self.local_net,
-            direction: self.netflow_direction,
-            names: self.netflow_exporter,
-            default_sampling: self.netflow_default_sampling,
+            local_nets,
+            // A flag given on the command line wins over the file.
+            direction: file
+                .direction
+                .filter(|_| self.netflow_direction == Direction::default())
+                .unwrap_or(self.netflow_direction),
+            names,
+            default_sampling: file
+                .default_sampling
+                .filter(|_| self.netflow_default_sampling == 1)
+                .unwrap_or(self.netflow_default_sampling),
         };
         opts.tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
@@ -129,5 +198,41 @@ impl ServeArgs {
         // Refused here already: one clear error before anything binds.
         opts.check_exposure()?;
         Ok(opts)
+    }
+}
+
+#[cfg(test)]
+mod netflow_file_tests {
+    use super::*;
+
+    #[test]
+    fn the_netflow_file_adds_networks_and_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("netflow.toml");
+        std::fs::write(
+            &p,
+            "local_nets = [\"198.51.100.0/24\", \"2001:db8::/32\"]\ndirection = \"all\"\n\
+             default_sampling = 10\n[[exporter]]\nname = \"edge-1\"\naddress = \"192.0.2.1\"\n",
+        )
+        .unwrap();
+        let f = NetflowFile::read(&p).unwrap();
+        assert_eq!(f.local_nets.len(), 2);
+        assert_eq!(f.direction, Some(Direction::All));
+        assert_eq!(f.default_sampling, Some(10));
+        assert_eq!(f.exporter[0].name, "edge-1");
+        std::fs::write(
+            &p,
+            "[[exporter]]\nname = \"bad name\"\naddress = \"192.0.2.1\"\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            NetflowFile::read(&p),
+            Err(CollectorError::NetflowConfig(_))
+        ));
+        std::fs::write(&p, "local_net = []\n").unwrap();
+        assert!(matches!(
+            NetflowFile::read(&p),
+            Err(CollectorError::NetflowConfig(_))
+        ));
     }
 }

@@ -533,4 +533,36 @@ fn softflowd_exports_land_in_the_lake_as_nfdump_stores_them() {
         [want[0][0].clone(), want[0][1].clone(), want[0][2].clone()]
     );
     assert_eq!(n["sources"], serde_json::json!(["netflow"]));
+    // The console's Tor page: the same node, with the rollup's figures for it.
+    let console = console::ConsoleProc::start(&lake, "127.0.0.1:0", &dir.join("console.log"))
+        .expect("console");
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            &format!("{}/api/v1/tor?from={date}&to={date}", console.url),
+        ])
+        .output()
+        .expect("curl");
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout).expect("tor page");
+    let rows = page["tables"]["tor"]["rows"]
+        .as_array()
+        .expect("tor rows")
+        .clone();
+    assert_eq!(rows.len(), 1, "{page}");
+    let rolled = duckdb(&format!(
+        "SELECT flows, packets, bytes, dst_hosts FROM read_parquet('{lake_s}/ip_daily/*/*.parquet') WHERE src_ip = '{SRC_NMAP}'"
+    ))
+    .unwrap();
+    let r = &rows[0];
+    assert_eq!(r["exit_node"], SRC_NMAP);
+    assert_eq!(
+        [&r["flows"], &r["packets"], &r["bytes"], &r["destinations"]].map(|x| x.to_string()),
+        [0, 1, 2, 3].map(|k| rolled[0][k].clone())
+    );
+    assert_eq!(
+        r["flows"].to_string(),
+        want[0][0],
+        "ip_daily's flows: the flows rows"
+    );
+    drop(console);
 }

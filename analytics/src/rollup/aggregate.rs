@@ -98,6 +98,8 @@ pub struct IpState {
     pub last: i64,
     pub packets: u64,
     pub bytes: u64,
+    /// `flows` rows.
+    pub flows: u64,
     pub backscatter_packets: u64,
     pub icmp_ping: u64,
     /// [`Kind`]s seen, a bit per discriminant.
@@ -126,6 +128,7 @@ impl IpState {
             last: i64::MIN,
             packets: 0,
             bytes: 0,
+            flows: 0,
             backscatter_packets: 0,
             icmp_ping: 0,
             kinds: 0,
@@ -464,6 +467,7 @@ impl DayAgg {
         s.last = s.last.max(f.last);
         s.packets = s.packets.saturating_add(f.packets);
         s.bytes = s.bytes.saturating_add(f.bytes);
+        s.flows += 1;
         s.kinds |= 1 << kind_bit;
         if let Some(r) = spoof_reason {
             s.spoof |= r.bit();

@@ -118,6 +118,7 @@ pub fn ip_row(agg: &DayAgg, s: &mut IpState, cfg: &RollupConfig, active: u64) ->
         last_seen: s.last,
         packets: s.packets,
         bytes: s.bytes,
+        flows: Some(s.flows),
         sensor_count: sensor_count as u32,
         sensors,
         scan_breadth: breadth,

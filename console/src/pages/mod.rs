@@ -8,6 +8,7 @@ pub mod overview;
 pub mod port;
 pub mod search;
 pub mod sensors;
+pub mod tor;
 
 use std::{collections::BTreeSet, path::PathBuf, sync::Arc};
 

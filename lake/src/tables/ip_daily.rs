@@ -25,6 +25,7 @@ crate::lake_table! {
         pub last_seen: i64 => Timestamp,
         pub packets: u64 => U64,
         pub bytes: u64 => U64,
+        pub flows: Option<u64> => Nullable<U64>,
         pub sensor_count: u32 => U32,
         /// Sensor ids (shared strings: one allocation per sensor, not per row).
         pub sensors: Vec<Arc<str>> => List<Utf8>,
