@@ -880,10 +880,13 @@ fn nmap_version_scan_sees_plausible_servers_and_caps_hold() {
     let mut lab = responder_lab(
         "respond-nmap",
         &format!(
-            "addresses = [\"{SENSOR_V4}\"]\npass_ports = [22]\nmax_per_source = 16\nmax_new_per_source = 400\nfirst_byte_secs = 3.0\n"
+            "addresses = [\"{SENSOR_V4}\"]\npass_ports = [22]\nmax_per_source = 16\nmax_new_per_source = 400\nfirst_byte_secs = 4.0\n"
         ),
         &[],
     );
+    // nmap's NULL probe calls a port `tcpwrapped` when it is closed within 3 s
+    // (`tcpwrappedms 3000`) and waits 6 s for a banner: the silent-client timeout sits between
+    // (at exactly 3 s, port 80 came out `tcpwrapped` once in a while).
     let ports = "21,23,25,80,110,143,2222,3306,5432,5900,6379,8080";
     let out = client(
         &lab,
@@ -970,7 +973,7 @@ print(len(socks))
         .and_then(|v| v.trim_end_matches(" kB").parse().ok())
         .expect("VmHWM");
     assert!(hwm_kb < 64 * 1024, "responder peak memory {hwm_kb} kB");
-    std::thread::sleep(std::time::Duration::from_millis(4500));
+    std::thread::sleep(std::time::Duration::from_millis(5500));
     let records = lab.stop_sensor().expect("stop sensor");
     // The flood's 600: 200 over the 400 new per minute (refused_rate), of the 400 admitted
     // by rate 16 held at once and 384 refused for the source (and 8 from the held set).
