@@ -390,6 +390,36 @@ impl Receiver {
     }
 }
 
+/// Bytes of kernel buffer a listener asks for: a burst of export datagrams waits there while
+/// a batch is handed to the store.
+pub const RECEIVE_BUFFER: usize = 32 << 20;
+
+/// Sets the socket's receive buffer to [`RECEIVE_BUFFER`]: past `net.core.rmem_max` with
+/// `SO_RCVBUFFORCE` when the collector has CAP_NET_ADMIN, else as far as `SO_RCVBUF` goes
+/// (datagrams the kernel drops show as sequence gaps, so a small buffer loses nothing silently).
+fn receive_buffer(s: &socket2::Socket) {
+    use std::os::fd::AsRawFd;
+    let n = RECEIVE_BUFFER as libc::c_int;
+    // SAFETY: setsockopt on a socket we own, with a pointer to a c_int and its size.
+    let forced = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&raw const n).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    } == 0;
+    if !forced {
+        let _capped_by_rmem_max = s.set_recv_buffer_size(RECEIVE_BUFFER);
+    }
+    tracing::debug!(
+        forced,
+        bytes = s.recv_buffer_size().unwrap_or(0),
+        "netflow receive buffer"
+    );
+}
+
 /// Binds the listeners (before start-up ends, so a taken port fails `serve`).
 pub async fn bind(opts: &NetflowOptions) -> Result<Vec<UdpSocket>, CollectorError> {
     let mut out = Vec::new();
@@ -400,8 +430,7 @@ pub async fn bind(opts: &NetflowOptions) -> Result<Vec<UdpSocket>, CollectorErro
             Some(socket2::Protocol::UDP),
         )
         .and_then(|s| {
-            // A burst waits in the kernel while a batch is handed to the store.
-            let _best_effort = s.set_recv_buffer_size(8 << 20);
+            receive_buffer(&s);
             s.set_nonblocking(true)?;
             s.bind(&(*addr).into())?;
             Ok(s)
