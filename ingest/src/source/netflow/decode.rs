@@ -266,6 +266,15 @@ impl FlowRecord {
     }
 }
 
+/// The observation domain (v9 source id) of an export packet; 0 for v5.
+pub fn domain_of(p: &NetflowPacket) -> u32 {
+    match p {
+        NetflowPacket::V9(v9) => v9.header.source_id,
+        NetflowPacket::IPFix(x) => x.header.observation_domain_id,
+        _ => 0,
+    }
+}
+
 /// Decodes one export packet. `init_ms` is the exporter's boot time learned from earlier
 /// options data (IPFIX uptime-relative times need it).
 pub fn decode(p: &NetflowPacket, init_ms: Option<i64>) -> Option<Decoded> {

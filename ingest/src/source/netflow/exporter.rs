@@ -117,8 +117,14 @@ impl Exporter {
         self.pending_since.get_or_insert_with(Instant::now);
     }
 
-    /// Records a loss.
-    pub fn lose(&mut self, stage: v1::LostStage, unit: &str, count: u64, detail: String) {
+    /// Records a loss of `count` (nothing when 0; the detail is only made then).
+    pub fn lose(
+        &mut self,
+        stage: v1::LostStage,
+        unit: &str,
+        count: u64,
+        detail: impl FnOnce() -> String,
+    ) {
         if count == 0 {
             return;
         }
@@ -127,7 +133,7 @@ impl Exporter {
             stage: stage as i32,
             unit: unit.into(),
             count,
-            detail,
+            detail: detail(),
         });
         self.pending_since.get_or_insert_with(Instant::now);
     }

@@ -167,6 +167,31 @@ impl std::fmt::Debug for Receiver {
     }
 }
 
+/// The state of exporter `addr` and `domain`, made on its first datagram (named by `names`,
+/// else by its address).
+fn exporter_of<'a>(
+    exporters: &'a mut HashMap<(IpAddr, u32), Exporter>,
+    names: &[(IpAddr, String)],
+    addr: IpAddr,
+    domain: u32,
+) -> &'a mut Exporter {
+    let addr = plain(addr);
+    exporters.entry((addr, domain)).or_insert_with(|| {
+        let name = names
+            .iter()
+            .find(|(a, _)| plain(*a) == addr)
+            .map(|(_, n)| {
+                if domain == 0 {
+                    n.clone()
+                } else {
+                    format!("{n}-{domain}")
+                }
+            })
+            .unwrap_or_else(|| exporter::default_name(addr, domain));
+        Exporter::new(name, now_us())
+    })
+}
+
 /// The exporter's address as the lake names it (IPv4-mapped IPv6 as IPv4).
 fn plain(a: IpAddr) -> IpAddr {
     match a {
@@ -191,22 +216,7 @@ impl Receiver {
     }
 
     fn exporter(&mut self, addr: IpAddr, domain: u32) -> &mut Exporter {
-        let addr = plain(addr);
-        let names = &self.opts.names;
-        self.exporters.entry((addr, domain)).or_insert_with(|| {
-            let name = names
-                .iter()
-                .find(|(a, _)| plain(*a) == addr)
-                .map(|(_, n)| {
-                    if domain == 0 {
-                        n.clone()
-                    } else {
-                        format!("{n}-{domain}")
-                    }
-                })
-                .unwrap_or_else(|| exporter::default_name(addr, domain));
-            Exporter::new(name, now_us())
-        })
+        exporter_of(&mut self.exporters, &self.opts.names, addr, domain)
     }
 
     /// Takes in one datagram from `from`.
@@ -215,17 +225,17 @@ impl Receiver {
         let received_us = now_us();
         let mut decoded: Vec<Decoded> = Vec::new();
         for p in &result.packets {
-            let init = self.exporters_init(from.ip());
+            let init = self
+                .exporters
+                .get(&(plain(from.ip()), decode::domain_of(p)))
+                .and_then(|e| e.init_ms);
             match decode::decode(p, init) {
                 Some(d) => decoded.push(d),
                 None => {
                     let e = self.exporter(from.ip(), 0);
-                    e.lose(
-                        LostStage::NetflowMalformed,
-                        "datagrams",
-                        1,
-                        "unsupported_version".into(),
-                    );
+                    e.lose(LostStage::NetflowMalformed, "datagrams", 1, || {
+                        "unsupported_version".into()
+                    });
                 }
             }
         }
@@ -238,7 +248,9 @@ impl Receiver {
                 "trailing_bytes"
             };
             let e = self.exporter(from.ip(), decoded.first().map_or(0, |d| d.domain));
-            e.lose(LostStage::NetflowMalformed, "datagrams", 1, detail.into());
+            e.lose(LostStage::NetflowMalformed, "datagrams", 1, || {
+                detail.into()
+            });
         }
         if let Some(d) = decoded.first() {
             self.exporter(from.ip(), d.domain)
@@ -249,20 +261,13 @@ impl Receiver {
         }
     }
 
-    fn exporters_init(&self, addr: IpAddr) -> Option<i64> {
-        let addr = plain(addr);
-        self.exporters
-            .iter()
-            .find(|((a, _), _)| *a == addr)
-            .and_then(|(_, e)| e.init_ms)
-    }
-
     fn packet(&mut self, from: IpAddr, d: Decoded, received_us: i64) {
-        let nets = self.opts.local_nets.clone();
-        let (direction, default_rate) = (self.opts.direction, self.opts.default_sampling.max(1));
+        let opts = &self.opts;
+        let (nets, direction) = (&opts.local_nets[..], opts.direction);
+        let default_rate = opts.default_sampling.max(1);
         let min_us = received_us - self.limits.max_age_us;
         let max_us = received_us + self.limits.max_future_us;
-        let e = self.exporter(from, d.domain);
+        let e = exporter_of(&mut self.exporters, &opts.names, from, d.domain);
         e.count(counters::FLOWS, d.flows.len() as u64);
         if d.system_init_ms.is_some() {
             e.init_ms = d.system_init_ms;
@@ -280,32 +285,29 @@ impl Receiver {
         } else {
             "flows"
         };
-        e.lose(
-            LostStage::NetflowSequence,
-            unit,
-            missed,
-            format!("{} sequence gap before {}", d.version.name(), d.sequence),
-        );
+        e.lose(LostStage::NetflowSequence, unit, missed, || {
+            format!("{} sequence gap before {}", d.version.name(), d.sequence)
+        });
         e.lose(
             LostStage::NetflowMalformed,
             "flows",
             u64::from(d.unusable),
-            "record without addresses, protocol or packets".into(),
+            || "record without addresses, protocol or packets".into(),
         );
         e.lose(
             LostStage::NetflowMalformed,
             "flowsets",
             u64::from(d.no_template),
-            "data whose template never arrived".into(),
+            || "data whose template never arrived".into(),
         );
         let known = match d.version {
             Version::V5 => d.sampling,
             _ => e.sampling,
         };
         let rate = known.unwrap_or(default_rate);
-        let mut out_of_range = 0;
+        let (mut out_of_range, mut empty) = (0, 0);
         for f in &d.flows {
-            let w = way(&nets, f);
+            let w = way(nets, f);
             e.count(
                 match w {
                     Way::Inbound => counters::INBOUND,
@@ -319,12 +321,7 @@ impl Receiver {
                 continue;
             }
             if f.packets == 0 {
-                e.lose(
-                    LostStage::NetflowMalformed,
-                    "flows",
-                    1,
-                    "flow of 0 packets".into(),
-                );
+                empty += 1;
                 continue;
             }
             let us = |ms: i64| ms.checked_mul(1000);
@@ -366,12 +363,12 @@ impl Receiver {
                 tcp_flags: f.tcp_flags.map(u32::from),
             });
         }
-        e.lose(
-            LostStage::NetflowMalformed,
-            "flows",
-            out_of_range,
-            "flow time outside the accepted range (--max-age-days, clock skew)".into(),
-        );
+        e.lose(LostStage::NetflowMalformed, "flows", out_of_range, || {
+            "flow time outside the accepted range (--max-age-days, clock skew)".into()
+        });
+        e.lose(LostStage::NetflowMalformed, "flows", empty, || {
+            "flow of 0 packets".into()
+        });
     }
 
     /// Batches of exporters whose rows are due (`all`: every exporter with rows).
