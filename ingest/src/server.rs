@@ -219,6 +219,10 @@ pub async fn serve(
     let conn_stats = Arc::new(ConnStats::default());
     // Listed from the first scrape on, before the first flush.
     std::sync::LazyLock::force(&crate::store::FLUSH_SECONDS);
+    if !opts.netflow.listen.is_empty() {
+        std::sync::LazyLock::force(&crate::source::netflow::DURABLE_FLOWS);
+        std::sync::LazyLock::force(&crate::source::netflow::DATAGRAMS);
+    }
     opts.probe
         .set(handle.clone(), conn_stats.clone(), auth.refused.clone());
     let mtls = opts.tls.as_ref().is_some_and(|t| t.client_ca.is_some());

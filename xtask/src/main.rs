@@ -8,6 +8,7 @@
 //! * `demo` — build-ebpf, then the namespace lab with real scanners (root).
 //! * `bench xdp` — per-packet cost of the XDP program through BPF_PROG_TEST_RUN.
 //! * `bench ingest` / `bench rollup` — collector ingest rate; daily rollup time and memory.
+//! * `bench netflow` — NetFlow/IPFIX flows per second into the WAL, beside nfcapd.
 //! * `bench console` — the console's API latency and memory over 30 generated days, beside DuckDB.
 use std::{
     path::{Path, PathBuf},
@@ -48,7 +49,7 @@ enum Cmd {
     },
     /// Run a benchmark and print its figures.
     Bench {
-        /// Which benchmark: `xdp`, `ingest`, `rollup`, `responder`, `console`.
+        /// Which benchmark: `xdp`, `ingest`, `netflow`, `rollup`, `responder`, `console`.
         which: String,
     },
 }
@@ -193,6 +194,9 @@ fn main() -> Result<()> {
                 run(cargo().args(["bench", "-p", "sensor-user", "--bench", "xdp"]))
             }
             "ingest" => run(cargo().args(["bench", "-p", "scanscope-ingest", "--bench", "ingest"])),
+            "netflow" => {
+                run(cargo().args(["bench", "-p", "scanscope-ingest", "--bench", "netflow"]))
+            }
             "responder" => {
                 run(cargo().args(["bench", "-p", "sensor-user", "--bench", "responder"]))
             }
@@ -219,7 +223,7 @@ fn main() -> Result<()> {
                 run(cargo().args(["bench", "-p", "scanscope-console", "--bench", "console"]))
             }
             other => bail!(
-                "unknown benchmark {other:?} (known: xdp, ingest, rollup, responder, console)"
+                "unknown benchmark {other:?} (known: xdp, ingest, netflow, rollup, responder, console)"
             ),
         },
     }

@@ -87,6 +87,26 @@ pub mod counters {
     ];
 }
 
+/// Flows the store made durable (their batch is in the fsynced WAL), for `/metrics`.
+pub static DURABLE_FLOWS: std::sync::LazyLock<scanscope_telemetry::metrics::Counter> =
+    std::sync::LazyLock::new(|| {
+        scanscope_telemetry::metrics::register(
+            "scanscope_netflow_durable_flows",
+            "NetFlow/IPFIX flows in batches the store made durable",
+            Default::default(),
+        )
+    });
+
+/// Datagrams received, for `/metrics`.
+pub static DATAGRAMS: std::sync::LazyLock<scanscope_telemetry::metrics::Counter> =
+    std::sync::LazyLock::new(|| {
+        scanscope_telemetry::metrics::register(
+            "scanscope_netflow_datagrams",
+            "NetFlow/IPFIX datagrams received",
+            Default::default(),
+        )
+    });
+
 pub(crate) fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -221,6 +241,7 @@ impl Receiver {
 
     /// Takes in one datagram from `from`.
     pub fn datagram(&mut self, from: SocketAddr, data: &[u8]) {
+        DATAGRAMS.inc();
         let result = self.parser.parse_from_source(from, data);
         let received_us = now_us();
         let mut decoded: Vec<Decoded> = Vec::new();
@@ -508,11 +529,16 @@ async fn send(store: &StoreHandle, limits: &Limits, batches: Vec<v1::Batch>) {
                 .await;
             continue;
         }
+        let flows = b.flows.len() as u64;
         match store.enqueue(b, encoded, Default::default()).await {
             Ok(answer) => {
                 tokio::spawn(async move {
-                    if let Ok(Err(e)) = answer.await {
-                        warn!(sensor, seq, error = %e, "netflow batch not stored");
+                    match answer.await {
+                        Ok(Ok(_)) => {
+                            DURABLE_FLOWS.inc_by(flows);
+                        }
+                        Ok(Err(e)) => warn!(sensor, seq, error = %e, "netflow batch not stored"),
+                        Err(_) => warn!(sensor, seq, "netflow batch not stored: store stopped"),
                     }
                 });
             }

@@ -1,0 +1,282 @@
+//! `cargo xtask bench netflow`: IPFIX and v9 datagrams (softflowd's, from
+//! `tests/data/netflow/`, replayed with rising sequence numbers) sent over loopback to an
+//! in-process collector (`--netflow-listen`), as fast as it makes them durable: flows per
+//! second into the WAL and CPU seconds per million flows (the sender's own CPU left out).
+//! Beside it, in the same run, nfdump's `nfcapd` receives the same datagrams at the rate the
+//! collector reached; its CPU per million flows and the flows it stored are printed (its
+//! highest rate on one core is 1 / its CPU per flow).
+//!
+//! Environment: `SCANSCOPE_BENCH_FLOWS` (flows per protocol, default 1 000 000).
+use std::{
+    net::{SocketAddr, UdpSocket},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use scanscope_ingest::{
+    server::{self, ServeOptions},
+    source::netflow::{DURABLE_FLOWS, NetflowOptions},
+    validate::Limits,
+};
+
+fn cpu(who: libc::c_int) -> f64 {
+    // SAFETY: getrusage writes into the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    unsafe { libc::getrusage(who, &mut ru) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+fn fixture(name: &str) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/netflow")
+        .join(name);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .expect("fixture")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| std::fs::read(p).expect("read"))
+        .collect()
+}
+
+/// A stream of `flows` flows: the capture's first datagram (templates, options, data), then
+/// its data datagrams again and again, each with the sequence number the one before leads
+/// to. `records[i]` is datagram i's data records.
+struct Stream {
+    datagrams: Vec<Vec<u8>>,
+    flows: u64,
+}
+
+fn stream(name: &str, records: &[u32], ipfix: bool, flows: u64) -> Stream {
+    let caps = fixture(name);
+    let mut out = vec![caps[0].clone()];
+    let mut sent = u64::from(records[0]);
+    // IPFIX (RFC 7011): records before the message; v9: export packets.
+    let mut seq: u32 = if ipfix { records[0] } else { 2 };
+    let (at, step_by_records) = if ipfix { (8, true) } else { (12, false) };
+    // The first datagram keeps its own number; IPFIX's first is rewritten to 0 so the stream
+    // counts as RFC 7011 says.
+    if ipfix {
+        out[0][at..at + 4].copy_from_slice(&0u32.to_be_bytes());
+    }
+    'outer: loop {
+        for (d, n) in caps.iter().zip(records).skip(1) {
+            if sent >= flows {
+                break 'outer;
+            }
+            let mut d = d.clone();
+            d[at..at + 4].copy_from_slice(&seq.to_be_bytes());
+            seq = seq.wrapping_add(if step_by_records { *n } else { 1 });
+            sent += u64::from(*n);
+            out.push(d);
+        }
+    }
+    Stream {
+        datagrams: out,
+        flows: sent,
+    }
+}
+
+/// Sends `s` to `to`, keeping at most `window` flows ahead of `done()`; or, with `pace`,
+/// at that many flows per second.
+fn send(
+    s: &Stream,
+    records: &[u32],
+    to: SocketAddr,
+    window: u64,
+    done: &dyn Fn() -> u64,
+    pace: Option<f64>,
+) -> Result<()> {
+    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    let t0 = Instant::now();
+    let mut sent = 0u64;
+    for (i, d) in s.datagrams.iter().enumerate() {
+        let n = u64::from(if i == 0 {
+            records[0]
+        } else {
+            records[1 + (i - 1) % (records.len() - 1)]
+        });
+        match pace {
+            Some(rate) => {
+                let due = Duration::from_secs_f64(sent as f64 / rate);
+                while t0.elapsed() < due {
+                    std::hint::spin_loop();
+                }
+            }
+            None => {
+                while sent.saturating_sub(done()) > window {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+        }
+        sock.send_to(d, to)?;
+        sent += n;
+    }
+    Ok(())
+}
+
+/// (data records per datagram) of a capture, by the parser.
+fn records_of(name: &str) -> Vec<u32> {
+    let mut p = netflow_parser::AutoScopedParser::new();
+    let from: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+    fixture(name)
+        .iter()
+        .map(|d| {
+            let r = p.parse_from_source(from, d);
+            r.packets
+                .iter()
+                .filter_map(|p| scanscope_ingest::source::netflow::decode::decode(p, None))
+                .map(|d| d.records)
+                .sum()
+        })
+        .collect()
+}
+
+fn nfcapd(streams: &[(&Stream, &[u32])], rate: f64, dir: &Path) -> Result<(f64, u64)> {
+    std::fs::create_dir_all(dir)?;
+    let port = UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut child = Command::new("nfcapd")
+        .args([
+            "-b",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "3600",
+            "-B",
+            "33554432",
+            "-w",
+        ])
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("nfcapd (apt-get install nfdump)")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let ticks = |pid: u32| -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let after = stat.rsplit(')').next().unwrap_or("");
+        let f: Vec<&str> = after.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 (11 and 12 after the name).
+        let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        (t(11) + t(12)) / 100.0
+    };
+    let c0 = ticks(child.id());
+    let to: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+    for (s, r) in streams {
+        send(s, r, to, 0, &|| 0, Some(rate))?;
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let used = ticks(child.id()) - c0;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    child.wait()?;
+    let out = Command::new("nfdump")
+        .arg("-R")
+        .arg(dir)
+        .args(["-q", "-N", "-o", "fmt:%pr"])
+        .output()?;
+    Ok((
+        used,
+        String::from_utf8_lossy(&out.stdout).lines().count() as u64,
+    ))
+}
+
+fn main() -> Result<()> {
+    let flows: u64 = std::env::var("SCANSCOPE_BENCH_FLOWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let (ri, rv) = (records_of("ipfix_100"), records_of("v9_100"));
+    let ipfix = stream("ipfix_100", &ri, true, flows);
+    let v9 = stream("v9_100", &rv, false, flows);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-netflow");
+    let _fresh = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root)?;
+
+    let rt = tokio::runtime::Runtime::new()?;
+    let nf_port = UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
+    let mut opts = ServeOptions::new("127.0.0.1:0".parse()?, root.join("lake"));
+    opts.netflow = NetflowOptions {
+        listen: vec![format!("127.0.0.1:{nf_port}").parse()?],
+        default_sampling: 1,
+        ..NetflowOptions::default()
+    };
+    // softflowd's captures are from 2023.
+    opts.limits = Limits {
+        max_age_us: i64::MAX / 4,
+        ..Limits::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = rt.spawn(async move {
+        let listener = server::bind(opts.listen).await?;
+        server::serve(opts, listener, async {
+            let _sender_gone = stopped.await.is_err();
+        })
+        .await
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let to: SocketAddr = format!("127.0.0.1:{nf_port}").parse()?;
+    let total = ipfix.flows + v9.flows;
+    let d0 = DURABLE_FLOWS.get();
+    let (c0, t0) = (cpu(libc::RUSAGE_SELF), Instant::now());
+    let sender = std::thread::scope(|s| {
+        s.spawn(|| -> Result<f64> {
+            let c = cpu(libc::RUSAGE_THREAD);
+            for (st, r) in [(&ipfix, &ri[..]), (&v9, &rv[..])] {
+                send(st, r, to, 200_000, &|| DURABLE_FLOWS.get() - d0, None)?;
+            }
+            Ok(cpu(libc::RUSAGE_THREAD) - c)
+        })
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender panicked"))?
+    })?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while DURABLE_FLOWS.get() - d0 < total {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {total} flows made durable in time",
+                DURABLE_FLOWS.get() - d0
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let ours_cpu = cpu(libc::RUSAGE_SELF) - c0 - sender;
+    let _server_gone = stop.send(()).is_err();
+    rt.block_on(server)??;
+    let rate = total as f64 / secs;
+
+    let (their_cpu, stored) = nfcapd(&[(&ipfix, &ri), (&v9, &rv)], rate, &root.join("nfcapd"))?;
+    println!(
+        "\nnetflow benchmark: {} IPFIX + {} v9 flows ({} datagrams) over loopback",
+        ipfix.flows,
+        v9.flows,
+        ipfix.datagrams.len() + v9.datagrams.len()
+    );
+    println!(
+        "| receiver | flows/s | CPU s per million flows | flows stored | flows/s on one core (1 / CPU per flow) |"
+    );
+    println!("|---|---|---|---|---|");
+    println!(
+        "| scanscope (decoded, batched, in the fsynced WAL) | {rate:.0} | {:.2} | {total} | {:.0} |",
+        ours_cpu / total as f64 * 1e6,
+        total as f64 / ours_cpu
+    );
+    println!(
+        "| nfcapd (same datagrams at the rate above) | {rate:.0} | {:.2} | {stored} | {:.0} |",
+        their_cpu / total as f64 * 1e6,
+        total as f64 / their_cpu.max(1e-9)
+    );
+    println!(
+        "goal: ≥ 1 000 000 flows/s into the WAL and at least nfcapd's rate; ratio of CPU per flow (scanscope / nfcapd): {:.2}",
+        ours_cpu / their_cpu.max(1e-9)
+    );
+    Ok(())
+}
