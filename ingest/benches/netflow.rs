@@ -10,14 +10,14 @@
 use std::{
     net::{SocketAddr, UdpSocket},
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, bail};
 use scanscope_ingest::{
     server::{self, ServeOptions},
-    source::netflow::{DURABLE_FLOWS, NetflowOptions},
+    source::netflow::{METRICS, NetflowOptions},
     validate::Limits,
 };
 
@@ -141,22 +141,7 @@ fn records_of(name: &str) -> Vec<u32> {
 fn nfcapd(streams: &[(&Stream, &[u32])], rate: f64, dir: &Path) -> Result<(f64, u64)> {
     std::fs::create_dir_all(dir)?;
     let port = UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port();
-    let mut child = Command::new("nfcapd")
-        .args([
-            "-b",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            "3600",
-            "-B",
-            "33554432",
-            "-w",
-        ])
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    let mut child = scanscope_testkit::netflow::nfcapd(port, dir, Some(32 << 20))
         .context("nfcapd (apt-get install nfdump)")?;
     std::thread::sleep(Duration::from_millis(500));
     let ticks = |pid: u32| -> f64 {
@@ -224,13 +209,20 @@ fn main() -> Result<()> {
     std::thread::sleep(Duration::from_millis(500));
     let to: SocketAddr = format!("127.0.0.1:{nf_port}").parse()?;
     let total = ipfix.flows + v9.flows;
-    let d0 = DURABLE_FLOWS.get();
+    let d0 = METRICS.durable_flows.get();
     let (c0, t0) = (cpu(libc::RUSAGE_SELF), Instant::now());
     let sender = std::thread::scope(|s| {
         s.spawn(|| -> Result<f64> {
             let c = cpu(libc::RUSAGE_THREAD);
             for (st, r) in [(&ipfix, &ri[..]), (&v9, &rv[..])] {
-                send(st, r, to, 200_000, &|| DURABLE_FLOWS.get() - d0, None)?;
+                send(
+                    st,
+                    r,
+                    to,
+                    200_000,
+                    &|| METRICS.durable_flows.get() - d0,
+                    None,
+                )?;
             }
             Ok(cpu(libc::RUSAGE_THREAD) - c)
         })
@@ -238,11 +230,11 @@ fn main() -> Result<()> {
         .map_err(|_| anyhow::anyhow!("sender panicked"))?
     })?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while DURABLE_FLOWS.get() - d0 < total {
+    while METRICS.durable_flows.get() - d0 < total {
         if Instant::now() > deadline {
             bail!(
                 "only {} of {total} flows made durable in time",
-                DURABLE_FLOWS.get() - d0
+                METRICS.durable_flows.get() - d0
             );
         }
         std::thread::sleep(Duration::from_millis(1));

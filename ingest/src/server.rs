@@ -220,8 +220,7 @@ pub async fn serve(
     // Listed from the first scrape on, before the first flush.
     std::sync::LazyLock::force(&crate::store::FLUSH_SECONDS);
     if !opts.netflow.listen.is_empty() {
-        std::sync::LazyLock::force(&crate::source::netflow::DURABLE_FLOWS);
-        std::sync::LazyLock::force(&crate::source::netflow::DATAGRAMS);
+        std::sync::LazyLock::force(&crate::source::netflow::METRICS);
     }
     opts.probe
         .set(handle.clone(), conn_stats.clone(), auth.refused.clone());

@@ -10,9 +10,11 @@
 //!   shared by the XDP tests and the older-kernel VM test.
 //! * [`gate`] — the one skip-or-fail gate of privileged tests.
 //! * [`synthetic`] — seeded synthetic traffic for the benchmarks.
+//! * [`netflow`] — nfdump's `nfcapd`, the NetFlow reference collector.
 pub mod conformance;
 pub mod frame;
 pub mod gate;
+pub mod netflow;
 pub mod reference;
 pub mod synthetic;
 pub mod testrun;

@@ -353,23 +353,8 @@ fn softflowd_exports_land_in_the_lake_as_nfdump_stores_them() {
         let nfdir = dir.join(format!("nfcapd-{name}"));
         std::fs::create_dir_all(&nfdir).unwrap();
         let port = free_udp_port();
-        let mut nfcapd = Proc(
-            Command::new("nfcapd")
-                .args([
-                    "-b",
-                    "127.0.0.1",
-                    "-p",
-                    &port.to_string(),
-                    "-t",
-                    "3600",
-                    "-w",
-                ])
-                .arg(&nfdir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("nfcapd"),
-        );
+        let mut nfcapd =
+            Proc(scanscope_testkit::netflow::nfcapd(port, &nfdir, None).expect("nfcapd"));
         std::thread::sleep(Duration::from_millis(500));
         let relay = Relay::start(
             from,

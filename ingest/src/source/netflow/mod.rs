@@ -87,25 +87,30 @@ pub mod counters {
     ];
 }
 
-/// Flows the store made durable (their batch is in the fsynced WAL), for `/metrics`.
-pub static DURABLE_FLOWS: std::sync::LazyLock<scanscope_telemetry::metrics::Counter> =
-    std::sync::LazyLock::new(|| {
-        scanscope_telemetry::metrics::register(
+/// The NetFlow source's counters on `/metrics`.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Flows in batches the store made durable (in the fsynced WAL).
+    pub durable_flows: scanscope_telemetry::metrics::Counter,
+    /// Datagrams received.
+    pub datagrams: scanscope_telemetry::metrics::Counter,
+}
+
+pub static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| {
+    let counter = |name: &str, help: &str| {
+        scanscope_telemetry::metrics::register(name, help, Default::default())
+    };
+    Metrics {
+        durable_flows: counter(
             "scanscope_netflow_durable_flows",
             "NetFlow/IPFIX flows in batches the store made durable",
-            Default::default(),
-        )
-    });
-
-/// Datagrams received, for `/metrics`.
-pub static DATAGRAMS: std::sync::LazyLock<scanscope_telemetry::metrics::Counter> =
-    std::sync::LazyLock::new(|| {
-        scanscope_telemetry::metrics::register(
+        ),
+        datagrams: counter(
             "scanscope_netflow_datagrams",
             "NetFlow/IPFIX datagrams received",
-            Default::default(),
-        )
-    });
+        ),
+    }
+});
 
 pub(crate) fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
@@ -241,7 +246,7 @@ impl Receiver {
 
     /// Takes in one datagram from `from`.
     pub fn datagram(&mut self, from: SocketAddr, data: &[u8]) {
-        DATAGRAMS.inc();
+        METRICS.datagrams.inc();
         let result = self.parser.parse_from_source(from, data);
         let received_us = now_us();
         let mut decoded: Vec<Decoded> = Vec::new();
@@ -535,7 +540,7 @@ async fn send(store: &StoreHandle, limits: &Limits, batches: Vec<v1::Batch>) {
                 tokio::spawn(async move {
                     match answer.await {
                         Ok(Ok(_)) => {
-                            DURABLE_FLOWS.inc_by(flows);
+                            METRICS.durable_flows.inc_by(flows);
                         }
                         Ok(Err(e)) => warn!(sensor, seq, error = %e, "netflow batch not stored"),
                         Err(_) => warn!(sensor, seq, "netflow batch not stored: store stopped"),
