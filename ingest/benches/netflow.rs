@@ -174,6 +174,10 @@ fn nfcapd(streams: &[(&Stream, &[u32])], rate: f64, dir: &Path) -> Result<(f64, 
 }
 
 fn main() -> Result<()> {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("netflow benchmark: run it with `cargo xtask bench netflow`");
+        return Ok(());
+    }
     let flows: u64 = std::env::var("SCANSCOPE_BENCH_FLOWS")
         .ok()
         .and_then(|v| v.parse().ok())
