@@ -21,6 +21,20 @@ pub fn collector_binary() -> Option<PathBuf> {
     crate::binary("scanscope-collector", "SCANSCOPE_COLLECTOR_BIN")
 }
 
+/// Runs `scanscope-collector ARGS…` to its end (`rollup`, `report`) and gives its standard
+/// output; an error with its standard error if it failed.
+pub fn collector_run<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Result<Vec<u8>> {
+    let bin = collector_binary().context("scanscope-collector binary not built")?;
+    let out = Command::new(bin).args(args).output()?;
+    if !out.status.success() {
+        bail!(
+            "scanscope-collector: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(out.stdout)
+}
+
 /// A `scanscope-collector serve` child process; killed on drop.
 #[derive(Debug)]
 pub struct CollectorProc {

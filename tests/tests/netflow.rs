@@ -448,25 +448,18 @@ fn softflowd_exports_land_in_the_lake_as_nfdump_stores_them() {
         format!("ExitNode 0011BD\nExitAddress {SRC_NMAP} {date} 07:00:00\n"),
     )
     .unwrap();
-    let bin = transport::collector_binary().expect("collector binary");
     let lake_s = lake.display().to_string();
-    let out = Command::new(&bin)
-        .args([
-            "rollup",
-            "--data",
-            &lake_s,
-            "--date",
-            date,
-            "--tor-exit-list",
-        ])
-        .arg(&tor)
-        .output()
-        .expect("rollup");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let tor_s = tor.display().to_string();
+    transport::collector_run(&[
+        "rollup",
+        "--data",
+        &lake_s,
+        "--date",
+        date,
+        "--tor-exit-list",
+        &tor_s,
+    ])
+    .expect("rollup");
     let ip = duckdb(&format!(
         "SELECT src_ip, scan_type, list_sort(ports), dst_hosts, tor_exit FROM read_parquet('{lake_s}/ip_daily/*/*.parquet') \
          WHERE src_ip IN ('{SRC_NMAP}', '{SRC_MASSCAN}', '{SRC_ZMAP}') ORDER BY src_ip"
@@ -487,18 +480,11 @@ fn softflowd_exports_land_in_the_lake_as_nfdump_stores_them() {
             row([SRC_ZMAP, "horizontal", "[8080]", "16", "False"]),
         ]
     );
-    let out = Command::new(&bin)
-        .args([
-            "report", "--data", &lake_s, "--date", date, "--tor", "--json",
-        ])
-        .output()
-        .expect("report --tor");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = transport::collector_run(&[
+        "report", "--data", &lake_s, "--date", date, "--tor", "--json",
+    ])
+    .expect("report --tor");
+    let report: serde_json::Value = serde_json::from_slice(&out).unwrap();
     let nodes = report["tor"].as_array().unwrap();
     assert_eq!(nodes.len(), 1, "{report}");
     let n = &nodes[0];

@@ -781,18 +781,10 @@ fn real_clients_are_answered_and_their_logins_recorded() {
         lake.display()
     ));
     // The rollup of the day: the sessions' facts per source, and the two-phase scanner.
-    let bin = transport::collector_binary().expect("collector binary");
     let date = chrono::Utc::now().date_naive().to_string();
     let lake_s = lake.display().to_string();
-    let out = Command::new(&bin)
-        .args(["rollup", "--data", &lake_s, "--date", &date, "--json"])
-        .output()
+    transport::collector_run(&["rollup", "--data", &lake_s, "--date", &date, "--json"])
         .expect("rollup");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let ip = duckdb(&format!(
         "SELECT src_ip, two_phase_tool, list_contains(tags, 'two_phase'), http_url, sessions, \
          login_attempts, users, http_user_agent FROM read_parquet('{lake_s}/ip_daily/*/*.parquet') \

@@ -275,6 +275,16 @@ pub fn domain_of(p: &NetflowPacket) -> u32 {
     }
 }
 
+/// The elements of an IPFIX record the decoder reads, by number (borrowed, not copied).
+fn numbered(rec: &[(IPFixField, FieldValue)]) -> Vec<(u16, &FieldValue)> {
+    rec.iter()
+        .filter_map(|(f, v)| match f {
+            IPFixField::IANA(f) => Some((iana_number(f)?, v)),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Decodes one export packet. `init_ms` is the exporter's boot time learned from earlier
 /// options data (IPFIX uptime-relative times need it).
 pub fn decode(p: &NetflowPacket, init_ms: Option<i64>) -> Option<Decoded> {
@@ -351,22 +361,12 @@ pub fn decode(p: &NetflowPacket, init_ms: Option<i64>) -> Option<Decoded> {
         NetflowPacket::IPFix(x) => {
             let h = &x.header;
             let mut d = Decoded::empty(Version::Ipfix, h.observation_domain_id, h.sequence_number);
-            let numbered = |rec: &[(IPFixField, FieldValue)]| -> Vec<(u16, FieldValue)> {
-                rec.iter()
-                    .filter_map(|(f, v)| match f {
-                        IPFixField::IANA(f) => Some((iana_number(f)?, v.clone())),
-                        _ => None,
-                    })
-                    .collect()
-            };
             // Options first: a boot time or rate in this packet applies to its own records.
             let mut init = init_ms;
             for fs in &x.flowsets {
                 if let IpfixBody::OptionsData(o) = &fs.body {
                     for rec in &o.fields {
-                        let owned = numbered(rec);
-                        let fields: Vec<(u16, &FieldValue)> =
-                            owned.iter().map(|(n, v)| (*n, v)).collect();
+                        let fields = numbered(rec);
                         d.sampling = sampling_of(&fields).or(d.sampling);
                         if let Some(ms) = fields
                             .iter()
@@ -388,10 +388,7 @@ pub fn decode(p: &NetflowPacket, init_ms: Option<i64>) -> Option<Decoded> {
                 match &fs.body {
                     IpfixBody::Data(data) => {
                         for rec in &data.fields {
-                            let owned = numbered(rec);
-                            let fields: Vec<(u16, &FieldValue)> =
-                                owned.iter().map(|(n, v)| (*n, v)).collect();
-                            d.push(record(&fields, &clock));
+                            d.push(record(&numbered(rec), &clock));
                         }
                     }
                     IpfixBody::NoTemplate(_) => d.no_template += 1,
