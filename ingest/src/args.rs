@@ -78,6 +78,14 @@ pub struct ServeArgs {
     /// `default_sampling`, `direction`; docs/netflow.md), added to the flags above.
     #[arg(long, value_name = "FILE")]
     pub netflow_config: Option<PathBuf>,
+    /// Most NetFlow exporters (address and observation domain) the collector keeps state for;
+    /// datagrams of others are counted as refused (UDP sources can be spoofed).
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub netflow_max_exporters: u32,
+    /// Take NetFlow only from exporters named by `--netflow-exporter` or the config file;
+    /// datagrams of others are counted as refused.
+    #[arg(long)]
+    pub netflow_named_only: bool,
 }
 
 /// `--netflow-config`: what the flags say, in a file the operator keeps with the network's
@@ -91,6 +99,7 @@ struct NetflowFile {
     exporter: Vec<ExporterName>,
     default_sampling: Option<u32>,
     direction: Option<Direction>,
+    named_only: Option<bool>,
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -186,6 +195,9 @@ impl ServeArgs {
                 .default_sampling
                 .filter(|_| self.netflow_default_sampling == 1)
                 .unwrap_or(self.netflow_default_sampling),
+            max_exporters: self.netflow_max_exporters as usize,
+            named_only: self.netflow_named_only || file.named_only.unwrap_or(false),
+            ..NetflowOptions::default()
         };
         opts.tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
@@ -212,13 +224,14 @@ mod netflow_file_tests {
         std::fs::write(
             &p,
             "local_nets = [\"198.51.100.0/24\", \"2001:db8::/32\"]\ndirection = \"all\"\n\
-             default_sampling = 10\n[[exporter]]\nname = \"edge-1\"\naddress = \"192.0.2.1\"\n",
+             default_sampling = 10\nnamed_only = true\n[[exporter]]\nname = \"edge-1\"\naddress = \"192.0.2.1\"\n",
         )
         .unwrap();
         let f = NetflowFile::read(&p).unwrap();
         assert_eq!(f.local_nets.len(), 2);
         assert_eq!(f.direction, Some(Direction::All));
         assert_eq!(f.default_sampling, Some(10));
+        assert_eq!(f.named_only, Some(true));
         assert_eq!(f.exporter[0].name, "edge-1");
         std::fs::write(
             &p,

@@ -280,13 +280,12 @@ pub struct Store {
     wal: Wal,
     /// Highest stored seq per sensor instance, including batches not yet in Parquet.
     watermarks: Watermarks,
-    /// Batches of the open WAL segment.
-    current: Vec<Batch>,
+    /// Batches of the open WAL segment, as their records' bodies.
+    current: Vec<Vec<u8>>,
     current_rows: usize,
     current_bytes: u64,
-    /// Sealed segments whose Parquet write has not succeeded yet (oldest first), with the
-    /// watermarks as of their end.
-    sealed: VecDeque<(u64, Vec<Batch>, Watermarks)>,
+    /// Sealed segments whose Parquet write has not succeeded yet (oldest first).
+    sealed: VecDeque<Sealed>,
     sensors: BTreeMap<String, SensorInfo>,
     tables: BTreeMap<&'static str, TableInfo>,
     rejected: BTreeMap<&'static str, u64>,
@@ -295,6 +294,18 @@ pub struct Store {
     duplicates: u64,
     disk_full: bool,
     sealed_wal_bytes: u64,
+}
+
+/// A sealed WAL segment waiting for its Parquet write: its batches as the encoded bodies of
+/// its records (decoded again for the write: a decoded batch takes several times the memory,
+/// and holding the listeners' allocations until a flush costs them fresh pages), its lake
+/// rows, and the watermarks as of its end.
+#[derive(Debug)]
+struct Sealed {
+    segment: u64,
+    bodies: Vec<Vec<u8>>,
+    rows: u64,
+    marks: Watermarks,
 }
 
 /// Seconds per flushed WAL segment (WAL → Parquet → checkpoint).
@@ -494,7 +505,12 @@ impl Store {
                 "replayed write-ahead log into the lake"
             );
             sealed_wal_bytes += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            sealed.push_back((seg, r.batches, marks.clone()));
+            sealed.push_back(Sealed {
+                segment: seg,
+                rows: r.batches.iter().map(Batch::lake_rows).sum(),
+                bodies: r.batches.iter().map(Message::encode_to_vec).collect(),
+                marks: marks.clone(),
+            });
         }
         let next = segs.last().copied().unwrap_or(0).max(cp.flushed_through) + 1;
         let wal = Wal::open(&wdir, next)?;
@@ -607,7 +623,7 @@ impl Store {
         let mut tentative: Watermarks = BTreeMap::new();
         let unflushed = self.unflushed_bytes();
         type Reply = oneshot::Sender<Result<AckStatus, IngestError>>;
-        let mut accepted: Vec<(Batch, Reply, Arc<AtomicBool>)> = Vec::new();
+        let mut accepted: Vec<(Batch, Vec<u8>, Reply, Arc<AtomicBool>)> = Vec::new();
         let mut failure: Option<StorageError> = None;
         let mut failed: Vec<(Reply, Arc<AtomicBool>)> = Vec::new();
         // Resends of a batch appended earlier in this same group: answered DUPLICATE only once
@@ -665,7 +681,7 @@ impl Store {
             match self.wal.append(&encoded) {
                 Ok(()) => {
                     tentative.insert(k, batch.seq);
-                    accepted.push((batch, reply, stream_failed));
+                    accepted.push((batch, encoded, reply, stream_failed));
                 }
                 Err(e) => {
                     failure = Some(e.into());
@@ -691,7 +707,7 @@ impl Store {
             self.disk_full = disk_full;
             for (reply, stream_failed) in accepted
                 .into_iter()
-                .map(|(_, r, f)| (r, f))
+                .map(|(_, _, r, f)| (r, f))
                 .chain(failed)
                 .chain(pending_dups)
             {
@@ -705,7 +721,7 @@ impl Store {
             self.disk_full = false;
         }
         let now = now_us();
-        for (batch, reply, _) in accepted {
+        for (batch, encoded, reply, _) in accepted {
             let rows = batch.lake_rows();
             self.watermarks.insert(key(&batch), batch.seq);
             self.note_instance(&batch, now);
@@ -714,8 +730,8 @@ impl Store {
             s.rows += rows;
             s.last_batch_us = now;
             self.current_rows += rows as usize;
-            self.current_bytes += batch.encoded_len() as u64;
-            self.current.push(batch);
+            self.current_bytes += encoded.len() as u64;
+            self.current.push(encoded);
             let _stream_gone = reply.send(Ok(AckStatus::Stored)).is_err();
         }
         for (reply, _) in pending_dups {
@@ -731,25 +747,25 @@ impl Store {
             return;
         }
         let before = self.wal.len();
-        let batches: Vec<Batch> = self
+        let bodies: Vec<Vec<u8>> = self
             .refusals
             .groups
             .iter()
             .map(|((sensor, _, stage), g)| {
                 let mut b = collector_lost(*stage, "batches", g.count, g.detail.clone());
                 b.sensor_id.clone_from(sensor);
-                b
+                b.encode_to_vec()
             })
             .collect();
-        let appended = batches
+        let appended = bodies
             .iter()
-            .try_for_each(|b| self.wal.append(&b.encode_to_vec()))
+            .try_for_each(|b| self.wal.append(b))
             .and_then(|()| self.wal.sync());
         match appended {
             Ok(()) => {
                 self.refusals = Refusals::default();
-                self.current_rows += batches.len();
-                self.current.extend(batches);
+                self.current_rows += bodies.len();
+                self.current.extend(bodies);
             }
             Err(e) => {
                 warn!(error = %e, "could not record refused batches; they stay counted for the next flush");
@@ -768,11 +784,14 @@ impl Store {
             match self.wal.rotate() {
                 Ok(seg) => {
                     self.sealed_wal_bytes += len;
-                    let batches = std::mem::take(&mut self.current);
+                    self.sealed.push_back(Sealed {
+                        segment: seg,
+                        bodies: std::mem::take(&mut self.current),
+                        rows: self.current_rows as u64,
+                        marks: self.watermarks.clone(),
+                    });
                     self.current_rows = 0;
                     self.current_bytes = 0;
-                    self.sealed
-                        .push_back((seg, batches, self.watermarks.clone()));
                 }
                 Err(e) => {
                     self.note_flush_error(e.is_disk_full());
@@ -780,11 +799,29 @@ impl Store {
                 }
             }
         }
-        while let Some((seg, batches, marks)) = self.sealed.front() {
+        while let Some(Sealed {
+            segment: seg,
+            bodies,
+            marks,
+            ..
+        }) = self.sealed.front()
+        {
             let started = Instant::now();
             let mut rows = Rows::default();
-            for b in batches {
-                rows.push(b);
+            for body in bodies {
+                match Batch::decode(&body[..]) {
+                    Ok(b) => rows.push(&b),
+                    Err(e) => {
+                        // Bodies are the store's own encodings: this is a bug, and counted.
+                        error!(segment = seg, error = %e, "a held batch does not decode");
+                        rows.push(&collector_lost(
+                            LostStage::CollectorWal,
+                            "batches",
+                            1,
+                            format!("segment {seg}: a held batch does not decode: {e}"),
+                        ));
+                    }
+                }
             }
             let n = rows.len();
             let written = match rows.write_segment(&self.cfg.lake, *seg) {
@@ -980,13 +1017,8 @@ impl Store {
                 }
             })
             .collect();
-        let pending_rows = self.current_rows as u64
-            + self
-                .sealed
-                .iter()
-                .flat_map(|(_, b, _)| b.iter())
-                .map(Batch::lake_rows)
-                .sum::<u64>();
+        let pending_rows =
+            self.current_rows as u64 + self.sealed.iter().map(|s| s.rows).sum::<u64>();
         StatusResponse {
             sensors,
             tables,
@@ -1334,7 +1366,7 @@ mod tests {
         let seg = s.wal.segment();
         // Write the segment's Parquet but "crash" before the checkpoint.
         let mut rows = Rows::default();
-        rows.push(&s.current[0]);
+        rows.push(&Batch::decode(&s.current[0][..]).unwrap());
         rows.write_segment(&s.cfg.lake, seg).unwrap();
         drop(s);
         let s = Store::open(cfg(d.path())).unwrap();

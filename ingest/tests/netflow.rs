@@ -7,7 +7,9 @@ use std::{
 };
 
 use scanscope_ingest::{
-    source::netflow::{Direction, NetflowOptions, Receiver, counters},
+    source::netflow::{
+        Direction, MAX_EXPORTERS, NetflowOptions, REFUSED_SENSOR, Receiver, counters,
+    },
     validate::Limits,
 };
 use scanscope_proto::v1::{self, LostStage};
@@ -364,6 +366,140 @@ fn a_fuzz_of_100_000_datagrams_is_counted_and_loses_no_good_flow() {
         })
         .map(|l| l.count)
         .sum();
-    assert_eq!(decoded + malformed, N as u64);
-    assert!(malformed > N as u64 / 2, "most are malformed: {malformed}");
+    // Random observation domains make new exporters: past the limit they are refused, one
+    // count for all of them, and the state kept stays bounded.
+    let refused: u64 = batches
+        .iter()
+        .filter(|b| b.sensor_id == REFUSED_SENSOR)
+        .flat_map(|b| &b.lost)
+        .filter(|l| l.stage == LostStage::CollectorRejected as i32)
+        .map(|l| l.count)
+        .sum();
+    assert_eq!(decoded + malformed + refused, N as u64);
+    assert!(malformed > N as u64 / 4, "many are malformed: {malformed}");
+    assert!(refused > 0, "random domains reach the exporter limit");
+    let sensors: std::collections::BTreeSet<&str> =
+        batches.iter().map(|b| b.sensor_id.as_str()).collect();
+    assert!(
+        sensors.len() <= MAX_EXPORTERS + 1,
+        "{} sensors for at most {MAX_EXPORTERS} exporters and the refused count",
+        sensors.len()
+    );
+}
+
+/// Lost rows of the refused-datagrams sensor: (count, detail).
+fn refused(batches: &[v1::Batch]) -> Vec<(u64, String)> {
+    batches
+        .iter()
+        .filter(|b| b.sensor_id == REFUSED_SENSOR)
+        .flat_map(|b| &b.lost)
+        .map(|l| {
+            assert_eq!(l.stage, LostStage::CollectorRejected as i32);
+            assert_eq!(l.unit, "datagrams");
+            (l.count, l.detail.clone())
+        })
+        .collect()
+}
+
+fn sensors_with_flows(batches: &[v1::Batch]) -> Vec<String> {
+    let mut out: Vec<String> = batches
+        .iter()
+        .filter(|b| !b.flows.is_empty())
+        .map(|b| b.sensor_id.clone())
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn exporters_past_the_limit_are_refused_and_counted_once() {
+    let v5 = datagrams("v5");
+    let mut rx = receiver(NetflowOptions {
+        max_exporters: 2,
+        ..NetflowOptions::default()
+    });
+    for host in 1..=5u8 {
+        rx.datagram(SocketAddr::from(([127, 0, 0, host], 2055)), &v5[0]);
+    }
+    // A known exporter still gets in at the limit.
+    rx.datagram(SocketAddr::from(([127, 0, 0, 1], 2055)), &v5[0]);
+    let batches = rx.due(true);
+    assert_eq!(sensors_with_flows(&batches), ["127.0.0.1", "127.0.0.2"]);
+    assert_eq!(
+        refused(&batches),
+        [(
+            3,
+            "exporter past --netflow-max-exporters (last from 127.0.0.5)".to_string()
+        )]
+    );
+    assert_eq!(counter(&batches, counters::REFUSED), 3);
+
+    // Observation domains count as exporters: one address cannot make unbounded state.
+    let ipfix = datagrams("ipfix");
+    let mut rx = receiver(NetflowOptions {
+        max_exporters: 2,
+        ..NetflowOptions::default()
+    });
+    let from: SocketAddr = EXPORTER.parse().unwrap();
+    for domain in 1..=5u32 {
+        let mut d = ipfix[0].clone();
+        d[12..16].copy_from_slice(&domain.to_be_bytes());
+        rx.datagram(from, &d);
+    }
+    let batches = rx.due(true);
+    assert_eq!(sensors_with_flows(&batches), ["127.0.0.1-1", "127.0.0.1-2"]);
+    assert_eq!(refused(&batches)[0].0, 3);
+}
+
+#[test]
+fn named_only_takes_the_named_exporters_alone() {
+    let v5 = datagrams("v5");
+    let mut rx = receiver(NetflowOptions {
+        named_only: true,
+        names: vec![("127.0.0.3".parse().unwrap(), "edge".into())],
+        ..NetflowOptions::default()
+    });
+    for host in 1..=5u8 {
+        rx.datagram(SocketAddr::from(([127, 0, 0, host], 2055)), &v5[0]);
+    }
+    let batches = rx.due(true);
+    assert_eq!(sensors_with_flows(&batches), ["edge"]);
+    assert_eq!(
+        refused(&batches),
+        [(
+            4,
+            "exporter not named (--netflow-named-only) (last from 127.0.0.5)".to_string()
+        )]
+    );
+}
+
+/// A burst waiting on the socket is read one full batch at a time: a fast exporter never
+/// makes a batch past the store's size limit (it once grew to 700 000 flows and was refused).
+#[tokio::test]
+async fn a_burst_is_read_one_full_batch_at_a_time() {
+    let grams = datagrams("v5_100");
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let to = socket.local_addr().unwrap();
+    let sender = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for g in &grams {
+        sender.send_to(g, to).unwrap();
+    }
+    let mut rx = receiver(NetflowOptions {
+        batch_flows: 20,
+        ..NetflowOptions::default()
+    });
+    let mut buf = vec![0u8; 65_535];
+    let mut batches = Vec::new();
+    socket.readable().await.unwrap();
+    for i in 0..grams.len() {
+        rx.drain(&socket, &mut buf);
+        // softflowd's v5 datagrams hold 29 flows, then the last 13: each of the first three
+        // fills a batch and stops the reading.
+        assert_eq!(rx.full(), i < 3, "datagram {i}");
+        let due = rx.due(true);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].flows.len(), if i < 3 { 29 } else { 13 }, "batch {i}");
+        batches.extend(due);
+    }
+    assert_eq!(rows(&batches), 100);
 }

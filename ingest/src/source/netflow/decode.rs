@@ -10,77 +10,129 @@ use netflow_parser::{
             FlowSetBody as IpfixBody,
             lookup::{IANAIPFixField, IPFixField},
         },
-        v9::FlowSetBody as V9Body,
+        v9::{FlowSetBody as V9Body, lookup::V9Field},
     },
 };
 
-/// Information elements the decoder reads (IPFIX numbers; v9's are the same).
-pub mod ie {
-    pub const OCTETS: u16 = 1;
-    pub const PACKETS: u16 = 2;
-    pub const PROTO: u16 = 4;
-    pub const TCP_FLAGS: u16 = 6;
-    pub const SRC_PORT: u16 = 7;
-    pub const SRC_V4: u16 = 8;
-    pub const DST_PORT: u16 = 11;
-    pub const DST_V4: u16 = 12;
-    pub const END_UPTIME: u16 = 21;
-    pub const START_UPTIME: u16 = 22;
-    pub const OUT_OCTETS: u16 = 23;
-    pub const OUT_PACKETS: u16 = 24;
-    pub const SRC_V6: u16 = 27;
-    pub const DST_V6: u16 = 28;
-    pub const ICMP_V4: u16 = 32;
-    pub const SAMPLING_INTERVAL: u16 = 34;
-    pub const SAMPLER_RANDOM_INTERVAL: u16 = 50;
-    pub const OCTETS_TOTAL: u16 = 85;
-    pub const PACKETS_TOTAL: u16 = 86;
-    pub const ICMP_V6: u16 = 139;
-    pub const START_SECS: u16 = 150;
-    pub const END_SECS: u16 = 151;
-    pub const START_MS: u16 = 152;
-    pub const END_MS: u16 = 153;
-    pub const SYSTEM_INIT_MS: u16 = 160;
-    pub const PACKET_INTERVAL: u16 = 305;
-    pub const PACKET_SPACE: u16 = 306;
-    /// Every element above.
-    pub const READ: [u16; 27] = [
-        OCTETS,
-        PACKETS,
-        PROTO,
-        TCP_FLAGS,
-        SRC_PORT,
-        SRC_V4,
-        DST_PORT,
-        DST_V4,
-        END_UPTIME,
-        START_UPTIME,
-        OUT_OCTETS,
-        OUT_PACKETS,
-        SRC_V6,
-        DST_V6,
-        ICMP_V4,
-        SAMPLING_INTERVAL,
-        SAMPLER_RANDOM_INTERVAL,
-        OCTETS_TOTAL,
-        PACKETS_TOTAL,
-        ICMP_V6,
-        START_SECS,
-        END_SECS,
-        START_MS,
-        END_MS,
-        SYSTEM_INIT_MS,
-        PACKET_INTERVAL,
-        PACKET_SPACE,
-    ];
+/// The information elements the decoder reads, each once: its IPFIX number (v9's are the
+/// same), constant name and the parser's name for it. A record's elements are put in slots
+/// by this list in one pass, so reading one is an index, not a search.
+macro_rules! elements {
+    ($($name:ident = $num:literal, $iana:ident;)*) => {
+        /// Information elements the decoder reads (IPFIX numbers; v9's are the same).
+        pub mod ie {
+            $(pub const $name: u16 = $num;)*
+        }
+
+        #[allow(
+            non_camel_case_types,
+            clippy::upper_case_acronyms,
+            reason = "slots are named as the element constants"
+        )]
+        #[derive(Clone, Copy)]
+        enum Slot {
+            $($name,)*
+        }
+
+        /// Elements the decoder reads.
+        const SLOTS: usize = [$(Slot::$name),*].len();
+
+        /// The slot of element `n`, if the decoder reads it.
+        #[inline]
+        const fn slot_of(n: u16) -> Option<usize> {
+            match n {
+                $($num => Some(Slot::$name as usize),)*
+                _ => None,
+            }
+        }
+
+        /// The slot of an IANA element the parser named (it does not number them).
+        #[inline]
+        fn slot_of_iana(f: &IANAIPFixField) -> Option<usize> {
+            match f {
+                $(IANAIPFixField::$iana => Some(Slot::$name as usize),)*
+                _ => None,
+            }
+        }
+    };
 }
 
-/// The number of an IANA element the decoder reads (the parser names elements but cannot
-/// number them).
-fn iana_number(f: &IANAIPFixField) -> Option<u16> {
-    static NAMED: std::sync::LazyLock<Vec<(IANAIPFixField, u16)>> =
-        std::sync::LazyLock::new(|| ie::READ.map(|n| (IANAIPFixField::from(n), n)).to_vec());
-    NAMED.iter().find(|(x, _)| x == f).map(|(_, n)| *n)
+elements! {
+    OCTETS = 1, OctetDeltaCount;
+    PACKETS = 2, PacketDeltaCount;
+    PROTO = 4, ProtocolIdentifier;
+    TCP_FLAGS = 6, TcpControlBits;
+    SRC_PORT = 7, SourceTransportPort;
+    SRC_V4 = 8, SourceIpv4address;
+    DST_PORT = 11, DestinationTransportPort;
+    DST_V4 = 12, DestinationIpv4address;
+    END_UPTIME = 21, FlowEndSysUpTime;
+    START_UPTIME = 22, FlowStartSysUpTime;
+    OUT_OCTETS = 23, PostOctetDeltaCount;
+    OUT_PACKETS = 24, PostPacketDeltaCount;
+    SRC_V6 = 27, SourceIpv6address;
+    DST_V6 = 28, DestinationIpv6address;
+    ICMP_V4 = 32, IcmpTypeCodeIpv4;
+    SAMPLING_INTERVAL = 34, SamplingInterval;
+    SAMPLER_RANDOM_INTERVAL = 50, SamplerRandomInterval;
+    OCTETS_TOTAL = 85, OctetTotalCount;
+    PACKETS_TOTAL = 86, PacketTotalCount;
+    ICMP_V6 = 139, IcmpTypeCodeIpv6;
+    START_SECS = 150, FlowStartSeconds;
+    END_SECS = 151, FlowEndSeconds;
+    START_MS = 152, FlowStartMilliseconds;
+    END_MS = 153, FlowEndMilliseconds;
+    SYSTEM_INIT_MS = 160, SystemInitTimeMilliseconds;
+    PACKET_INTERVAL = 305, SamplingPacketInterval;
+    PACKET_SPACE = 306, SamplingPacketSpace;
+}
+
+/// One record's elements by slot (the first of a repeated element wins, as a search did).
+struct Fields<'a>([Option<&'a FieldValue>; SLOTS]);
+
+impl<'a> Fields<'a> {
+    fn new() -> Fields<'a> {
+        Fields([None; SLOTS])
+    }
+
+    #[inline]
+    fn put(&mut self, slot: Option<usize>, v: &'a FieldValue) {
+        if let Some(cell) = slot.and_then(|s| self.0.get_mut(s))
+            && cell.is_none()
+        {
+            *cell = Some(v);
+        }
+    }
+
+    /// Element `id` (one of [`ie`]).
+    #[inline]
+    fn get(&self, id: u16) -> Option<&'a FieldValue> {
+        slot_of(id).and_then(|s| self.0[s])
+    }
+
+    fn num(&self, id: u16) -> Option<u64> {
+        self.get(id).and_then(number)
+    }
+
+    /// A v9 record's elements.
+    fn of_v9(rec: &'a [(V9Field, FieldValue)]) -> Fields<'a> {
+        let mut f = Fields::new();
+        for (k, v) in rec {
+            f.put(slot_of(u16::from(*k)), v);
+        }
+        f
+    }
+
+    /// An IPFIX record's IANA elements.
+    fn of_ipfix(rec: &'a [(IPFixField, FieldValue)]) -> Fields<'a> {
+        let mut f = Fields::new();
+        for (k, v) in rec {
+            if let IPFixField::IANA(k) = k {
+                f.put(slot_of_iana(k), v);
+            }
+        }
+        f
+    }
 }
 
 /// The export protocol of a datagram.
@@ -157,13 +209,8 @@ fn number(v: &FieldValue) -> Option<u64> {
 
 /// Akvorado's rate from sampling options: IE 305/306 as (interval + space) / interval, else
 /// IE 34 or 50 as they are. `None` when nothing usable (0 or absent).
-fn sampling_of(fields: &[(u16, &FieldValue)]) -> Option<u32> {
-    let get = |id| {
-        fields
-            .iter()
-            .find(|(n, _)| *n == id)
-            .and_then(|(_, v)| number(v))
-    };
+fn sampling_of(fields: &Fields<'_>) -> Option<u32> {
+    let get = |id| fields.num(id);
     let rate = match (get(ie::PACKET_INTERVAL), get(ie::PACKET_SPACE)) {
         (Some(i), Some(s)) if i > 0 => Some((i + s) / i),
         _ => get(ie::SAMPLING_INTERVAL)
@@ -201,9 +248,9 @@ impl Clock {
 }
 
 /// One v9/IPFIX data record (its elements by number) as a flow.
-fn record(fields: &[(u16, &FieldValue)], clock: &Clock) -> Option<FlowRecord> {
-    let get = |id| fields.iter().find(|(n, _)| *n == id).map(|(_, v)| *v);
-    let num = |id| get(id).and_then(number);
+fn record(fields: &Fields<'_>, clock: &Clock) -> Option<FlowRecord> {
+    let get = |id| fields.get(id);
+    let num = |id| fields.num(id);
     let addr = |v4, v6| {
         get(v4)
             .or_else(|| get(v6))
@@ -275,16 +322,6 @@ pub fn domain_of(p: &NetflowPacket) -> u32 {
     }
 }
 
-/// The elements of an IPFIX record the decoder reads, by number (borrowed, not copied).
-fn numbered(rec: &[(IPFixField, FieldValue)]) -> Vec<(u16, &FieldValue)> {
-    rec.iter()
-        .filter_map(|(f, v)| match f {
-            IPFixField::IANA(f) => Some((iana_number(f)?, v)),
-            _ => None,
-        })
-        .collect()
-}
-
 /// Decodes one export packet. `init_ms` is the exporter's boot time learned from earlier
 /// options data (IPFIX uptime-relative times need it).
 pub fn decode(p: &NetflowPacket, init_ms: Option<i64>) -> Option<Decoded> {
@@ -337,18 +374,12 @@ pub fn decode(p: &NetflowPacket, init_ms: Option<i64>) -> Option<Decoded> {
                 match &fs.body {
                     V9Body::Data(data) => {
                         for rec in &data.fields {
-                            let fields: Vec<(u16, &FieldValue)> =
-                                rec.iter().map(|(f, v)| (u16::from(*f), v)).collect();
-                            d.push(record(&fields, &clock));
+                            d.push(record(&Fields::of_v9(rec), &clock));
                         }
                     }
                     V9Body::OptionsData(o) => {
                         for rec in &o.fields {
-                            let fields: Vec<(u16, &FieldValue)> = rec
-                                .options_fields
-                                .iter()
-                                .map(|(f, v)| (u16::from(*f), v))
-                                .collect();
+                            let fields = Fields::of_v9(&rec.options_fields);
                             d.sampling = sampling_of(&fields).or(d.sampling);
                         }
                     }
@@ -366,13 +397,9 @@ pub fn decode(p: &NetflowPacket, init_ms: Option<i64>) -> Option<Decoded> {
             for fs in &x.flowsets {
                 if let IpfixBody::OptionsData(o) = &fs.body {
                     for rec in &o.fields {
-                        let fields = numbered(rec);
+                        let fields = Fields::of_ipfix(rec);
                         d.sampling = sampling_of(&fields).or(d.sampling);
-                        if let Some(ms) = fields
-                            .iter()
-                            .find(|(n, _)| *n == ie::SYSTEM_INIT_MS)
-                            .and_then(|(_, v)| number(v))
-                        {
+                        if let Some(ms) = fields.num(ie::SYSTEM_INIT_MS) {
                             d.system_init_ms = Some(ms as i64);
                             init = Some(ms as i64);
                         }
@@ -388,7 +415,7 @@ pub fn decode(p: &NetflowPacket, init_ms: Option<i64>) -> Option<Decoded> {
                 match &fs.body {
                     IpfixBody::Data(data) => {
                         for rec in &data.fields {
-                            d.push(record(&numbered(rec), &clock));
+                            d.push(record(&Fields::of_ipfix(rec), &clock));
                         }
                     }
                     IpfixBody::NoTemplate(_) => d.no_template += 1,

@@ -91,6 +91,8 @@ pub struct Exporter {
     pub last_batch_us: i64,
     /// The next batch's sequence number.
     pub seq: u64,
+    /// When its last export packet came.
+    pub last_seen: Instant,
 }
 
 impl Exporter {
@@ -106,6 +108,7 @@ impl Exporter {
             pending_since: None,
             last_batch_us: now_us,
             seq: 1,
+            last_seen: Instant::now(),
         }
     }
 

@@ -13,7 +13,7 @@ pub mod decode;
 pub mod exporter;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::{IpAddr, SocketAddr},
     time::{Duration, Instant},
 };
@@ -63,7 +63,21 @@ pub struct NetflowOptions {
     /// The rate of flows whose exporter declared none (counted as
     /// `netflow_default_sampling_flows`).
     pub default_sampling: u32,
+    /// Flows that make an exporter's batch go at once (0: [`BATCH_FLOWS`]).
+    pub batch_flows: usize,
+    /// Most exporters (address and observation domain) kept (0: [`MAX_EXPORTERS`]).
+    pub max_exporters: usize,
+    /// Take datagrams only from exporters in `names`.
+    pub named_only: bool,
 }
+
+/// Exporters kept when the options say nothing.
+pub const MAX_EXPORTERS: usize = 256;
+/// An exporter silent this long (with nothing waiting) is forgotten, templates and all.
+pub const EXPORTER_IDLE: Duration = Duration::from_secs(3600);
+/// The sensor that carries the count of refused datagrams (exporters past the limit or not
+/// named): one row per batch, whoever sent them.
+pub const REFUSED_SENSOR: &str = "netflow-refused";
 
 /// Counter names of the NetFlow source (in the lake's `sensor_stats`, docs/netflow.md).
 pub mod counters {
@@ -75,7 +89,8 @@ pub mod counters {
     pub const INTERNAL: &str = "netflow_internal_flows";
     pub const DEFAULT_SAMPLING: &str = "netflow_default_sampling_flows";
     pub const TIME_FROM_RECEIPT: &str = "netflow_time_from_receipt_flows";
-    pub const ALL: [&str; 8] = [
+    pub const REFUSED: &str = "netflow_refused_datagrams";
+    pub const ALL: [&str; 9] = [
         DATAGRAMS,
         FLOWS,
         INBOUND,
@@ -84,6 +99,7 @@ pub mod counters {
         INTERNAL,
         DEFAULT_SAMPLING,
         TIME_FROM_RECEIPT,
+        REFUSED,
     ];
 }
 
@@ -131,6 +147,7 @@ fn reason(e: &NetflowError) -> &'static str {
 
 /// Where a flow goes, by the local networks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
 enum Way {
     Inbound,
     Outbound,
@@ -182,6 +199,20 @@ pub struct Receiver {
     exporters: HashMap<(IpAddr, u32), Exporter>,
     instance_id: u64,
     agent_version: String,
+    /// Flows that make a batch full, and whether one is (reading stops until it has gone).
+    batch_flows: usize,
+    full: bool,
+    max_exporters: usize,
+    /// The sources admitted (sender address and port, header's observation domain: the
+    /// parser's scopes) and when each last sent; at most `max_exporters` of them, so no
+    /// spoofed sender can push a real exporter's templates out of the parser.
+    sources: HashMap<(SocketAddr, u32), Instant>,
+    /// Datagrams refused since the last batch (by reason), the last sender, and the sensor
+    /// that reports them.
+    refused: BTreeMap<&'static str, u64>,
+    refused_last: Option<IpAddr>,
+    refused_sensor: Exporter,
+    last_prune: Instant,
 }
 
 impl std::fmt::Debug for Receiver {
@@ -217,6 +248,20 @@ fn exporter_of<'a>(
     })
 }
 
+/// The observation domain a v9 (source id) or IPFIX header names, before parsing; 0 for
+/// others and for datagrams too short to say.
+fn header_domain(data: &[u8]) -> u32 {
+    let at = |i: usize| {
+        data.get(i..i + 4)
+            .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    match data.get(..2) {
+        Some([0, 9]) => at(16),
+        Some([0, 10]) => at(12),
+        _ => 0,
+    }
+}
+
 /// The exporter's address as the lake names it (IPv4-mapped IPv6 as IPv4).
 fn plain(a: IpAddr) -> IpAddr {
     match a {
@@ -230,7 +275,28 @@ impl Receiver {
         let builder = NetflowParser::builder().with_pending_flows(PendingFlowsConfig::default());
         let parser = AutoScopedParser::try_with_builder(builder)
             .map_err(|e| CollectorError::NetflowConfig(e.to_string()))?;
+        let batch_flows = match opts.batch_flows {
+            0 => BATCH_FLOWS,
+            n => n,
+        };
+        let max_exporters = match opts.max_exporters {
+            0 => MAX_EXPORTERS,
+            n => n,
+        };
+        // The parser keeps templates per sender address, port and domain, as `sources`
+        // does; its own limit (least recently used go first) is never reached.
+        let parser = parser
+            .with_max_sources(max_exporters.saturating_mul(2))
+            .map_err(|e| CollectorError::NetflowConfig(e.to_string()))?;
         Ok(Receiver {
+            batch_flows,
+            full: false,
+            max_exporters,
+            sources: HashMap::new(),
+            refused: BTreeMap::new(),
+            refused_last: None,
+            refused_sensor: Exporter::new(REFUSED_SENSOR.into(), now_us()),
+            last_prune: Instant::now(),
             opts,
             limits,
             parser,
@@ -244,9 +310,53 @@ impl Receiver {
         exporter_of(&mut self.exporters, &self.opts.names, addr, domain)
     }
 
+    /// Admits a datagram from `from` for observation `domain`, or says why not: the
+    /// exporter is not named (`named_only`), or it is a new source past the limit.
+    fn admit(&mut self, from: SocketAddr, domain: u32) -> Result<(), &'static str> {
+        let addr = plain(from.ip());
+        if self.opts.named_only && !self.opts.names.iter().any(|(a, _)| plain(*a) == addr) {
+            return Err("exporter not named (--netflow-named-only)");
+        }
+        let full = self.sources.len() >= self.max_exporters;
+        match self.sources.get_mut(&(from, domain)) {
+            Some(seen) => *seen = Instant::now(),
+            None if full => return Err("exporter past --netflow-max-exporters"),
+            None => {
+                self.sources.insert((from, domain), Instant::now());
+            }
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self, from: IpAddr, reason: &'static str) {
+        *self.refused.entry(reason).or_default() += 1;
+        self.refused_last = Some(plain(from));
+        self.refused_sensor.count(counters::REFUSED, 1);
+    }
+
+    /// Forgets exporters silent for [`EXPORTER_IDLE`] with nothing waiting (and the parser's
+    /// templates of sources as silent), at most once a minute.
+    fn prune(&mut self) {
+        if self.last_prune.elapsed() < Duration::from_secs(60) {
+            return;
+        }
+        self.last_prune = Instant::now();
+        self.exporters
+            .retain(|_, e| e.has_pending() || e.last_seen.elapsed() < EXPORTER_IDLE);
+        self.sources
+            .retain(|_, seen| seen.elapsed() < EXPORTER_IDLE);
+        self.parser.prune_idle_sources(EXPORTER_IDLE);
+    }
+
     /// Takes in one datagram from `from`.
     pub fn datagram(&mut self, from: SocketAddr, data: &[u8]) {
         METRICS.datagrams.inc();
+        // Refused before the parser keeps anything of it.
+        if let Err(reason) = self.admit(from, header_domain(data)) {
+            self.refuse(from.ip(), reason);
+            return;
+        }
+        self.prune();
         let result = self.parser.parse_from_source(from, data);
         let received_us = now_us();
         let mut decoded: Vec<Decoded> = Vec::new();
@@ -294,6 +404,7 @@ impl Receiver {
         let min_us = received_us - self.limits.max_age_us;
         let max_us = received_us + self.limits.max_future_us;
         let e = exporter_of(&mut self.exporters, &opts.names, from, d.domain);
+        e.last_seen = Instant::now();
         e.count(counters::FLOWS, d.flows.len() as u64);
         if d.system_init_ms.is_some() {
             e.init_ms = d.system_init_ms;
@@ -331,18 +442,14 @@ impl Receiver {
             _ => e.sampling,
         };
         let rate = known.unwrap_or(default_rate);
-        let (mut out_of_range, mut empty) = (0, 0);
+        let (mut out_of_range, mut empty, mut from_receipt) = (0, 0, 0);
+        // Flows by way: Inbound, Outbound, Transit, Internal.
+        let mut ways = [0u64; 4];
+        let stored_before = e.flows.len();
+        e.flows.reserve(d.flows.len());
         for f in &d.flows {
             let w = way(nets, f);
-            e.count(
-                match w {
-                    Way::Inbound => counters::INBOUND,
-                    Way::Outbound => counters::OUTBOUND,
-                    Way::Transit => counters::TRANSIT,
-                    Way::Internal => counters::INTERNAL,
-                },
-                1,
-            );
+            ways[w as usize] += 1;
             if w != Way::Inbound && direction == Direction::Inbound {
                 continue;
             }
@@ -355,7 +462,7 @@ impl Receiver {
                 (Some(s), Some(t)) => (us(s), us(t.max(s))),
                 (Some(s), None) | (None, Some(s)) => (us(s), us(s)),
                 (None, None) => {
-                    e.count(counters::TIME_FROM_RECEIPT, 1);
+                    from_receipt += 1;
                     (Some(received_us), Some(received_us))
                 }
             };
@@ -366,9 +473,6 @@ impl Receiver {
             if !(min_us..=max_us).contains(&start) || end > max_us {
                 out_of_range += 1;
                 continue;
-            }
-            if known.is_none() {
-                e.count(counters::DEFAULT_SAMPLING, 1);
             }
             let kind = kind_of(f);
             e.flows.push(v1::Flow {
@@ -389,6 +493,20 @@ impl Receiver {
                 tcp_flags: f.tcp_flags.map(u32::from),
             });
         }
+        for (w, n) in [
+            (counters::INBOUND, ways[Way::Inbound as usize]),
+            (counters::OUTBOUND, ways[Way::Outbound as usize]),
+            (counters::TRANSIT, ways[Way::Transit as usize]),
+            (counters::INTERNAL, ways[Way::Internal as usize]),
+            (counters::TIME_FROM_RECEIPT, from_receipt),
+        ] {
+            e.count(w, n);
+        }
+        if known.is_none() {
+            let stored = (e.flows.len() - stored_before) as u64;
+            e.count(counters::DEFAULT_SAMPLING, stored);
+        }
+        self.full |= e.flows.len() >= self.batch_flows;
         e.lose(LostStage::NetflowMalformed, "flows", out_of_range, || {
             "flow time outside the accepted range (--max-age-days, clock skew)".into()
         });
@@ -397,19 +515,45 @@ impl Receiver {
         });
     }
 
+    /// Whether an exporter's batch is full: read no more datagrams before [`Receiver::due`].
+    pub fn full(&self) -> bool {
+        self.full
+    }
+
     /// Batches of exporters whose rows are due (`all`: every exporter with rows).
     pub fn due(&mut self, all: bool) -> Vec<v1::Batch> {
         let (instance, version) = (self.instance_id, self.agent_version.clone());
+        let batch_flows = self.batch_flows;
+        self.full = false;
+        let last = self.refused_last.map(|a| a.to_string()).unwrap_or_default();
+        for (reason, n) in std::mem::take(&mut self.refused) {
+            self.refused_sensor
+                .lose(LostStage::CollectorRejected, "datagrams", n, || {
+                    format!("{reason} (last from {last})")
+                });
+        }
         self.exporters
             .values_mut()
+            .chain(std::iter::once(&mut self.refused_sensor))
             .filter(|e| {
                 e.has_pending()
                     && (all
-                        || e.flows.len() >= BATCH_FLOWS
+                        || e.flows.len() >= batch_flows
                         || e.pending_since.is_some_and(|t| t.elapsed() >= BATCH_WAIT))
             })
             .filter_map(|e| e.take_batch(instance, &version))
             .collect()
+    }
+
+    /// Reads the datagrams waiting on `socket` until none is left or a batch is full (a
+    /// burst never makes a batch past the store's size limit).
+    pub fn drain(&mut self, socket: &UdpSocket, buf: &mut [u8]) {
+        while !self.full {
+            match socket.try_recv_from(buf) {
+                Ok((n, from)) => self.datagram(from, &buf[..n]),
+                Err(_) => break,
+            }
+        }
     }
 }
 
@@ -492,10 +636,8 @@ pub async fn run(
             r = socket.recv_from(&mut buf) => match r {
                 Ok((n, from)) => {
                     rx.datagram(from, &buf[..n]);
-                    // Drain what else waits before batching (one batch for a burst).
-                    while let Ok((n, from)) = socket.try_recv_from(&mut buf) {
-                        rx.datagram(from, &buf[..n]);
-                    }
+                    // What else waits goes in the same batches.
+                    rx.drain(&socket, &mut buf);
                 }
                 Err(e) => warn!(error = %e, "netflow receive"),
             },
@@ -506,9 +648,7 @@ pub async fn run(
                 return;
             }
         }
-        if last_due.elapsed() >= BATCH_WAIT / 4
-            || rx.exporters.values().any(|e| e.flows.len() >= BATCH_FLOWS)
-        {
+        if rx.full() || last_due.elapsed() >= BATCH_WAIT / 4 {
             last_due = Instant::now();
             let due = rx.due(false);
             send(&store, &rx.limits, due).await;
