@@ -78,8 +78,9 @@ pub struct ServeArgs {
     /// `default_sampling`, `direction`; docs/netflow.md), added to the flags above.
     #[arg(long, value_name = "FILE")]
     pub netflow_config: Option<PathBuf>,
-    /// Most NetFlow exporters (address and observation domain) the collector keeps state for;
-    /// datagrams of others are counted as refused (UDP sources can be spoofed).
+    /// Most NetFlow exporters (sender address and port, observation domain) the collector
+    /// keeps state for; datagrams of others are counted as refused (UDP sources can be
+    /// spoofed).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub netflow_max_exporters: u32,
     /// Take NetFlow only from exporters named by `--netflow-exporter` or the config file;

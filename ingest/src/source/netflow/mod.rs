@@ -65,7 +65,8 @@ pub struct NetflowOptions {
     pub default_sampling: u32,
     /// Flows that make an exporter's batch go at once (0: [`BATCH_FLOWS`]).
     pub batch_flows: usize,
-    /// Most exporters (address and observation domain) kept (0: [`MAX_EXPORTERS`]).
+    /// Most sources (sender address and port, the header's observation domain) kept (0:
+    /// [`MAX_EXPORTERS`]); datagrams of others are refused and counted.
     pub max_exporters: usize,
     /// Take datagrams only from exporters in `names`.
     pub named_only: bool,
