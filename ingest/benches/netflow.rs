@@ -34,7 +34,17 @@ fn cpu(who: libc::c_int) -> f64 {
     tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
-/// CPU seconds of this process's threads, by thread name.
+/// The name and CPU seconds (user + system) in a `/proc/.../stat` file; `None` if unreadable.
+fn proc_cpu(stat: &Path) -> Option<(String, f64)> {
+    let stat = std::fs::read_to_string(stat).ok()?;
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    // utime and stime are fields 14 and 15 (11 and 12 after the name).
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    Some((stat[open + 1..close].to_string(), (t(11) + t(12)) / 100.0))
+}
+
+/// CPU seconds of this process's live threads, by thread name.
 fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
     let mut out = std::collections::BTreeMap::new();
     for t in std::fs::read_dir("/proc/self/task")
@@ -42,15 +52,19 @@ fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
         .flatten()
         .flatten()
     {
-        let stat = std::fs::read_to_string(t.path().join("stat")).unwrap_or_default();
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-        let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        *out.entry(stat[open + 1..close].to_string()).or_default() += (t(11) + t(12)) / 100.0;
+        if let Some((name, secs)) = proc_cpu(&t.path().join("stat")) {
+            *out.entry(name).or_default() += secs;
+        }
     }
     out
+}
+
+/// Limits that accept softflowd's captures (from 2023).
+fn limits() -> Limits {
+    Limits {
+        max_age_us: i64::MAX / 4,
+        ..Limits::default()
+    }
 }
 
 fn fixture(name: &str) -> Vec<Vec<u8>> {
@@ -184,13 +198,9 @@ fn stages(streams: &[&Stream]) -> Result<[f64; 3]> {
             default_sampling: 1,
             ..NetflowOptions::default()
         };
-        let limits = Limits {
-            max_age_us: i64::MAX / 4,
-            ..Limits::default()
-        };
         let c = cpu(libc::RUSAGE_THREAD);
         for s in streams {
-            let mut rx = scanscope_ingest::source::netflow::Receiver::new(opts.clone(), limits)?;
+            let mut rx = scanscope_ingest::source::netflow::Receiver::new(opts.clone(), limits())?;
             for d in &s.datagrams {
                 rx.datagram(from, d);
                 if rx.full() {
@@ -214,14 +224,8 @@ fn nfcapd(streams: &[(&Stream, &[u32])], rate: f64, dir: &Path) -> Result<(f64, 
     let mut child = scanscope_testkit::netflow::nfcapd(port, dir, Some(32 << 20))
         .context("nfcapd (apt-get install nfdump)")?;
     std::thread::sleep(Duration::from_millis(500));
-    let ticks = |pid: u32| -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let after = stat.rsplit(')').next().unwrap_or("");
-        let f: Vec<&str> = after.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 (11 and 12 after the name).
-        let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        (t(11) + t(12)) / 100.0
-    };
+    let ticks =
+        |pid: u32| proc_cpu(Path::new(&format!("/proc/{pid}/stat"))).map_or(0.0, |(_, secs)| secs);
     let c0 = ticks(child.id());
     let to: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     for (s, r) in streams {
@@ -271,11 +275,7 @@ fn main() -> Result<()> {
     // Into the WAL: the Parquet write comes after the run (`bench ingest` measures it).
     opts.flush_rows = usize::MAX;
     opts.flush_bytes = u64::MAX;
-    // softflowd's captures are from 2023.
-    opts.limits = Limits {
-        max_age_us: i64::MAX / 4,
-        ..Limits::default()
-    };
+    opts.limits = limits();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = rt.spawn(async move {
         let listener = server::bind(opts.listen).await?;
@@ -355,7 +355,7 @@ fn main() -> Result<()> {
         total as f64 / their_cpu.max(1e-9)
     );
     println!(
-        "\nCPU s per million flows by thread (the sender's included): {}",
+        "\nCPU s per million flows by collector thread: {}",
         by_thread.join(", ")
     );
     println!(

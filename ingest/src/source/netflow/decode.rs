@@ -54,6 +54,16 @@ macro_rules! elements {
                 _ => None,
             }
         }
+
+        #[cfg(test)]
+        #[test]
+        fn each_elements_name_is_the_parsers_for_its_number() {
+            $(assert_eq!(
+                IANAIPFixField::from($num),
+                IANAIPFixField::$iana,
+                stringify!($name)
+            );)*
+        }
     };
 }
 

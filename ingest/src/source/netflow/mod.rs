@@ -526,10 +526,11 @@ impl Receiver {
         let (instance, version) = (self.instance_id, self.agent_version.clone());
         let batch_flows = self.batch_flows;
         self.full = false;
-        let last = self.refused_last.map(|a| a.to_string()).unwrap_or_default();
+        let last = self.refused_last.take();
         for (reason, n) in std::mem::take(&mut self.refused) {
             self.refused_sensor
                 .lose(LostStage::CollectorRejected, "datagrams", n, || {
+                    let last = last.map(|a| a.to_string()).unwrap_or_default();
                     format!("{reason} (last from {last})")
                 });
         }
