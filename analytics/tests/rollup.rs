@@ -65,8 +65,8 @@ fn flow(at: i64, src: &str, dst: &str, kind: Kind, port: u32, packets: u64) -> F
     Flow {
         interval_start_us: t(at),
         interval_secs: 10.0,
-        src_ip: v4(src),
-        dst_ip: v4(dst),
+        src_ip: v4(src).into(),
+        dst_ip: v4(dst).into(),
         proto,
         kind: kind as i32,
         dst_port: port,

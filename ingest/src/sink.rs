@@ -368,8 +368,8 @@ mod tests {
         let flow = |t: i64, port: u32| Flow {
             interval_start_us: t,
             interval_secs: 60.0,
-            src_ip: vec![10, 0, 0, 1],
-            dst_ip: vec![10, 0, 0, 2],
+            src_ip: vec![10, 0, 0, 1].into(),
+            dst_ip: vec![10, 0, 0, 2].into(),
             proto: 6,
             kind: scanscope_proto::v1::Kind::TcpSyn as i32,
             dst_port: port,

@@ -20,6 +20,7 @@ use std::{
     time::Instant,
 };
 
+use bytes::Bytes;
 use prost::Message;
 use scanscope_proto::v1::{
     AckStatus, Batch, Counter, Lost, LostStage, SensorStatus, StatusResponse, TableRows,
@@ -182,12 +183,34 @@ impl StoreConfig {
     }
 }
 
+/// What the store keeps of a submitted batch until its Parquet write: who sent it, its
+/// sequence number and its rows. The rows themselves travel as the WAL body; the decoded batch
+/// stays (and is freed) on the sender's thread.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub sensor_id: String,
+    pub instance_id: u64,
+    pub seq: u64,
+    pub rows: u64,
+}
+
+impl Head {
+    pub fn of(b: &Batch) -> Head {
+        Head {
+            sensor_id: b.sensor_id.clone(),
+            instance_id: b.instance_id,
+            seq: b.seq,
+            rows: b.lake_rows(),
+        }
+    }
+}
+
 /// A request to the store thread.
 #[derive(Debug)]
 pub enum Command {
     /// Store a validated batch; `encoded` is its protobuf encoding (WAL record body).
     Submit {
-        batch: Batch,
+        batch: Head,
         encoded: Vec<u8>,
         /// Set once a batch of the same stream failed: later ones must fail too, or a resend
         /// of the failed one would look like a duplicate of a later one.
@@ -281,7 +304,7 @@ pub struct Store {
     /// Highest stored seq per sensor instance, including batches not yet in Parquet.
     watermarks: Watermarks,
     /// Batches of the open WAL segment, as their records' bodies.
-    current: Vec<Vec<u8>>,
+    current: Vec<Bytes>,
     current_rows: usize,
     current_bytes: u64,
     /// Sealed segments whose Parquet write has not succeeded yet (oldest first).
@@ -303,7 +326,7 @@ pub struct Store {
 #[derive(Debug)]
 struct Sealed {
     segment: u64,
-    bodies: Vec<Vec<u8>>,
+    bodies: Vec<Bytes>,
     rows: u64,
     marks: Watermarks,
 }
@@ -333,14 +356,14 @@ impl StoreHandle {
     /// one after another are answered in that order.
     pub async fn enqueue(
         &self,
-        batch: Batch,
+        batch: &Batch,
         encoded: Vec<u8>,
         failed: Arc<AtomicBool>,
     ) -> Result<oneshot::Receiver<Result<AckStatus, IngestError>>, IngestError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Submit {
-                batch,
+                batch: Head::of(batch),
                 encoded,
                 failed,
                 reply,
@@ -352,7 +375,7 @@ impl StoreHandle {
 
     /// Submits a batch and waits until it is durable (or refused).
     pub async fn submit(&self, batch: Batch, encoded: Vec<u8>) -> Result<AckStatus, IngestError> {
-        let rx = self.enqueue(batch, encoded, Arc::default()).await?;
+        let rx = self.enqueue(&batch, encoded, Arc::default()).await?;
         rx.await.map_err(|_| IngestError::ShuttingDown)?
     }
 
@@ -416,7 +439,7 @@ fn now_us() -> i64 {
 }
 
 /// The dedup key of a batch.
-fn key(b: &Batch) -> SensorKey {
+fn key(b: &Head) -> SensorKey {
     (b.sensor_id.clone(), b.instance_id)
 }
 
@@ -496,7 +519,7 @@ impl Store {
                 ));
             }
             for b in r.batches.iter().filter(|b| b.seq > 0) {
-                let w = marks.entry(key(b)).or_insert(0);
+                let w = marks.entry(key(&Head::of(b))).or_insert(0);
                 *w = (*w).max(b.seq);
             }
             info!(
@@ -508,7 +531,7 @@ impl Store {
             sealed.push_back(Sealed {
                 segment: seg,
                 rows: r.batches.iter().map(Batch::lake_rows).sum(),
-                bodies: r.batches.iter().map(Message::encode_to_vec).collect(),
+                bodies: r.batches.iter().map(|b| b.encode_to_vec().into()).collect(),
                 marks: marks.clone(),
             });
         }
@@ -623,7 +646,7 @@ impl Store {
         let mut tentative: Watermarks = BTreeMap::new();
         let unflushed = self.unflushed_bytes();
         type Reply = oneshot::Sender<Result<AckStatus, IngestError>>;
-        let mut accepted: Vec<(Batch, Vec<u8>, Reply, Arc<AtomicBool>)> = Vec::new();
+        let mut accepted: Vec<(Head, Vec<u8>, Reply, Arc<AtomicBool>)> = Vec::new();
         let mut failure: Option<StorageError> = None;
         let mut failed: Vec<(Reply, Arc<AtomicBool>)> = Vec::new();
         // Resends of a batch appended earlier in this same group: answered DUPLICATE only once
@@ -722,7 +745,7 @@ impl Store {
         }
         let now = now_us();
         for (batch, encoded, reply, _) in accepted {
-            let rows = batch.lake_rows();
+            let rows = batch.rows;
             self.watermarks.insert(key(&batch), batch.seq);
             self.note_instance(&batch, now);
             let s = self.sensors.entry(batch.sensor_id.clone()).or_default();
@@ -731,7 +754,7 @@ impl Store {
             s.last_batch_us = now;
             self.current_rows += rows as usize;
             self.current_bytes += encoded.len() as u64;
-            self.current.push(encoded);
+            self.current.push(Bytes::from(encoded));
             let _stream_gone = reply.send(Ok(AckStatus::Stored)).is_err();
         }
         for (reply, _) in pending_dups {
@@ -765,7 +788,7 @@ impl Store {
             Ok(()) => {
                 self.refusals = Refusals::default();
                 self.current_rows += bodies.len();
-                self.current.extend(bodies);
+                self.current.extend(bodies.into_iter().map(Bytes::from));
             }
             Err(e) => {
                 warn!(error = %e, "could not record refused batches; they stay counted for the next flush");
@@ -809,7 +832,8 @@ impl Store {
             let started = Instant::now();
             let mut rows = Rows::default();
             for body in bodies {
-                match Batch::decode(&body[..]) {
+                // From `Bytes`: the rows' addresses are slices of the body, not copies.
+                match Batch::decode(body.clone()) {
                     Ok(b) => rows.push(&b),
                     Err(e) => {
                         // Bodies are the store's own encodings: this is a bug, and counted.
@@ -884,7 +908,7 @@ impl Store {
     /// Why a new (not duplicate) batch is refused, if it is.
     fn refusal(
         &self,
-        b: &Batch,
+        b: &Head,
         mark: u64,
         unflushed: u64,
         tentative: &Watermarks,
@@ -951,7 +975,7 @@ impl Store {
     /// Tracks which agent instances send for a sensor id: a new one (a re-deployed agent, a
     /// fresh spool) is logged once; an earlier one sending again while another is active
     /// means two agents share the id.
-    fn note_instance(&mut self, b: &Batch, now: i64) {
+    fn note_instance(&mut self, b: &Head, now: i64) {
         let s = self.sensors.entry(b.sensor_id.clone()).or_default();
         let inst = b.instance_id;
         match s.instances.get(&inst) {
@@ -1052,8 +1076,8 @@ mod tests {
                 .map(|i| Flow {
                     interval_start_us: t,
                     interval_secs: 1.0,
-                    src_ip: vec![10, 0, (seq % 256) as u8, i as u8],
-                    dst_ip: vec![10, 1, 0, 1],
+                    src_ip: vec![10, 0, (seq % 256) as u8, i as u8].into(),
+                    dst_ip: vec![10, 1, 0, 1].into(),
                     proto: 6,
                     kind: Kind::TcpSyn as i32,
                     dst_port: 80,
@@ -1078,7 +1102,7 @@ mod tests {
         let (tx, mut rx) = oneshot::channel();
         let encoded = b.encode_to_vec();
         s.submit_group(vec![Command::Submit {
-            batch: b,
+            batch: Head::of(&b),
             encoded,
             failed: Arc::default(),
             reply: tx,
@@ -1268,7 +1292,7 @@ mod tests {
                 rxs.push(rx);
                 Command::Submit {
                     encoded: b.encode_to_vec(),
-                    batch: b,
+                    batch: Head::of(&b),
                     failed: Arc::default(),
                     reply: tx,
                 }

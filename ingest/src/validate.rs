@@ -285,8 +285,8 @@ mod tests {
         Flow {
             interval_start_us: NOW,
             interval_secs: 60.0,
-            src_ip: vec![1, 2, 3, 4],
-            dst_ip: vec![5, 6, 7, 8],
+            src_ip: vec![1, 2, 3, 4].into(),
+            dst_ip: vec![5, 6, 7, 8].into(),
             proto: 6,
             kind: Kind::TcpSyn as i32,
             dst_port: 22,
@@ -349,8 +349,14 @@ mod tests {
             ("empty sensor", Box::new(|b| b.sensor_id.clear())),
             ("bad sensor", Box::new(|b| b.sensor_id = "a b".into())),
             ("seq 0", Box::new(|b| b.seq = 0)),
-            ("ip len", Box::new(|b| b.flows[0].src_ip = vec![1, 2, 3])),
-            ("family", Box::new(|b| b.flows[0].dst_ip = vec![0; 16])),
+            (
+                "ip len",
+                Box::new(|b| b.flows[0].src_ip = vec![1, 2, 3].into()),
+            ),
+            (
+                "family",
+                Box::new(|b| b.flows[0].dst_ip = vec![0; 16].into()),
+            ),
             ("port", Box::new(|b| b.flows[0].dst_port = 70_000)),
             ("kind", Box::new(|b| b.flows[0].kind = 0)),
             ("kind unknown", Box::new(|b| b.flows[0].kind = 99)),

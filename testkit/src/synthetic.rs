@@ -56,8 +56,8 @@ impl Traffic {
         Flow {
             interval_start_us,
             interval_secs: 60.0,
-            src_ip,
-            dst_ip,
+            src_ip: src_ip.into(),
+            dst_ip: dst_ip.into(),
             proto,
             kind: kind as i32,
             dst_port: port,

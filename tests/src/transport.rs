@@ -214,8 +214,8 @@ pub fn synthetic_batch(i: u32, rows: u32) -> Batch {
             .map(|p| Flow {
                 interval_start_us: now,
                 interval_secs: 1.0,
-                src_ip: vec![10, (i >> 16) as u8, (i >> 8) as u8, i as u8],
-                dst_ip: vec![198, 18, 1, 1],
+                src_ip: vec![10, (i >> 16) as u8, (i >> 8) as u8, i as u8].into(),
+                dst_ip: vec![198, 18, 1, 1].into(),
                 proto: 6,
                 kind: Kind::TcpSyn as i32,
                 dst_port: p,

@@ -429,7 +429,7 @@ async fn malformed_and_oversized_batches_are_refused_and_others_go_on() -> Resul
     .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     let mut b = with_ids(synthetic_batch(52, 5), "bad-2", 1);
-    b.flows[3].src_ip = vec![1, 2, 3];
+    b.flows[3].src_ip = vec![1, 2, 3].into();
     // A good batch first on the same stream: acknowledged, then the refusal.
     let first = with_ids(synthetic_batch(53, 5), "bad-2", 1);
     let mut b2 = b.clone();
@@ -630,8 +630,8 @@ async fn collector_rolls_up_a_closed_day_by_itself_and_again_after_late_data() -
             .map(|p| scanscope_proto::v1::Flow {
                 interval_start_us: noon,
                 interval_secs: 1.0,
-                src_ip: vec![10, 9, 0, 1],
-                dst_ip: vec![198, 18, 1, 1],
+                src_ip: vec![10, 9, 0, 1].into(),
+                dst_ip: vec![198, 18, 1, 1].into(),
                 proto: 6,
                 kind: scanscope_proto::v1::Kind::TcpSyn as i32,
                 dst_port: p,

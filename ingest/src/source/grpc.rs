@@ -212,7 +212,7 @@ impl Ingest for IngestService {
                 }
                 let seq = batch.seq;
                 // Queue in order (the store answers in queue order); the acker waits.
-                let rx = match store.enqueue(batch, encoded, failed.clone()).await {
+                let rx = match store.enqueue(&batch, encoded, failed.clone()).await {
                     Ok(rx) => rx,
                     Err(e) => answered(Err(e)),
                 };

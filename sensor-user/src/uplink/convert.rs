@@ -64,8 +64,8 @@ pub fn flow(f: &Flow) -> pb::Flow {
     pb::Flow {
         interval_start_us: micros(f.interval_start),
         interval_secs: f.interval_secs,
-        src_ip: ip_bytes(f.src_ip),
-        dst_ip: ip_bytes(f.dst_ip),
+        src_ip: ip_bytes(f.src_ip).into(),
+        dst_ip: ip_bytes(f.dst_ip).into(),
         proto: f.proto.into(),
         kind: kind(f.kind),
         dst_port: f.dst_port.into(),
