@@ -438,9 +438,9 @@ fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-/// The dedup key of a batch.
-fn key(b: &Head) -> SensorKey {
-    (b.sensor_id.clone(), b.instance_id)
+/// The dedup key of a batch: its sensor id and agent instance.
+fn key(sensor_id: &str, instance_id: u64) -> SensorKey {
+    (sensor_id.to_owned(), instance_id)
 }
 
 /// A batch of the collector's own: one `lost` row (sensor `collector`, seq 0: never
@@ -519,7 +519,7 @@ impl Store {
                 ));
             }
             for b in r.batches.iter().filter(|b| b.seq > 0) {
-                let w = marks.entry(key(&Head::of(b))).or_insert(0);
+                let w = marks.entry(key(&b.sensor_id, b.instance_id)).or_insert(0);
                 *w = (*w).max(b.seq);
             }
             info!(
@@ -668,7 +668,7 @@ impl Store {
                     .is_err();
                 continue;
             }
-            let k = key(&batch);
+            let k = key(&batch.sensor_id, batch.instance_id);
             let mark = tentative
                 .get(&k)
                 .or_else(|| self.watermarks.get(&k))
@@ -746,7 +746,8 @@ impl Store {
         let now = now_us();
         for (batch, encoded, reply, _) in accepted {
             let rows = batch.rows;
-            self.watermarks.insert(key(&batch), batch.seq);
+            self.watermarks
+                .insert(key(&batch.sensor_id, batch.instance_id), batch.seq);
             self.note_instance(&batch, now);
             let s = self.sensors.entry(batch.sensor_id.clone()).or_default();
             s.batches += 1;
@@ -924,7 +925,7 @@ impl Store {
                 b.seq
             )));
         }
-        let k = key(b);
+        let k = key(&b.sensor_id, b.instance_id);
         let known = |k: &SensorKey| self.watermarks.contains_key(k) || tentative.contains_key(k);
         if !known(&k) {
             let same_id = |(s, _): &&SensorKey| *s == b.sensor_id;
