@@ -5,7 +5,8 @@
 //! lake stage (no gRPC, no WAL, no dedup).
 //!
 //! Environment: `SCANSCOPE_BENCH_ROWS` (flows rows, default 2 000 000),
-//! `SCANSCOPE_BENCH_BATCH` (rows per batch, default 10 000).
+//! `SCANSCOPE_BENCH_BATCH` (rows per batch, default 10 000), `SCANSCOPE_BENCH_KEEP` (a directory:
+//! the baseline's lake is written there and kept, to look at its files).
 use std::{path::Path, time::Instant};
 
 use rand::Rng;
@@ -28,7 +29,7 @@ fn cpu_secs() -> f64 {
 }
 
 /// A day-like mix (`scanscope_testkit::synthetic`): 50 000 sources, a sensor /24, mostly
-/// single-packet tuples; one event per 20 flows with a 64-byte payload.
+/// single-packet tuples (first seen = last seen); one event per 20 flows with a 64-byte payload.
 fn batches(total: usize, per: usize) -> Vec<Batch> {
     let mut traffic = Traffic::new(7);
     let t0 = chrono::Utc::now().timestamp_micros() - 3_600_000_000;
@@ -51,7 +52,12 @@ fn batches(total: usize, per: usize) -> Vec<Batch> {
                 rng.random_range(2..20)
             };
             let first = start + rng.random_range(0..60_000_000);
-            let last = first + rng.random_range(0..1_000_000);
+            // A tuple seen once was first and last seen at the same moment.
+            let last = if packets == 1 {
+                first
+            } else {
+                first + rng.random_range(0..1_000_000)
+            };
             let f = traffic.flow(
                 src_ip.clone(),
                 dst_ip.clone(),
@@ -133,14 +139,16 @@ fn main() -> anyhow::Result<()> {
     );
 
     // Baseline: the lake stage alone.
-    let base_dir = tempfile::tempdir()?;
+    let base_tmp = tempfile::tempdir()?;
+    let base_dir = std::env::var_os("SCANSCOPE_BENCH_KEEP")
+        .map_or_else(|| base_tmp.path().to_path_buf(), std::path::PathBuf::from);
     let cpu0 = cpu_secs();
     let t = Instant::now();
     let mut r = Rows::default();
     for b in &data {
         r.push(b);
     }
-    r.write_segment(&Lake::local(base_dir.path())?, 1)?;
+    r.write_segment(&Lake::local(&base_dir)?, 1)?;
     let base_secs = t.elapsed().as_secs_f64();
     let base_cpu = cpu_secs() - cpu0;
 
@@ -194,7 +202,7 @@ fn main() -> anyhow::Result<()> {
     );
     for (table, n) in [("flows", flows), ("events", events)] {
         let e = table_bytes(&lake_dir, table) as f64 / n as f64;
-        let b = table_bytes(base_dir.path(), table) as f64 / n as f64;
+        let b = table_bytes(&base_dir, table) as f64 / n as f64;
         println!(
             "{:<34} {:>14.2} {:>14.2} {:>8.2}",
             format!("bytes/row on disk: {table}"),
