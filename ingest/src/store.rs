@@ -8,6 +8,11 @@
 //! Parquet (`lake`), records a checkpoint (`_state/checkpoint.json`: last segment in Parquet
 //! and the watermarks) and deletes the segment. At start, segments after the checkpoint are
 //! replayed and written, so acknowledged data survives a crash and is written once.
+//!
+//! The flushes the thread starts itself (enough rows or bytes waiting, the periodic timer) write
+//! Parquet on a writer thread of their own, one segment at a time, while this thread goes on
+//! appending and acknowledging: an ack never waits for a Parquet write. An asked-for flush (an
+//! operator's, the one at stop) waits for every write.
 use std::{
     collections::{BTreeMap, VecDeque},
     fs::{self, File},
@@ -30,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 
-use scanscope_lake::{Lake, tables};
+use scanscope_lake::{Lake, Written, tables};
 
 use crate::{
     error::{CollectorError, FlushError, IngestError, StorageError},
@@ -237,6 +242,8 @@ pub enum Command {
     /// Flush and stop, though handles remain (a stalled peer's connection task may hold one);
     /// commands after this one are answered `ShuttingDown`.
     Stop,
+    /// A Parquet write on the writer thread finished (its result is taken from its thread).
+    Written,
 }
 
 #[derive(Debug, Default)]
@@ -317,6 +324,49 @@ pub struct Store {
     duplicates: u64,
     disk_full: bool,
     sealed_wal_bytes: u64,
+    /// The Parquet write of the oldest sealed segment, running on its own thread.
+    writing: Option<Writing>,
+    /// Wakes the store thread when a write finishes (none for a store used in place).
+    wake: Option<mpsc::WeakSender<Command>>,
+}
+
+/// A Parquet write running on the writer thread: its result is the written files and rows.
+#[derive(Debug)]
+struct Writing {
+    started: Instant,
+    thread: std::thread::JoinHandle<Result<(Vec<Written>, usize), FlushError>>,
+}
+
+/// Writes a sealed segment's batches to Parquet, then the checkpoint after it (the watermarks
+/// as of its end): the files and rows written.
+fn write_sealed(
+    lake: &Lake,
+    root: &Path,
+    seg: u64,
+    bodies: &[Bytes],
+    marks: &Watermarks,
+) -> Result<(Vec<Written>, usize), FlushError> {
+    let mut rows = Rows::default();
+    for body in bodies {
+        // From `Bytes`: the rows' addresses are slices of the body, not copies.
+        match Batch::decode(body.clone()) {
+            Ok(b) => rows.push(&b),
+            Err(e) => {
+                // Bodies are the store's own encodings: this is a bug, and counted.
+                error!(segment = seg, error = %e, "a held batch does not decode");
+                rows.push(&collector_lost(
+                    LostStage::CollectorWal,
+                    "batches",
+                    1,
+                    format!("segment {seg}: a held batch does not decode: {e}"),
+                ));
+            }
+        }
+    }
+    let n = rows.len();
+    let written = rows.write_segment(lake, seg)?;
+    Checkpoint::of(seg, marks).store(root)?;
+    Ok((written, n))
 }
 
 /// A sealed WAL segment waiting for its Parquet write: its batches as the encoded bodies of
@@ -552,6 +602,8 @@ impl Store {
             duplicates: 0,
             disk_full: false,
             sealed_wal_bytes,
+            writing: None,
+            wake: None,
         };
         store.flush()?;
         Ok(store)
@@ -561,9 +613,11 @@ impl Store {
     /// dropped, then flushes.
     pub fn spawn(self, queue: usize) -> (StoreHandle, std::thread::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(queue);
+        let mut store = self;
+        store.wake = Some(tx.downgrade());
         let h = std::thread::Builder::new()
             .name("store".into())
-            .spawn(move || self.run(rx))
+            .spawn(move || store.run(rx))
             .expect("spawning the store thread");
         (StoreHandle { tx }, h)
     }
@@ -595,11 +649,18 @@ impl Store {
                     self.handle(c);
                 }
             }
-            if (self.current_rows >= self.cfg.flush_rows
-                || self.current_bytes >= self.cfg.flush_bytes)
-                && let Err(e) = self.flush()
+            match self.finish_writing(false) {
+                // Segments sealed meanwhile go next (after a failure, the next flush retries).
+                Ok(true) if !self.sealed.is_empty() => self.start_writing(),
+                Ok(_) => {}
+                Err(e) => {
+                    warn!(error = %e, "flush failed; the write-ahead log keeps the data and the next flush retries");
+                }
+            }
+            if self.current_rows >= self.cfg.flush_rows
+                || self.current_bytes >= self.cfg.flush_bytes
             {
-                warn!(error = %e, "flush failed; the write-ahead log keeps the data and the next flush retries");
+                self.flush_behind();
             }
         }
         if let Err(e) = self.flush() {
@@ -619,21 +680,14 @@ impl Store {
                 *self.rejected.entry(reason).or_default() += 1;
                 self.refusals.add(sensor, reason, stage, detail);
             }
-            Command::Flush { reply } => {
-                let r = self.flush();
-                match reply {
-                    Some(reply) => {
-                        if let Err(Err(e)) = reply.send(r) {
-                            warn!(error = %e, "flush failed (nobody waits for the answer)");
-                        }
-                    }
-                    None => {
-                        if let Err(e) = r {
-                            warn!(error = %e, "flush failed; the write-ahead log keeps the data and the next flush retries");
-                        }
-                    }
+            Command::Flush { reply: Some(reply) } => {
+                if let Err(Err(e)) = reply.send(self.flush()) {
+                    warn!(error = %e, "flush failed (nobody waits for the answer)");
                 }
             }
+            Command::Flush { reply: None } => self.flush_behind(),
+            // The loop takes the result after every command.
+            Command::Written => {}
             Command::Status { reply } => {
                 let _asker_gone = reply.send(self.status()).is_err();
             }
@@ -799,92 +853,155 @@ impl Store {
     }
 
     /// Seals the open segment (if it holds anything) and writes every sealed segment to
-    /// Parquet, oldest first. On failure the segments stay sealed (and in the WAL) and the
-    /// next flush retries.
+    /// Parquet, oldest first, waiting for a write already running. On failure the segments
+    /// stay sealed (and in the WAL) and the next flush retries.
     pub fn flush(&mut self) -> Result<(), FlushError> {
+        self.finish_writing(true)?;
         self.record_refusals();
-        if !self.current.is_empty() {
-            let len = self.wal.len();
-            match self.wal.rotate() {
-                Ok(seg) => {
-                    self.sealed_wal_bytes += len;
-                    self.sealed.push_back(Sealed {
-                        segment: seg,
-                        bodies: std::mem::take(&mut self.current),
-                        rows: self.current_rows as u64,
-                        marks: self.watermarks.clone(),
-                    });
-                    self.current_rows = 0;
-                    self.current_bytes = 0;
-                }
-                Err(e) => {
-                    self.note_flush_error(e.is_disk_full());
-                    return Err(e.into());
-                }
-            }
-        }
-        while let Some(Sealed {
-            segment: seg,
-            bodies,
-            marks,
-            ..
-        }) = self.sealed.front()
-        {
+        self.seal()?;
+        while let Some(s) = self.sealed.front() {
             let started = Instant::now();
-            let mut rows = Rows::default();
-            for body in bodies {
-                // From `Bytes`: the rows' addresses are slices of the body, not copies.
-                match Batch::decode(body.clone()) {
-                    Ok(b) => rows.push(&b),
-                    Err(e) => {
-                        // Bodies are the store's own encodings: this is a bug, and counted.
-                        error!(segment = seg, error = %e, "a held batch does not decode");
-                        rows.push(&collector_lost(
-                            LostStage::CollectorWal,
-                            "batches",
-                            1,
-                            format!("segment {seg}: a held batch does not decode: {e}"),
-                        ));
-                    }
-                }
-            }
-            let n = rows.len();
-            let written = match rows.write_segment(&self.cfg.lake, *seg) {
-                Ok(w) => w,
-                Err(e) => {
-                    self.note_flush_error(e.is_disk_full());
-                    return Err(e.into());
-                }
-            };
-            let cp = Checkpoint::of(*seg, marks);
-            if let Err(e) = cp.store(&self.cfg.root) {
-                self.note_flush_error(e.is_disk_full());
-                return Err(e);
-            }
-            let seg = *seg;
-            let bytes: u64 = written.iter().map(|w| w.bytes).sum();
-            for w in &written {
-                let t = self.tables.entry(w.table).or_default();
-                t.rows += w.rows as u64;
-                t.files += 1;
-            }
-            if let Ok(m) = fs::metadata(wal_dir(&self.cfg.root).join(format!("{seg:012}.wal"))) {
-                self.sealed_wal_bytes = self.sealed_wal_bytes.saturating_sub(m.len());
-            }
-            if let Err(e) = self.wal.remove(seg) {
-                warn!(error = %e, "could not delete a committed WAL segment");
-            }
-            self.sealed.pop_front();
-            FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
-            info!(
-                segment = seg,
-                rows = n,
-                files = written.len(),
-                bytes,
-                ms = started.elapsed().as_millis() as u64,
-                "flushed"
+            let r = write_sealed(
+                &self.cfg.lake,
+                &self.cfg.root,
+                s.segment,
+                &s.bodies,
+                &s.marks,
             );
+            self.landed(started, r)?;
         }
+        Ok(())
+    }
+
+    /// Seals the open segment and starts writing the oldest sealed segment on the writer
+    /// thread, unless a write is running (the call after it lands starts the next). Nothing
+    /// waits, unless two sealed segments already wait behind a running write: then this waits
+    /// for it, so that acks slow down rather than segments piling up in memory.
+    fn flush_behind(&mut self) {
+        if self.writing.is_some()
+            && self.sealed.len() > 2
+            && let Err(e) = self.finish_writing(true)
+        {
+            warn!(error = %e, "flush failed; the write-ahead log keeps the data and the next flush retries");
+        }
+        self.record_refusals();
+        if let Err(e) = self.seal() {
+            warn!(error = %e, "could not seal the write-ahead log segment; the next flush retries");
+        }
+        if self.writing.is_none() {
+            self.start_writing();
+        }
+    }
+
+    /// Starts writing the oldest sealed segment on the writer thread.
+    fn start_writing(&mut self) {
+        let Some(s) = self.sealed.front() else {
+            return;
+        };
+        let (lake, root, seg) = (self.cfg.lake.clone(), self.cfg.root.clone(), s.segment);
+        // Bodies are shared, not copied.
+        let (bodies, marks) = (s.bodies.clone(), s.marks.clone());
+        let wake = self.wake.clone();
+        let started = Instant::now();
+        let spawned = std::thread::Builder::new()
+            .name("lake-writer".into())
+            .spawn(move || {
+                let r = write_sealed(&lake, &root, seg, &bodies, &marks);
+                if let Some(tx) = wake.and_then(|w| w.upgrade()) {
+                    // A full queue means the store thread is busy and looks anyway.
+                    let _busy_or_gone = tx.try_send(Command::Written).is_err();
+                }
+                r
+            });
+        match spawned {
+            Ok(thread) => self.writing = Some(Writing { started, thread }),
+            Err(e) => {
+                warn!(error = %e, "could not start the Parquet writer thread; writing in place");
+                if let Err(e) = self.flush() {
+                    warn!(error = %e, "flush failed; the write-ahead log keeps the data and the next flush retries");
+                }
+            }
+        }
+    }
+
+    /// Takes the result of the write on the writer thread if it finished (or, with `wait`,
+    /// once it does): true if a write landed.
+    fn finish_writing(&mut self, wait: bool) -> Result<bool, FlushError> {
+        if !self
+            .writing
+            .as_ref()
+            .is_some_and(|w| wait || w.thread.is_finished())
+        {
+            return Ok(false);
+        }
+        let Some(w) = self.writing.take() else {
+            return Ok(false);
+        };
+        let r = w
+            .thread
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        self.landed(w.started, r).map(|()| true)
+    }
+
+    /// Moves the open segment (if it holds anything) to the sealed ones.
+    fn seal(&mut self) -> Result<(), FlushError> {
+        if self.current.is_empty() {
+            return Ok(());
+        }
+        let len = self.wal.len();
+        match self.wal.rotate() {
+            Ok(seg) => {
+                self.sealed_wal_bytes += len;
+                self.sealed.push_back(Sealed {
+                    segment: seg,
+                    bodies: std::mem::take(&mut self.current),
+                    rows: self.current_rows as u64,
+                    marks: self.watermarks.clone(),
+                });
+                self.current_rows = 0;
+                self.current_bytes = 0;
+                Ok(())
+            }
+            Err(e) => {
+                self.note_flush_error(e.is_disk_full());
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Books the write of the oldest sealed segment: on success its rows are in Parquet and
+    /// checkpointed, so its WAL segment goes.
+    fn landed(
+        &mut self,
+        started: Instant,
+        r: Result<(Vec<Written>, usize), FlushError>,
+    ) -> Result<(), FlushError> {
+        let (written, n) = r.inspect_err(|e| self.note_flush_error(e.is_disk_full()))?;
+        let Some(Sealed { segment: seg, .. }) = self.sealed.pop_front() else {
+            return Ok(());
+        };
+        let bytes: u64 = written.iter().map(|w| w.bytes).sum();
+        for w in &written {
+            let t = self.tables.entry(w.table).or_default();
+            t.rows += w.rows as u64;
+            t.files += 1;
+        }
+        if let Ok(m) = fs::metadata(wal_dir(&self.cfg.root).join(format!("{seg:012}.wal"))) {
+            self.sealed_wal_bytes = self.sealed_wal_bytes.saturating_sub(m.len());
+        }
+        if let Err(e) = self.wal.remove(seg) {
+            warn!(error = %e, "could not delete a committed WAL segment");
+        }
+        FLUSH_SECONDS.observe(started.elapsed().as_secs_f64());
+        info!(
+            segment = seg,
+            rows = n,
+            files = written.len(),
+            bytes,
+            ms = started.elapsed().as_millis() as u64,
+            "flushed"
+        );
         Ok(())
     }
 
@@ -1336,6 +1453,71 @@ mod tests {
         assert!(matches!(again[..], [Ok(AckStatus::Stored)]), "{again:?}");
         s.flush().unwrap();
         assert_eq!(flows_rows(d.path()), 2);
+    }
+
+    /// Rows in the visible `flows` files (a file being written has a hidden name).
+    fn visible_flows_rows(root: &Path) -> usize {
+        use parquet::file::reader::FileReader;
+        let mut n = 0;
+        for day in fs::read_dir(root.join("flows"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for f in fs::read_dir(day.path()).unwrap().flatten() {
+                if f.file_name().to_string_lossy().starts_with('.') {
+                    continue;
+                }
+                let r =
+                    parquet::file::reader::SerializedFileReader::new(File::open(f.path()).unwrap())
+                        .unwrap();
+                n += r.metadata().file_metadata().num_rows() as usize;
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn flushes_the_store_thread_starts_land_behind_it_once_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(dir.path());
+        c.flush_rows = 100; // every batch makes a flush due
+        let (h, thread) = Store::open(c).unwrap().spawn(64);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            for seq in 1..=20 {
+                let b = batch("s1", seq, 100);
+                let encoded = b.encode_to_vec();
+                assert_eq!(h.submit(b, encoded).await.unwrap(), AckStatus::Stored);
+            }
+            // Nobody asks for a flush: the writer thread lands every segment, and the store
+            // thread deletes each one's WAL segment, leaving only the open one.
+            let deadline = Instant::now() + std::time::Duration::from_secs(60);
+            loop {
+                let segs = wal::segments(&wal_dir(dir.path())).unwrap();
+                if visible_flows_rows(dir.path()) == 2000 && segs.len() == 1 {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "not landed: {segs:?}");
+                // A status request is a command: the store thread takes finished writes.
+                h.status().await.unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            let st = h.status().await.unwrap();
+            let flows = st.tables.iter().find(|t| t.table == "flows").unwrap();
+            assert_eq!(flows.rows, 2000);
+            h.stop().await;
+        });
+        thread.join().unwrap();
+        assert_eq!(
+            visible_flows_rows(dir.path()),
+            2000,
+            "no segment written twice"
+        );
+        let cp = Checkpoint::load(dir.path()).unwrap();
+        assert_eq!(cp.marks().get(&key("s1", 0)), Some(&20));
     }
 
     #[test]
