@@ -194,6 +194,48 @@ impl<'a> Ports<'a> {
             None => &[],
         }
     }
+
+    /// Whether each of the first `len` rows holds a port within one of `ranges`, each
+    /// (low, width): a port `p` with `p - low ≤ width`. A null row holds none.
+    ///
+    /// One pass over the ports of all rows, 64 at a time into a bit mask without branches (the
+    /// compiler vectorises it); each hit then finds its row by walking the offsets forward.
+    pub fn any_within(&self, len: usize, ranges: &[(u16, u16)]) -> Vec<bool> {
+        let mut out = vec![false; len];
+        let Some((o, v)) = self.0 else {
+            return out;
+        };
+        if len == 0 || ranges.is_empty() {
+            return out;
+        }
+        let offs = &o.offsets[..=len];
+        let (first, end) = (offs[0] as usize, offs[len] as usize);
+        let values = &v[first..end];
+        let mut row = 0;
+        for (c, chunk) in values.chunks(64).enumerate() {
+            let mut bits = 0u64;
+            for (k, &p) in chunk.iter().enumerate() {
+                let hit = ranges
+                    .iter()
+                    .fold(false, |a, &(lo, width)| a | (p.wrapping_sub(lo) <= width));
+                bits |= u64::from(hit) << k;
+            }
+            while bits != 0 {
+                let j = first + c * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                while offs[row + 1] as usize <= j {
+                    row += 1;
+                }
+                out[row] = true;
+            }
+        }
+        if let Some(nulls) = o.nulls {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o &= nulls.is_valid(i);
+            }
+        }
+        out
+    }
 }
 
 /// A list column's row boundaries (a null row is empty).
@@ -352,5 +394,73 @@ impl<'a> Bytes<'a> {
         self.0
             .and_then(|a| (!a.is_null(i)).then(|| a.value(i)))
             .unwrap_or(&[])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{ListBuilder, UInt16Builder};
+    use std::sync::Arc;
+
+    /// `any_within` against a row-by-row check: rows of 0 to 150 ports (so that rows start and
+    /// end inside and across 64-port chunks), null rows, a slice that starts past zero, and
+    /// ranges at the ends of the port space.
+    #[test]
+    fn any_within_equals_a_row_by_row_check() {
+        let mut b = ListBuilder::new(UInt16Builder::new());
+        let mut rows: Vec<Option<Vec<u16>>> = Vec::new();
+        let mut x = 7u32;
+        for r in 0..400u32 {
+            if r % 17 == 5 {
+                b.append_null();
+                rows.push(None);
+                continue;
+            }
+            let n = (r * 37 % 151) as usize;
+            let ports: Vec<u16> = (0..n)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    (x >> 8) as u16
+                })
+                .collect();
+            b.values().append_slice(&ports);
+            b.append(true);
+            rows.push(Some(ports));
+        }
+        let list: ArrayRef = Arc::new(b.finish());
+        let batch = RecordBatch::try_from_iter([("p", list)]).unwrap();
+        let ranges: &[&[(u16, u16)]] = &[
+            &[(23, 0)],
+            &[(0, 0)],
+            &[(u16::MAX, 0)],
+            &[(1000, 2000), (60_000, 5535)],
+            &[(443, 0), (8080, 0), (22, 0)],
+            &[],
+        ];
+        for offset in [0, 1, 63, 130] {
+            let b = batch.slice(offset, batch.num_rows() - offset);
+            let ports = Ports::of(&b, "p");
+            for r in ranges {
+                let want: Vec<bool> = rows[offset..]
+                    .iter()
+                    .map(|row| {
+                        row.as_ref().is_some_and(|ps| {
+                            ps.iter().any(|p| {
+                                r.iter().any(|&(lo, w)| {
+                                    *p >= lo && u32::from(*p) <= u32::from(lo) + u32::from(w)
+                                })
+                            })
+                        })
+                    })
+                    .collect();
+                assert_eq!(
+                    ports.any_within(b.num_rows(), r),
+                    want,
+                    "offset {offset}, ranges {r:?}"
+                );
+            }
+        }
+        assert!(Ports::of(&batch, "absent").any_within(3, &[(23, 0)]) == [false; 3]);
     }
 }

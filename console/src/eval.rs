@@ -88,9 +88,7 @@ fn number_column(b: &RecordBatch, c: &str, bounds: &[(u64, u64)]) -> Vec<bool> {
     match b.column_by_name(c).map(|a| a.data_type()) {
         None => vec![false; n],
         Some(arrow::datatypes::DataType::List(_)) => {
-            let ports = Ports::of(b, c);
-            // Each bound as a u16 range, checked without branches over a row's list (the
-            // compiler vectorises the fold): lists are a few dozen ports.
+            // Each bound as a u16 range (low, width).
             let ranges: Vec<(u16, u16)> = bounds
                 .iter()
                 .filter(|(lo, _)| *lo <= u64::from(u16::MAX))
@@ -101,15 +99,7 @@ fn number_column(b: &RecordBatch, c: &str, bounds: &[(u64, u64)]) -> Vec<bool> {
                     )
                 })
                 .collect();
-            (0..n)
-                .map(|i| {
-                    let l = ports.get(i);
-                    ranges.iter().any(|&(lo, width)| {
-                        l.iter()
-                            .fold(false, |a, &p| a | (p.wrapping_sub(lo) <= width))
-                    })
-                })
-                .collect()
+            Ports::of(b, c).any_within(n, &ranges)
         }
         Some(_) => {
             let num = Num::of(b, c);

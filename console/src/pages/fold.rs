@@ -86,6 +86,34 @@ pub struct DayMatch {
     pub date: NaiveDate,
     pub batch: RecordBatch,
     pub rows: Vec<u32>,
+    /// The merge key head ([`AddrKey`]) of each matching row's address, and whether every
+    /// one of those addresses is at most 16 bytes long (then the heads alone order them).
+    heads: Vec<u128>,
+    short: bool,
+}
+
+impl DayMatch {
+    /// Day `date`'s `rows` (ascending) of `batch`; their addresses' merge keys are made here,
+    /// on the thread that evaluated the day.
+    pub fn new(date: NaiveDate, batch: RecordBatch, rows: Vec<u32>) -> DayMatch {
+        let ip = Text::of(&batch, IP.src_ip);
+        let mut short = true;
+        let heads = rows
+            .iter()
+            .map(|i| {
+                let t = ip.get(*i as usize).unwrap_or("");
+                short &= t.len() <= 16;
+                AddrKey::of(t).head
+            })
+            .collect();
+        DayMatch {
+            date,
+            batch,
+            rows,
+            heads,
+            short,
+        }
+    }
 }
 
 /// The matching rows of a range's days, one group per source, in address order.
@@ -229,7 +257,16 @@ impl Matched {
                 b
             })
             .collect();
+        let short = days.iter().all(|d| d.short);
         let merge = |k: usize| -> Merged {
+            if short {
+                let slices: Vec<(&[u32], &[u128])> = days
+                    .iter()
+                    .zip(&bounds)
+                    .map(|(day, b)| (&day.rows[b[k]..b[k + 1]], &day.heads[b[k]..b[k + 1]]))
+                    .collect();
+                return merge_heads(&slices);
+            }
             let slices: Vec<&[u32]> = days
                 .iter()
                 .zip(&bounds)
@@ -407,9 +444,11 @@ impl Matched {
                 tally.singles(&v[d], d, rows);
             }
             let mc = self.multis.len().div_ceil(threads);
-            for g in share(&self.multis, t, mc) {
-                tally.group(&v, self.group(*g as usize));
-            }
+            let groups: Vec<&[(u32, u32)]> = share(&self.multis, t, mc)
+                .iter()
+                .map(|g| self.group(*g as usize))
+                .collect();
+            tally.groups(&v, &groups);
             tally.finish()
         };
         if threads == 1 || self.len() < 50_000 {
@@ -460,8 +499,6 @@ struct Tally {
     class: [u64; 3],
     scanners: u64,
     packets: u64,
-    /// Groups counted: the mark of the next.
-    groups: u32,
     tags: Vec<u32>,
 }
 
@@ -495,7 +532,6 @@ impl Tally {
             class: [0; 3],
             scanners: 0,
             packets: 0,
-            groups: 0,
             tags: Vec::new(),
         }
     }
@@ -572,52 +608,94 @@ impl Tally {
         }
     }
 
-    /// A group of several rows: each value counted once for it; org, country and scan type
-    /// are the newest day's.
-    fn group(&mut self, v: &[Views<'_>], group: &[(u32, u32)]) {
-        let mark = self.groups;
-        self.groups += 1;
-        let (mut org, mut country, mut scan) = (None, None, None);
-        let mut scanner = false;
-        let mut logins = 0;
-        self.tags.clear();
-        for &(d, i) in group {
-            let (d, i) = (d as usize, i as usize);
-            let v = &v[d];
-            for (base, list) in [(0, v.tcp), (1 << 16, v.udp)] {
-                for p in list.get(i) {
-                    let slot = &mut self.ports[base | usize::from(*p)];
-                    if slot.mark != mark {
+    /// Groups of several rows: each value counted once per group; org, country and scan type
+    /// are the newest day's. One column at a time over all the groups: a group's rows lie in
+    /// several days, and reading every column of each in turn would read more streams of
+    /// memory at once than the prefetcher follows.
+    fn groups(&mut self, v: &[Views<'_>], groups: &[&[(u32, u32)]]) {
+        for (base, pick) in [
+            (0, (|v: &Views<'_>| v.tcp) as PortsPick),
+            (1 << 16, |v| v.udp),
+        ] {
+            for (mark, group) in groups.iter().enumerate() {
+                let mark = mark as u32;
+                for &(d, i) in *group {
+                    // Without a branch: whether a port repeats within a group is not
+                    // predictable.
+                    for p in pick(&v[d as usize]).get(i as usize) {
+                        let slot = &mut self.ports[base | usize::from(*p)];
+                        slot.n += u32::from(slot.mark != mark);
                         slot.mark = mark;
-                        slot.n += 1;
                     }
                 }
             }
-            org = self.code(ORG, v.org, d, i).or(org);
-            country = self.code(COUNTRY, v.country, d, i).or(country);
-            scan = self.code(SCAN, v.scan_type, d, i).or(scan);
-            for (f, list) in [(TOOL, v.tools), (TAG, v.tags)] {
-                let e = list.elements();
-                for j in list.range(i) {
-                    if let Some(c) = self.code(f, e, d, j) {
-                        if f == TAG && self.marks[f][c as usize] != mark {
-                            self.tags.push(c);
+        }
+        let mut orgs = Vec::with_capacity(groups.len());
+        for (f, pick) in [
+            (ORG, (|v: &Views<'_>| v.org) as Pick),
+            (COUNTRY, |v| v.country),
+            (SCAN, |v| v.scan_type),
+        ] {
+            for group in groups {
+                let mut newest = None;
+                for &(d, i) in *group {
+                    newest = self
+                        .code(f, pick(&v[d as usize]), d as usize, i as usize)
+                        .or(newest);
+                }
+                if let Some(c) = newest {
+                    self.n[f][c as usize] += 1;
+                }
+                if f == ORG {
+                    orgs.push(newest);
+                }
+            }
+        }
+        let logins: Vec<u64> = groups
+            .iter()
+            .map(|group| {
+                group
+                    .iter()
+                    .map(|&(d, i)| {
+                        let (v, i) = (&v[d as usize], i as usize);
+                        v.logins.or0(i) + v.mysql.or0(i)
+                    })
+                    .sum()
+            })
+            .collect();
+        for (f, pick) in [
+            (TOOL, (|v: &Views<'_>| v.tools) as ListPick),
+            (TAG, |v| v.tags),
+        ] {
+            for (mark, group) in groups.iter().enumerate() {
+                let mark = mark as u32;
+                self.tags.clear();
+                for &(d, i) in *group {
+                    let list = pick(&v[d as usize]);
+                    let e = list.elements();
+                    for j in list.range(i as usize) {
+                        if let Some(c) = self.code(f, e, d as usize, j) {
+                            if f == TAG && self.marks[f][c as usize] != mark {
+                                self.tags.push(c);
+                            }
+                            count_once(&mut self.n[f], &mut self.marks[f], c as usize, mark);
                         }
-                        count_once(&mut self.n[f], &mut self.marks[f], c as usize, mark);
                     }
                 }
-            }
-            scanner |= v.scanner.get(i) == Some(true);
-            logins += v.logins.or0(i) + v.mysql.or0(i);
-            self.packets += v.packets.or0(i);
-        }
-        for (f, slot) in [(ORG, org), (COUNTRY, country), (SCAN, scan)] {
-            if let Some(c) = slot {
-                self.n[f][c as usize] += 1;
+                if f == TAG {
+                    self.class_of(orgs[mark as usize], logins[mark as usize]);
+                }
             }
         }
-        self.scanners += u64::from(scanner);
-        self.class_of(org, logins);
+        for group in groups {
+            let mut scanner = false;
+            for &(d, i) in *group {
+                let (v, i) = (&v[d as usize], i as usize);
+                scanner |= v.scanner.get(i) == Some(true);
+                self.packets += v.packets.or0(i);
+            }
+            self.scanners += u64::from(scanner);
+        }
     }
 
     fn finish(self) -> Counts {
@@ -730,8 +808,41 @@ fn merge_sorted<'a>(days: &[&[u32]], addr: &dyn Fn(usize, u32) -> &'a str) -> Me
     (refs, starts)
 }
 
+/// [`merge_sorted`] when every address is at most 16 bytes long, so that equal heads are
+/// equal addresses: days given as their rows and those rows' heads.
+fn merge_heads(days: &[(&[u32], &[u128])]) -> Merged {
+    let mut refs = Vec::with_capacity(days.iter().map(|d| d.0.len()).sum());
+    let mut starts = Vec::new();
+    let mut heap = BinaryHeap::with_capacity(days.len());
+    let mut pos = vec![0usize; days.len()];
+    for (d, (_, heads)) in days.iter().enumerate() {
+        if let Some(h) = heads.first() {
+            heap.push(Reverse((*h, d as u32)));
+        }
+    }
+    let mut current = None;
+    while let Some(Reverse((h, d))) = heap.pop() {
+        let d = d as usize;
+        if current != Some(h) {
+            starts.push(refs.len() as u32);
+            current = Some(h);
+        }
+        let (rows, heads) = days[d];
+        refs.push((d as u32, rows[pos[d]]));
+        pos[d] += 1;
+        if let Some(h) = heads.get(pos[d]) {
+            heap.push(Reverse((*h, d as u32)));
+        }
+    }
+    (refs, starts)
+}
+
 /// Which text column of the views.
 type Pick = for<'a> fn(&Views<'a>) -> Text<'a>;
+/// Which list-of-text column of the views.
+type ListPick = for<'a> fn(&Views<'a>) -> TextList<'a>;
+/// Which list-of-ports column of the views.
+type PortsPick = for<'a> fn(&Views<'a>) -> Ports<'a>;
 
 /// The newest value of a group's rows in the picked column.
 fn newest<'a>(group: &[(u32, u32)], v: &[Views<'a>], pick: Pick) -> Option<&'a str> {
@@ -874,11 +985,11 @@ mod tests {
             ],
         )
         .unwrap();
-        DayMatch {
-            date: NaiveDate::from_ymd_opt(2026, 11, d + 1).unwrap(),
+        DayMatch::new(
+            NaiveDate::from_ymd_opt(2026, 11, d + 1).unwrap(),
             batch,
-            rows: (0..ips.len() as u32).filter(|i| i % 3 != 0).collect(),
-        }
+            (0..ips.len() as u32).filter(|i| i % 3 != 0).collect(),
+        )
     }
 
     #[test]
@@ -903,11 +1014,7 @@ mod tests {
         for parts in [1, 2, 3, 7] {
             let days = days
                 .iter()
-                .map(|d| DayMatch {
-                    date: d.date,
-                    batch: d.batch.clone(),
-                    rows: d.rows.clone(),
-                })
+                .map(|d| DayMatch::new(d.date, d.batch.clone(), d.rows.clone()))
                 .collect();
             let m = Matched::in_parts(days, parts);
             let got: BTreeMap<String, (u32, u64)> = (0..m.len())

@@ -174,11 +174,7 @@ pub fn matched(
             .filter(|(_, m)| **m)
             .map(|(i, _)| i as u32)
             .collect();
-        Ok(DayMatch {
-            date: d.date,
-            batch,
-            rows,
-        })
+        Ok(DayMatch::new(d.date, batch, rows))
     });
     let parts = parts.into_iter().collect::<Result<_, _>>()?;
     let t1 = std::time::Instant::now();

@@ -69,13 +69,13 @@ pub fn build(ctx: &Ctx, range: Range, name: &str) -> Result<View, ConsoleError> 
     let per = per_day(&days, |d| -> Result<DayMatch, ConsoleError> {
         let b = org_rows(ctx, d)?;
         let m = Text::of(&b, IP.org).test(b.num_rows(), |o| o.to_lowercase() == wanted);
-        Ok(DayMatch {
-            date: d.date,
-            rows: (0..b.num_rows() as u32)
+        Ok(DayMatch::new(
+            d.date,
+            (*b).clone(),
+            (0..b.num_rows() as u32)
                 .filter(|i| m[*i as usize])
                 .collect(),
-            batch: (*b).clone(),
-        })
+        ))
     });
     let per: Vec<DayMatch> = per.into_iter().collect::<Result<_, _>>()?;
     let mut daily = Table::new(&[
