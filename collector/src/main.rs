@@ -43,6 +43,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     scanscope_telemetry::init_logging();
     match run(cli) {
@@ -51,6 +52,22 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// glibc's malloc gives large blocks (from 128 KiB, the dynamic threshold) their own mapping
+/// and trims each thread arena's free top back to the kernel, so buffers that every console
+/// query and every Parquet page read allocates again (decompression contexts, masks, merge
+/// keys) are faulted in and zeroed afresh each time: about 35 000 page faults per 30-day IP
+/// page. Blocks up to 32 MiB come from the arenas instead, and up to 1 GiB of free arena top
+/// is kept for the next query (the peak stays what the queries need at once).
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets glibc allocator parameters (it takes the arena lock itself);
+    // it is called once, before any other thread of this process exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
     }
 }
 

@@ -21,7 +21,7 @@ use arrow::{
     },
 };
 use chrono::NaiveDate;
-use scanscope_lake::{FileMeta, Lake, ReadOptions, paths, tables::ip_daily::IpRow};
+use scanscope_lake::{FileMeta, Footer, Lake, ReadOptions, paths, tables::ip_daily::IpRow};
 
 use crate::error::ConsoleError;
 
@@ -29,8 +29,9 @@ use crate::error::ConsoleError;
 /// save anything).
 const PLAIN: &[&str] = &["src_ip", "victim"];
 
-/// How the console reads the lake: strings as dictionaries (but [`PLAIN`]), large batches.
-fn read_options<'a>(columns: Option<&'a [&'a str]>) -> ReadOptions<'a> {
+/// How the console reads the lake: strings as dictionaries (but [`PLAIN`]), large batches;
+/// with the file's footer when it is kept.
+fn read_options<'a>(columns: Option<&'a [&'a str]>, footer: Option<&'a Footer>) -> ReadOptions<'a> {
     ReadOptions {
         columns,
         dictionary_strings: true,
@@ -39,6 +40,7 @@ fn read_options<'a>(columns: Option<&'a [&'a str]>) -> ReadOptions<'a> {
         row_groups: None,
         rows: None,
         optional: &[],
+        footer,
     }
 }
 
@@ -54,8 +56,9 @@ pub struct Day {
     pub date: NaiveDate,
     table: &'static str,
     file: FileMeta,
+    /// The file's footer, read once.
+    footer: Footer,
     version: Version,
-    schema: SchemaRef,
     rows: usize,
     lake: Lake,
     held: Mutex<Held>,
@@ -95,7 +98,7 @@ impl Day {
 
     /// The file's schema (every column, user rule fields too).
     pub fn schema(&self) -> &SchemaRef {
-        &self.schema
+        self.footer.schema()
     }
 
     /// The day's rows with `columns` (those the file has; a view of a missing one reads as
@@ -105,7 +108,7 @@ impl Day {
         let missing: Vec<&str> = columns
             .iter()
             .copied()
-            .filter(|c| !held.arrays.contains_key(*c) && self.schema.field_with_name(c).is_ok())
+            .filter(|c| !held.arrays.contains_key(*c) && self.schema().field_with_name(c).is_ok())
             .collect();
         if !missing.is_empty() {
             if held.order.is_none() {
@@ -153,7 +156,7 @@ impl Day {
     /// Every column of the day (small tables).
     pub fn all(&self) -> Result<RecordBatch, ConsoleError> {
         let names: Vec<String> = self
-            .schema
+            .schema()
             .fields()
             .iter()
             .map(|f| f.name().clone())
@@ -167,7 +170,7 @@ impl Day {
         let columns: Vec<&str> = columns
             .iter()
             .copied()
-            .filter(|c| self.schema.field_with_name(c).is_ok())
+            .filter(|c| self.schema().field_with_name(c).is_ok())
             .collect();
         self.read_rows(Some(&columns), None, None)
     }
@@ -182,11 +185,11 @@ impl Day {
         let columns: Vec<&str> = columns
             .iter()
             .copied()
-            .filter(|c| self.schema.field_with_name(c).is_ok())
+            .filter(|c| self.schema().field_with_name(c).is_ok())
             .collect();
         let opts = ReadOptions {
             batch_size: scanscope_lake::ROLLUP_ROW_GROUP_ROWS,
-            ..read_options(Some(&columns))
+            ..read_options(Some(&columns), Some(&self.footer))
         };
         for b in self.lake.read(&self.file, &opts)? {
             f(&b?)?;
@@ -194,12 +197,19 @@ impl Day {
         Ok(())
     }
 
-    /// Every column of the rows whose `key` is `value`, read from the row groups whose
-    /// statistics allow it (one group of a rollup in key order).
+    /// Every column of the rows whose `key` is `value`: found in the key column if a page
+    /// has had it read (the file in key order), else in the key column of the row groups
+    /// whose statistics allow it (one group of a rollup in key order); only those rows are
+    /// decoded in the other columns.
     pub fn rows_with(&self, value: &str) -> Result<RecordBatch, ConsoleError> {
         let key = key_of(self.table).unwrap_or(IpRow::COL.src_ip);
-        let groups = self.lake.row_groups_holding(&self.file, key, value)?;
-        // The key column of those groups finds the rows; only they are decoded in the others.
+        if let Some(found) = self.held_rows_with(key, value) {
+            return match found {
+                Some(rows) => self.read_rows(None, None, Some(&[rows])),
+                None => Ok(RecordBatch::new_empty(self.schema().clone())),
+            };
+        }
+        let groups = self.footer.row_groups_holding(key, value);
         let keys = self.read_rows(Some(&[key]), Some(&groups), None)?;
         let t = crate::col::Text::of(&keys, key);
         let rows: Vec<(usize, usize)> = (0..keys.num_rows())
@@ -210,6 +220,21 @@ impl Day {
             return Ok(keys.slice(0, 0));
         }
         self.read_rows(None, Some(&groups), Some(&rows))
+    }
+
+    /// The file rows (first, count) whose `key` is `value`, by binary search in the key
+    /// column if it is held and the file is in its order (`Some(None)`: no such row); `None`
+    /// when the column is not held so.
+    fn held_rows_with(&self, key: &str, value: &str) -> Option<Option<(usize, usize)>> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if !matches!(held.order, Some(None)) {
+            return None;
+        }
+        let a = held.arrays.get(key)?.as_string_opt::<i32>()?;
+        let at = |i: usize| a.is_valid(i).then(|| a.value(i));
+        let first = partition_point(a.len(), |i| at(i) < Some(value));
+        let end = partition_point(a.len(), |i| at(i) <= Some(value));
+        Some((first < end).then_some((first, end - first)))
     }
 
     /// `columns` (all when `None`) of the row groups `groups` (all when `None`), only `rows`
@@ -223,7 +248,7 @@ impl Day {
         let opts = ReadOptions {
             row_groups: groups,
             rows,
-            ..read_options(columns)
+            ..read_options(columns, Some(&self.footer))
         };
         let batches = self.lake.read(&self.file, &opts)?;
         let schema = batches.schema();
@@ -237,7 +262,7 @@ impl Day {
         let Some(key) = key_of(self.table) else {
             return Ok(None);
         };
-        if self.schema.field_with_name(key).is_err() {
+        if self.schema().field_with_name(key).is_err() {
             return Ok(None);
         }
         let b = self.read(&[key])?;
@@ -257,6 +282,20 @@ impl Day {
             source,
         }
     }
+}
+
+/// The first of `0..n` for which `pred` is false (`pred` true then false along the range).
+fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
 }
 
 impl Drop for Day {
@@ -425,14 +464,14 @@ impl Catalog {
                 return Ok(Some(day));
             }
         }
-        let (schema, groups) = self.lake.layout(&file)?;
+        let footer = self.lake.footer(&file)?;
         let day = Arc::new(Day {
             date,
             table,
             file,
+            rows: footer.row_groups().iter().sum(),
+            footer,
             version,
-            schema,
-            rows: groups.iter().sum(),
             lake: self.lake.clone(),
             held: Mutex::default(),
             bytes: AtomicUsize::new(0),
@@ -527,7 +566,7 @@ impl Catalog {
                 .copied()
                 .filter(|c| schema.field_with_name(c).is_ok())
                 .collect();
-            let opts = read_options(Some(&columns));
+            let opts = read_options(Some(&columns), None);
             for b in self.lake.read(&file, &opts)? {
                 let b = b?;
                 let mask = arrow::array::BooleanArray::from(keep(&b));
@@ -665,6 +704,20 @@ mod tests {
         );
         let r = d.rows_with(&want).unwrap();
         assert_eq!(Num::of(&r, IP.packets).get(0), Some(777));
+        // Once a page has read the key column, a source is found in it by binary search.
+        d.batch(&[IP.src_ip]).unwrap();
+        assert!(d.held_rows_with(IP.src_ip, &want).is_some());
+        for k in [0, 777, n as u32 - 1] {
+            let ip = std::net::Ipv4Addr::from(0x0a00_0000 + k).to_string();
+            let r = d.rows_with(&ip).unwrap();
+            assert_eq!(r.num_rows(), 1, "{ip}");
+            assert_eq!(Text::of(&r, IP.src_ip).get(0), Some(ip.as_str()));
+            assert_eq!(Num::of(&r, IP.packets).get(0), Some(u64::from(k)));
+        }
+        for absent in ["0.0.0.0", "10.0.0.1x", "9.255.255.255", "255.0.0.0"] {
+            assert_eq!(d.held_rows_with(IP.src_ip, absent), Some(None), "{absent}");
+            assert_eq!(d.rows_with(absent).unwrap().num_rows(), 0);
+        }
     }
 
     #[test]

@@ -198,8 +198,9 @@ impl<'a> Ports<'a> {
     /// Whether each of the first `len` rows holds a port within one of `ranges`, each
     /// (low, width): a port `p` with `p - low ≤ width`. A null row holds none.
     ///
-    /// One pass over the ports of all rows, 64 at a time into a bit mask without branches (the
-    /// compiler vectorises it); each hit then finds its row by walking the offsets forward.
+    /// One pass over the ports of all rows, 16 at a time into a bit mask (the ranges a
+    /// fixed-size array, so that the compiler vectorises the test); each hit then finds its
+    /// row by walking the offsets forward.
     pub fn any_within(&self, len: usize, ranges: &[(u16, u16)]) -> Vec<bool> {
         let mut out = vec![false; len];
         let Some((o, v)) = self.0 else {
@@ -211,22 +212,21 @@ impl<'a> Ports<'a> {
         let offs = &o.offsets[..=len];
         let (first, end) = (offs[0] as usize, offs[len] as usize);
         let values = &v[first..end];
-        let mut row = 0;
-        for (c, chunk) in values.chunks(64).enumerate() {
-            let mut bits = 0u64;
-            for (k, &p) in chunk.iter().enumerate() {
-                let hit = ranges
-                    .iter()
-                    .fold(false, |a, &(lo, width)| a | (p.wrapping_sub(lo) <= width));
-                bits |= u64::from(hit) << k;
-            }
-            while bits != 0 {
-                let j = first + c * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
+        // Four ranges at a time (`port:a OR port:b …` of more: one pass per four).
+        for r in ranges.chunks(4) {
+            let mut row = 0;
+            let mut mark = |j: usize| {
+                let j = first + j;
                 while offs[row + 1] as usize <= j {
                     row += 1;
                 }
                 out[row] = true;
+            };
+            match r.len() {
+                1 => hits::<1>(values, r, &mut mark),
+                2 => hits::<2>(values, r, &mut mark),
+                3 => hits::<3>(values, r, &mut mark),
+                _ => hits::<4>(values, r, &mut mark),
             }
         }
         if let Some(nulls) = o.nulls {
@@ -235,6 +235,36 @@ impl<'a> Ports<'a> {
             }
         }
         out
+    }
+}
+
+/// Calls `hit` with the index of each value within one of the `N` (low, width) `ranges`, in
+/// ascending order.
+fn hits<const N: usize>(values: &[u16], ranges: &[(u16, u16)], hit: &mut impl FnMut(usize)) {
+    let r: [(u16, u16); N] = std::array::from_fn(|k| ranges[k]);
+    let within = |p: u16| {
+        r.iter()
+            .fold(false, |a, &(lo, w)| a | (p.wrapping_sub(lo) <= w))
+    };
+    const BLOCK: usize = 16;
+    let blocks = values.chunks_exact(BLOCK);
+    let tail = blocks.remainder();
+    for (b, block) in blocks.enumerate() {
+        // The block's hits as 16 bits (compares and a byte mask, vectorised).
+        let mut bits = 0u32;
+        for (k, &p) in block.iter().enumerate() {
+            bits |= u32::from(within(p)) << k;
+        }
+        while bits != 0 {
+            hit(b * BLOCK + bits.trailing_zeros() as usize);
+            bits &= bits - 1;
+        }
+    }
+    let base = values.len() - tail.len();
+    for (k, &p) in tail.iter().enumerate() {
+        if within(p) {
+            hit(base + k);
+        }
     }
 }
 
@@ -436,6 +466,16 @@ mod tests {
             &[(u16::MAX, 0)],
             &[(1000, 2000), (60_000, 5535)],
             &[(443, 0), (8080, 0), (22, 0)],
+            &[(1, 0), (2, 3), (100, 900), (40_000, 0)],
+            &[
+                (23, 0),
+                (2323, 0),
+                (80, 0),
+                (8000, 100),
+                (443, 0),
+                (0, 10),
+                (65_000, 535),
+            ],
             &[],
         ];
         for offset in [0, 1, 63, 130] {

@@ -27,4 +27,4 @@ pub mod table;
 pub mod tables;
 
 pub use error::LakeError;
-pub use storage::{FileMeta, Lake, ROLLUP_ROW_GROUP_ROWS, ReadOptions, Written};
+pub use storage::{FileMeta, Footer, Lake, ROLLUP_ROW_GROUP_ROWS, ReadOptions, Written};

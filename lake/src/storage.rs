@@ -45,6 +45,7 @@ use parquet::{
         metadata::{PageIndexPolicy, ParquetMetaData, ParquetMetaDataReader},
         properties::{EnabledStatistics, WriterProperties},
     },
+    schema::types::ColumnPath,
 };
 
 use crate::{error::LakeError, paths};
@@ -95,8 +96,26 @@ static WRITER_PROPS: LazyLock<WriterProperties> = LazyLock::new(|| {
     }
     b.build()
 });
-static ROLLUP_WRITER_PROPS: LazyLock<WriterProperties> =
-    LazyLock::new(|| writer_props(ROLLUP_ROW_GROUP_ROWS));
+/// The rollup tables' properties. Columns whose values are nearly all distinct within a row
+/// group (a source's address, its first and last seen in µs, its port lists) get no
+/// dictionary: it would hold most of the group's values (up to the writer's 1 MiB, then the
+/// writer falls back to plain pages anyway), and a reader of one source's row would decompress
+/// all of it for every such column of every day (the console's IP page, DuckDB's
+/// `WHERE src_ip = …`).
+static ROLLUP_WRITER_PROPS: LazyLock<WriterProperties> = LazyLock::new(|| {
+    let ip = crate::tables::ip_daily::IpRow::COL;
+    let mut b = writer_props(ROLLUP_ROW_GROUP_ROWS).into_builder();
+    for c in [ip.src_ip, ip.first_seen, ip.last_seen] {
+        b = b.set_column_dictionary_enabled(c.into(), false);
+    }
+    for c in [ip.ports, ip.tcp_ports, ip.udp_ports] {
+        b = b.set_column_dictionary_enabled(
+            ColumnPath::new(vec![c.to_string(), "list".into(), "item".into()]),
+            false,
+        );
+    }
+    b.build()
+});
 
 /// The lake's runtime for object-store futures (I/O only; encoding and decoding run on the
 /// calling thread).
@@ -158,6 +177,56 @@ pub struct ReadOptions<'a> {
     /// Columns of `columns` a file may lack (added to the table after it was written): left
     /// out of the batches of such a file instead of failing the read.
     pub optional: &'a [&'a str],
+    /// The file's footer, if the reader keeps it ([`Lake::footer`]): not read again.
+    pub footer: Option<&'a Footer>,
+}
+
+/// A file's footer as read once: its schema, row groups (with their statistics) and page
+/// locations. A reader that reads one file many times keeps it ([`ReadOptions::footer`]).
+#[derive(Debug, Clone)]
+pub struct Footer(ArrowReaderMetadata);
+
+impl Footer {
+    /// The file's Arrow schema.
+    pub fn schema(&self) -> &SchemaRef {
+        self.0.schema()
+    }
+
+    /// Rows of each row group.
+    pub fn row_groups(&self) -> Vec<usize> {
+        self.0
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|g| usize::try_from(g.num_rows()).unwrap_or(0))
+            .collect()
+    }
+
+    /// The row groups whose statistics for the string column `column` do not rule out
+    /// `value` (all of them when the file lacks statistics or the column).
+    pub fn row_groups_holding(&self, column: &str, value: &str) -> Vec<usize> {
+        let md = self.0.metadata();
+        let idx = md
+            .file_metadata()
+            .schema_descr()
+            .columns()
+            .iter()
+            .position(|c| c.path().string() == column);
+        md.row_groups()
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| {
+                let Some(stats) = idx.and_then(|i| g.column(i).statistics()) else {
+                    return true;
+                };
+                let (Some(lo), Some(hi)) = (stats.min_bytes_opt(), stats.max_bytes_opt()) else {
+                    return true;
+                };
+                lo <= value.as_bytes() && value.as_bytes() <= hi
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
 }
 
 impl Default for ReadOptions<'_> {
@@ -170,6 +239,7 @@ impl Default for ReadOptions<'_> {
             row_groups: None,
             rows: None,
             optional: &[],
+            footer: None,
         }
     }
 }
@@ -352,7 +422,10 @@ impl Lake {
             path: name.clone(),
             source,
         };
-        let meta = self.metadata_with(file, opts.rows.is_some())?;
+        let meta = match opts.footer {
+            Some(f) => f.0.clone(),
+            None => self.metadata_with(file, opts.rows.is_some())?,
+        };
         let stream = block_on(async {
             let reader = ObjectReader {
                 store: self.store.clone(),
@@ -427,14 +500,8 @@ impl Lake {
 
     /// The file's Arrow schema and its row groups' row counts.
     pub fn layout(&self, file: &FileMeta) -> Result<(SchemaRef, Vec<usize>), LakeError> {
-        let meta = self.metadata(file)?;
-        let groups = meta
-            .metadata()
-            .row_groups()
-            .iter()
-            .map(|g| usize::try_from(g.num_rows()).unwrap_or(0))
-            .collect();
-        Ok((meta.schema().clone(), groups))
+        let f = Footer(self.metadata(file)?);
+        Ok((f.schema().clone(), f.row_groups()))
     }
 
     /// The row groups of the file whose statistics for the string column `column` do not rule
@@ -445,29 +512,12 @@ impl Lake {
         column: &str,
         value: &str,
     ) -> Result<Vec<usize>, LakeError> {
-        let meta = self.metadata(file)?;
-        let md = meta.metadata();
-        let idx = md
-            .file_metadata()
-            .schema_descr()
-            .columns()
-            .iter()
-            .position(|c| c.path().string() == column);
-        Ok(md
-            .row_groups()
-            .iter()
-            .enumerate()
-            .filter(|(_, g)| {
-                let Some(stats) = idx.and_then(|i| g.column(i).statistics()) else {
-                    return true;
-                };
-                let (Some(lo), Some(hi)) = (stats.min_bytes_opt(), stats.max_bytes_opt()) else {
-                    return true;
-                };
-                lo <= value.as_bytes() && value.as_bytes() <= hi
-            })
-            .map(|(i, _)| i)
-            .collect())
+        Ok(Footer(self.metadata(file)?).row_groups_holding(column, value))
+    }
+
+    /// The file's footer with its page locations, to keep for reading the file again.
+    pub fn footer(&self, file: &FileMeta) -> Result<Footer, LakeError> {
+        Ok(Footer(self.metadata_with(file, true)?))
     }
 
     fn metadata(&self, file: &FileMeta) -> Result<ArrowReaderMetadata, LakeError> {
@@ -785,5 +835,76 @@ mod tests {
             Lake::open("s3://bucket/lake"),
             Err(LakeError::Location { .. })
         ));
+    }
+
+    #[test]
+    fn rollup_columns_of_distinct_values_have_no_dictionary_and_a_kept_footer_reads_the_same() {
+        use crate::tables::ip_daily::{IpDailyBuilder, IpRow};
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::local(dir.path()).unwrap();
+        let day = NaiveDate::from_ymd_opt(2026, 11, 22).unwrap();
+        let mut b = IpDailyBuilder::new(&[]);
+        for k in 0..3000u32 {
+            b.push(&IpRow {
+                src_ip: std::net::Ipv4Addr::from(0x0a00_0000 + k).to_string(),
+                first_seen: 1_764_000_000_000_000 + i64::from(k),
+                last_seen: 1_764_000_000_500_000 + i64::from(k),
+                tcp_ports: vec![23, (k % 60_000) as u16 + 1],
+                ports: vec![23, (k % 60_000) as u16 + 1],
+                org: Some(["censys", "shodan"][k as usize % 2].into()),
+                ..IpRow::default()
+            });
+        }
+        let path = paths::rollup_file(IpRow::TABLE, day);
+        lake.write_batch(&path, IpRow::TABLE, &b.finish().unwrap())
+            .unwrap();
+        let file = lake.head(&path).unwrap().unwrap();
+        let footer = lake.footer(&file).unwrap();
+        let md = footer.0.metadata();
+        let dictionary = |name: &str| {
+            md.row_group(0)
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap_or_else(|| panic!("{name}"))
+                .dictionary_page_offset()
+                .is_some()
+        };
+        let ip = IpRow::COL;
+        for c in [ip.src_ip, ip.first_seen, ip.last_seen] {
+            assert!(!dictionary(c), "{c}");
+        }
+        for c in [ip.ports, ip.tcp_ports, ip.udp_ports] {
+            assert!(!dictionary(&format!("{c}.list.item")), "{c}");
+        }
+        assert!(
+            dictionary(ip.org),
+            "a column of few values keeps its dictionary"
+        );
+        assert!(
+            md.page_index().is_some(),
+            "the kept footer has the page locations"
+        );
+        assert_eq!(footer.row_groups(), lake.layout(&file).unwrap().1);
+        let want = "10.0.11.184";
+        assert_eq!(
+            footer.row_groups_holding(ip.src_ip, want),
+            lake.row_groups_holding(&file, ip.src_ip, want).unwrap()
+        );
+        let cols = [ip.src_ip, ip.first_seen];
+        let read = |footer| -> Vec<RecordBatch> {
+            let opts = ReadOptions {
+                columns: Some(&cols),
+                rows: Some(&[(2999, 1), (0, 0)][..1]),
+                footer,
+                ..ReadOptions::default()
+            };
+            lake.read(&file, &opts)
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        assert_eq!(read(Some(&footer)), read(None));
+        assert_eq!(read(Some(&footer))[0].num_rows(), 1);
     }
 }

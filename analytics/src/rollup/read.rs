@@ -40,6 +40,7 @@ pub fn for_each_batch(
         row_groups: None,
         rows: None,
         optional: &ADDED_COLUMNS,
+        footer: None,
     };
     for batch in lake.read(file, &opts)? {
         f(&batch?)?;

@@ -175,11 +175,35 @@ impl Sort {
     }
 }
 
+/// Distinct sources per port: TCP's 65 536 ports, then UDP's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PortCounts(Vec<u32>);
+
+impl Default for PortCounts {
+    fn default() -> Self {
+        PortCounts(vec![0; 2 << 16])
+    }
+}
+
+impl PortCounts {
+    /// The ports with a count, in order (TCP first).
+    pub fn iter(&self) -> impl Iterator<Item = (ProtoPort, u64)> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(p, n)| {
+                let proto = if p >> 16 == 0 { "tcp" } else { "udp" };
+                ((proto, (p & 0xffff) as u16), u64::from(*n))
+            })
+    }
+}
+
 /// What the counts over all groups found.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Counts {
     /// Distinct sources per (protocol, port).
-    pub ports: HashMap<ProtoPort, u64>,
+    pub ports: PortCounts,
     pub org: HashMap<String, u64>,
     pub tool: HashMap<String, u64>,
     pub country: HashMap<String, u64>,
@@ -204,8 +228,8 @@ impl Counts {
                 *a.entry(k).or_insert(0) += v;
             }
         }
-        for (k, v) in o.ports {
-            *self.ports.entry(k).or_insert(0) += v;
+        for (a, b) in self.ports.0.iter_mut().zip(o.ports.0) {
+            *a += b;
         }
         self.scanners += o.scanners;
         self.packets += o.packets;
@@ -401,24 +425,19 @@ impl Matched {
                 _ => 0,
             }
         };
-        let text = |pick: Pick| -> Vec<(Option<&str>, u32)> {
-            (0..self.len())
-                .map(|g| (newest(g, pick), g as u32))
-                .collect()
-        };
+        let n = self.len();
+        let text = |pick: Pick| ranked(n, |g| newest(g, pick), descending, offset, limit);
         match sort {
-            Sort::Ip => {
-                let keyed = (0..self.len())
-                    .map(|g| (ip_key(newest(g, |v| v.ip).unwrap_or("")), g as u32))
-                    .collect();
-                top_n(keyed, descending, offset, limit)
-            }
-            Sort::Org => top_n(text(|v| v.org), descending, offset, limit),
-            Sort::Country => top_n(text(|v| v.country), descending, offset, limit),
-            _ => {
-                let keyed = (0..self.len()).map(|g| (num(g), g as u32)).collect();
-                top_n(keyed, descending, offset, limit)
-            }
+            Sort::Ip => ranked(
+                n,
+                |g| ip_key(newest(g, |v| v.ip).unwrap_or("")),
+                descending,
+                offset,
+                limit,
+            ),
+            Sort::Org => text(|v| v.org),
+            Sort::Country => text(|v| v.country),
+            _ => ranked(n, num, descending, offset, limit),
         }
     }
 
@@ -428,20 +447,25 @@ impl Matched {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 8);
-        // One-row groups by day: each day's share of them is one run of rows.
-        let mut by_day: Vec<&[(u32, u32)]> = Vec::with_capacity(self.days.len());
-        let mut rest = &self.singles[..];
-        for d in 0..self.days.len() as u32 {
-            let n = rest.iter().take_while(|(x, _)| *x == d).count();
-            let (day, r) = rest.split_at(n);
-            by_day.push(day);
-            rest = r;
+        if self.len() < 50_000 {
+            return self.counts_on(1);
         }
+        self.counts_on(threads)
+    }
+
+    /// [`Matched::counts`] on `threads` threads, each with an even share of the one-row
+    /// groups and of the others.
+    fn counts_on(&self, threads: usize) -> Counts {
         let work = |t: usize, threads: usize| {
             let v = self.views();
             let mut tally = Tally::new(&v);
-            for (d, rows) in by_day.iter().enumerate().skip(t).step_by(threads) {
-                tally.singles(&v[d], d, rows);
+            // An even share of the one-row groups (ordered by day): a run of rows per day.
+            let mut rest = share(&self.singles, t, self.singles.len().div_ceil(threads));
+            while let Some(&(d, _)) = rest.first() {
+                let n = rest.iter().take_while(|(x, _)| *x == d).count();
+                let (day, r) = rest.split_at(n);
+                tally.singles(&v[d as usize], d as usize, day);
+                rest = r;
             }
             let mc = self.multis.len().div_ceil(threads);
             let groups: Vec<&[(u32, u32)]> = share(&self.multis, t, mc)
@@ -451,7 +475,7 @@ impl Matched {
             tally.groups(&v, &groups);
             tally.finish()
         };
-        if threads == 1 || self.len() < 50_000 {
+        if threads <= 1 {
             return work(0, 1);
         }
         let parts: Vec<Counts> = std::thread::scope(|scope| {
@@ -704,11 +728,7 @@ impl Tally {
             packets: self.packets,
             ..Counts::default()
         };
-        for (p, slot) in self.ports.iter().enumerate().filter(|(_, s)| s.n > 0) {
-            let proto = if p >> 16 == 0 { "tcp" } else { "udp" };
-            out.ports
-                .insert((proto, (p & 0xffff) as u16), u64::from(slot.n));
-        }
+        out.ports = PortCounts(self.ports.iter().map(|s| s.n).collect());
         for (f, into) in [
             (ORG, &mut out.org),
             (COUNTRY, &mut out.country),
@@ -810,7 +830,45 @@ fn merge_sorted<'a>(days: &[&[u32]], addr: &dyn Fn(usize, u32) -> &'a str) -> Me
 
 /// [`merge_sorted`] when every address is at most 16 bytes long, so that equal heads are
 /// equal addresses: days given as their rows and those rows' heads.
+///
+/// Up to [`SCAN_DAYS`] days, one group at a time: the smallest of the days' current heads
+/// (a scan, no heap), then every day whose head it is gives its row, oldest day first.
+/// More days go through a heap.
 fn merge_heads(days: &[(&[u32], &[u128])]) -> Merged {
+    if days.len() > SCAN_DAYS {
+        return merge_heads_heap(days);
+    }
+    let mut refs = Vec::with_capacity(days.iter().map(|d| d.0.len()).sum());
+    let mut starts = Vec::new();
+    let mut pos = [0usize; SCAN_DAYS];
+    // A day with no rows left has the head no address text has (its bytes are ASCII).
+    const DONE: u128 = u128::MAX;
+    let mut cur = [DONE; SCAN_DAYS];
+    for (d, (_, heads)) in days.iter().enumerate() {
+        cur[d] = heads.first().copied().unwrap_or(DONE);
+    }
+    loop {
+        let min = cur.iter().copied().fold(DONE, u128::min);
+        if min == DONE {
+            break;
+        }
+        starts.push(refs.len() as u32);
+        for (d, (rows, heads)) in days.iter().enumerate() {
+            if cur[d] == min {
+                refs.push((d as u32, rows[pos[d]]));
+                pos[d] += 1;
+                cur[d] = heads.get(pos[d]).copied().unwrap_or(DONE);
+            }
+        }
+    }
+    (refs, starts)
+}
+
+/// Days [`merge_heads`] scans rather than keeping in a heap (a week and one).
+const SCAN_DAYS: usize = 8;
+
+/// [`merge_heads`] through a heap of the days' current heads.
+fn merge_heads_heap(days: &[(&[u32], &[u128])]) -> Merged {
     let mut refs = Vec::with_capacity(days.iter().map(|d| d.0.len()).sum());
     let mut starts = Vec::new();
     let mut heap = BinaryHeap::with_capacity(days.len());
@@ -851,6 +909,104 @@ fn newest<'a>(group: &[(u32, u32)], v: &[Views<'a>], pick: Pick) -> Option<&'a s
         .rev()
         .find_map(|&(d, i)| pick(&v[d as usize]).get(i as usize))
 }
+
+/// What `part` makes of each of a few ranges that split `0..n` evenly, concatenated in
+/// order: one range per core once `n` is large.
+fn on_cores<T: Send>(n: usize, part: impl Fn(std::ops::Range<usize>) -> Vec<T> + Sync) -> Vec<T> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |t| t.get())
+        .clamp(1, 8);
+    if threads == 1 || n < 50_000 {
+        return part(0..n);
+    }
+    let chunk = n.div_ceil(threads);
+    std::thread::scope(|s| {
+        let part = &part;
+        let handles: Vec<_> = (0..threads)
+            .map(|t| s.spawn(move || part((t * chunk).min(n)..((t + 1) * chunk).min(n))))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}
+
+/// The sort key of each of `n` groups with the group, computed on the machine's cores.
+fn keys<K: Send>(n: usize, key: impl Fn(usize) -> K + Sync) -> Vec<(K, u32)> {
+    on_cores(n, |r| r.map(|g| (key(g), g as u32)).collect())
+}
+
+/// Pages ending within this many groups keep only their best groups while ranking.
+const BOUNDED: usize = 4096;
+
+/// The groups of `0..n` from `offset`, at most `limit`, ordered by `key` (ties by group, that
+/// is by address, ascending), the keys computed on the machine's cores. A page near the top
+/// keeps each core's best `offset + limit` groups in a bounded heap; a deeper one ranks all.
+fn ranked<K: Ord + Send>(
+    n: usize,
+    key: impl Fn(usize) -> K + Sync,
+    descending: bool,
+    offset: usize,
+    limit: usize,
+) -> Vec<usize> {
+    let end = offset.saturating_add(limit).min(n);
+    if end == 0 {
+        return Vec::new();
+    }
+    if end > BOUNDED {
+        return top_n(keys(n, key), descending, offset, limit);
+    }
+    let kept = on_cores(n, |r| {
+        // A max-heap of the best so far: its top is the worst of them.
+        let mut best = BinaryHeap::with_capacity(end + 1);
+        for g in r {
+            let e = Ranked {
+                key: key(g),
+                group: g as u32,
+                descending,
+            };
+            if best.len() < end {
+                best.push(e);
+            } else if let Some(mut worst) = best.peek_mut()
+                && e < *worst
+            {
+                *worst = e;
+            }
+        }
+        best.into_iter().map(|e| (e.key, e.group)).collect()
+    });
+    top_n(kept, descending, offset, limit)
+}
+
+/// A group with its sort key, ordered as a page lists them (the first is the least).
+struct Ranked<K> {
+    key: K,
+    group: u32,
+    descending: bool,
+}
+
+impl<K: Ord> Ord for Ranked<K> {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        let c = self.key.cmp(&o.key);
+        let c = if self.descending { c.reverse() } else { c };
+        c.then(self.group.cmp(&o.group))
+    }
+}
+
+impl<K: Ord> PartialOrd for Ranked<K> {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+
+impl<K: Ord> PartialEq for Ranked<K> {
+    fn eq(&self, o: &Self) -> bool {
+        self.cmp(o) == std::cmp::Ordering::Equal
+    }
+}
+
+impl<K: Ord> Eq for Ranked<K> {}
 
 /// Thread `t`'s share of `v`, in chunks of `c`.
 fn share<T>(v: &[T], t: usize, c: usize) -> &[T] {
@@ -966,24 +1122,44 @@ impl Coder {
 mod tests {
     use std::{collections::BTreeMap, sync::Arc};
 
-    use arrow::array::{RecordBatch, StringArray, UInt64Array};
-    use arrow::datatypes::{DataType, Field, Schema};
+    use arrow::array::{ListBuilder, RecordBatch, StringArray, UInt16Builder, UInt64Array};
 
     use super::*;
 
     /// A day of `ips` (sorted), packets = the day's number, all rows matching but every third.
+    /// Each row also has TCP ports (from its address and the day: some repeat across days)
+    /// and a country (its address's last character).
     fn day(d: u32, ips: &[String]) -> DayMatch {
-        let schema = Schema::new(vec![
-            Field::new(IP.src_ip, DataType::Utf8, false),
-            Field::new(IP.packets, DataType::UInt64, false),
-        ]);
-        let batch = RecordBatch::try_new(
-            Arc::new(schema),
-            vec![
-                Arc::new(StringArray::from_iter_values(ips)),
+        let mut ports = ListBuilder::new(UInt16Builder::new());
+        for (k, ip) in ips.iter().enumerate() {
+            let h = ip
+                .bytes()
+                .fold(7u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b)));
+            let mut p: Vec<u16> = (0..(h % 5) as u16)
+                .map(|j| [23, 80, 443][usize::from(j) % 3] + j * (d as u16 % 2))
+                .chain(std::iter::once(1000 + (k as u16 % 7)))
+                .collect();
+            p.sort_unstable();
+            p.dedup();
+            ports.values().append_slice(&p);
+            ports.append(true);
+        }
+        let country: StringArray = ips
+            .iter()
+            .map(|ip| Some(format!("C{}", &ip[ip.len() - 1..])))
+            .collect();
+        let batch = RecordBatch::try_from_iter([
+            (
+                IP.src_ip,
+                Arc::new(StringArray::from_iter_values(ips)) as arrow::array::ArrayRef,
+            ),
+            (
+                IP.packets,
                 Arc::new(UInt64Array::from(vec![u64::from(d) + 1; ips.len()])),
-            ],
-        )
+            ),
+            (IP.tcp_ports, Arc::new(ports.finish())),
+            (IP.country, Arc::new(country)),
+        ])
         .unwrap();
         DayMatch::new(
             NaiveDate::from_ymd_opt(2026, 11, d + 1).unwrap(),
@@ -993,8 +1169,103 @@ mod tests {
     }
 
     #[test]
+    fn a_page_ranked_in_bounded_heaps_is_the_page_of_the_whole_ranking() {
+        // Keys with many ties, over enough groups to be split over the cores.
+        let n = 120_000;
+        let key = |g: usize| (g * 7919 % 1013) as u64 / 3;
+        for descending in [true, false] {
+            for (offset, limit) in [
+                (0, 50),
+                (100, 50),
+                (4000, 96),
+                (0, 1),
+                (119_990, 50),
+                (5000, 10),
+            ] {
+                let mut all: Vec<(u64, usize)> = (0..n).map(|g| (key(g), g)).collect();
+                all.sort_by(|a, b| {
+                    let c = a.0.cmp(&b.0);
+                    let c = if descending { c.reverse() } else { c };
+                    c.then(a.1.cmp(&b.1))
+                });
+                let want: Vec<usize> = all.iter().skip(offset).take(limit).map(|x| x.1).collect();
+                assert_eq!(top_n(keys(n, key), descending, offset, limit), want);
+                assert_eq!(
+                    ranked(n, key, descending, offset, limit),
+                    want,
+                    "descending {descending}, offset {offset}, limit {limit}"
+                );
+                assert_eq!(want.len(), limit.min(n.saturating_sub(offset)));
+            }
+        }
+        assert!(ranked(0, key, true, 0, 50).is_empty());
+        assert!(ranked(n, key, true, 0, 0).is_empty());
+    }
+
+    #[test]
+    fn merging_by_heads_equals_merging_by_text() {
+        // Days of short addresses (some shared, some a prefix of another's text), and days
+        // with none: both merges give the same groups, rows oldest day first.
+        for n in [5u32, SCAN_DAYS as u32, 13] {
+            check_merges(n);
+        }
+        assert_eq!(merge_heads(&[]), (vec![], vec![]));
+    }
+
+    /// Both merges of `n` days of short addresses.
+    fn check_merges(n: u32) {
+        let days: Vec<Vec<String>> = (0..n)
+            .map(|d| {
+                let mut ips: Vec<String> = (0..300u32)
+                    .filter(|k| (k * 7 + d) % (d + 2) != 0 && d != 3)
+                    .map(|k| format!("10.{}.{}.{}", k % 3, k % 11, (k * d) % 200))
+                    .collect();
+                ips.sort();
+                ips.dedup();
+                ips
+            })
+            .collect();
+        let heads: Vec<Vec<u128>> = days
+            .iter()
+            .map(|ips| ips.iter().map(|t| AddrKey::of(t).head).collect())
+            .collect();
+        let rows: Vec<Vec<u32>> = days
+            .iter()
+            .map(|ips| (0..ips.len() as u32).collect())
+            .collect();
+        let by_heads: Vec<(&[u32], &[u128])> = rows
+            .iter()
+            .zip(&heads)
+            .map(|(r, h)| (&r[..], &h[..]))
+            .collect();
+        let slices: Vec<&[u32]> = rows.iter().map(|r| &r[..]).collect();
+        let addr = |d: usize, i: u32| days[d][i as usize].as_str();
+        let want = merge_sorted(&slices, &addr);
+        assert_eq!(merge_heads(&by_heads), want, "{n} days");
+        assert_eq!(merge_heads_heap(&by_heads), want, "{n} days, heap");
+        assert!(
+            want.1.len() > 100 && want.0.len() > want.1.len(),
+            "shared addresses"
+        );
+        for g in 0..want.1.len() {
+            let end = want.1.get(g + 1).map_or(want.0.len(), |e| *e as usize);
+            let group = &want.0[want.1[g] as usize..end];
+            assert!(
+                group.windows(2).all(|w| w[0].0 < w[1].0),
+                "oldest day first"
+            );
+            assert!(
+                group
+                    .iter()
+                    .all(|&(d, i)| addr(d as usize, i) == addr(group[0].0 as usize, group[0].1))
+            );
+        }
+    }
+
+    #[test]
     fn merging_in_parts_groups_each_source_once_in_address_order() {
         let mut want: BTreeMap<String, (u32, u64)> = BTreeMap::new();
+        let mut want_ports: BTreeMap<u16, std::collections::BTreeSet<String>> = BTreeMap::new();
         let mut days = Vec::new();
         for d in 0..4u32 {
             let mut ips: Vec<String> = (0..500u32)
@@ -1004,10 +1275,17 @@ mod tests {
             ips.sort();
             ips.dedup();
             let m = day(d, &ips);
+            let ports = Ports::of(&m.batch, IP.tcp_ports);
             for i in &m.rows {
                 let e = want.entry(ips[*i as usize].clone()).or_default();
                 e.0 += 1;
                 e.1 += u64::from(d) + 1;
+                for p in ports.get(*i as usize) {
+                    want_ports
+                        .entry(*p)
+                        .or_default()
+                        .insert(ips[*i as usize].clone());
+                }
             }
             days.push(m);
         }
@@ -1032,6 +1310,26 @@ mod tests {
             assert_eq!(m.rows(), want.values().map(|v| v.0 as usize).sum::<usize>());
             let c = m.counts();
             assert_eq!(c.packets, want.values().map(|v| v.1).sum::<u64>());
+            let by_port: BTreeMap<u16, u64> = want_ports
+                .iter()
+                .map(|(p, ips)| (*p, ips.len() as u64))
+                .collect();
+            assert_eq!(
+                c.ports
+                    .iter()
+                    .map(|((_, p), n)| (p, n))
+                    .collect::<BTreeMap<_, _>>(),
+                by_port,
+                "distinct sources per port"
+            );
+            assert!(by_port.len() > 5 && c.country.len() == 10);
+            for threads in [2, 3, 8] {
+                assert_eq!(
+                    m.counts_on(threads),
+                    c,
+                    "{parts} parts, counted on {threads} threads"
+                );
+            }
             assert_eq!(c.class.get("unknown").copied(), Some(m.len() as u64));
         }
     }

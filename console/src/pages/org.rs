@@ -124,7 +124,7 @@ pub fn build(ctx: &Ctx, range: Range, name: &str) -> Result<View, ConsoleError> 
     v.tables.insert("daily", daily);
     let counts = found.counts();
     let mut t = Table::new(&[("proto", K::Text), ("port", K::Port), ("ips", K::Number)]);
-    for ((pr, p), n) in top(counts.ports, TOP) {
+    for ((pr, p), n) in top(counts.ports.iter(), TOP) {
         t.push(vec![json!(pr), json!(p), json!(n)]);
     }
     v.tables.insert("ports", t);

@@ -74,10 +74,7 @@ pub fn build(
     };
     let days = ctx.catalog.rollups(IpRow::TABLE, range.from, range.to)?;
     let found = matched(&days, &[], |b| {
-        let ports = Ports::of(b, col);
-        (0..b.num_rows())
-            .map(|i| ports.get(i).contains(&port))
-            .collect()
+        Ports::of(b, col).any_within(b.num_rows(), &[(port, 0)])
     })?;
     let c = found.counts();
     v.summary.insert("proto".into(), json!(proto));
@@ -88,10 +85,7 @@ pub fn build(
         .insert("packets_of_its_sources".into(), json!(c.packets));
     let orgs = top(c.org, TOP);
     let tools = top(c.tool, TOP);
-    let related = top(
-        c.ports.into_iter().filter(|(p, _)| *p != (proto, port)),
-        TOP,
-    );
+    let related = top(c.ports.iter().filter(|(p, _)| *p != (proto, port)), TOP);
     let mut t = Table::new(&[("org", K::Org), ("sources", K::Number)]);
     for (o, n) in orgs {
         t.push(vec![json!(o), json!(n)]);

@@ -66,7 +66,7 @@ pub fn facets(c: &Counts, v: &mut View) {
         ("port", K::Port),
         ("sources", K::Number),
     ]);
-    for ((proto, p), n) in top(c.ports.iter().map(|(k, n)| (*k, *n)), FACET_SIZE) {
+    for ((proto, p), n) in top(c.ports.iter(), FACET_SIZE) {
         t.push(vec![json!(proto), json!(p), json!(n)]);
     }
     v.tables.insert("facet_port", t);
