@@ -1,7 +1,9 @@
 //! The console's view of the lake: which days each table has, and each day's rollup file read
 //! column by column as pages ask for them. A column once read stays in memory (narrowed to the
 //! smallest integer type its values fit, `ip_daily` rows in address order) until the rollup
-//! replaces the file or the byte budget pushes the least recently used day out. Summaries a
+//! replaces the file or the byte budget pushes the least recently used day out; so does the
+//! file's footer (schema, row groups, page locations), read once and counted in the budget too.
+//! Summaries a
 //! page computes from a whole day (the overview's counts) are kept apart as memos, for as long
 //! as the file is unchanged; they cost bytes, not columns.
 use std::{
@@ -465,6 +467,11 @@ impl Catalog {
             }
         }
         let footer = self.lake.footer(&file)?;
+        // The footer counts against the budget as the day's first bytes: a range of many days
+        // holds many footers.
+        let footer_bytes = footer.memory_size();
+        self.used.used.fetch_add(footer_bytes, Ordering::Relaxed);
+        tracing::debug!(table, %date, bytes = footer_bytes, "footer read");
         let day = Arc::new(Day {
             date,
             table,
@@ -474,7 +481,7 @@ impl Catalog {
             version,
             lake: self.lake.clone(),
             held: Mutex::default(),
-            bytes: AtomicUsize::new(0),
+            bytes: AtomicUsize::new(footer_bytes),
             budget: self.used.clone(),
         });
         let mut s = self.lock();
@@ -506,7 +513,7 @@ impl Catalog {
             else {
                 break;
             };
-            // The day's columns go when the last page using it is done.
+            // The day's columns (and footer) go when the last page using it is done.
             s.days.remove(&oldest);
         }
     }
@@ -635,6 +642,9 @@ mod tests {
         let cat = Catalog::new(lake, 1 << 30);
         let d = cat.rollup(IpRow::TABLE, day(1)).unwrap().unwrap();
         assert_eq!(d.rows(), 4);
+        let footer = d.bytes.load(Ordering::Relaxed);
+        assert!(footer > 0, "the kept footer counts in the budget");
+        assert_eq!(cat.bytes_held(), footer);
         let b = d
             .batch(&[IP.src_ip, IP.packets, IP.bytes, "no_such_column"])
             .unwrap();

@@ -192,6 +192,11 @@ impl Footer {
         self.0.schema()
     }
 
+    /// Bytes the footer takes in memory (an estimate: parquet's).
+    pub fn memory_size(&self) -> usize {
+        self.0.metadata().memory_size()
+    }
+
     /// Rows of each row group.
     pub fn row_groups(&self) -> Vec<usize> {
         self.0
