@@ -707,8 +707,9 @@ mod tests {
         );
         let want = std::net::Ipv4Addr::from(0x0a00_0000 + 777).to_string();
         assert_eq!(
-            lake.row_groups_holding(&file, IP.src_ip, &want)
+            lake.footer(&file)
                 .unwrap()
+                .row_groups_holding(IP.src_ip, &want)
                 .len(),
             1
         );

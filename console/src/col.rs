@@ -250,7 +250,7 @@ fn hits<const N: usize>(values: &[u16], ranges: &[(u16, u16)], hit: &mut impl Fn
     let blocks = values.chunks_exact(BLOCK);
     let tail = blocks.remainder();
     for (b, block) in blocks.enumerate() {
-        // The block's hits as 16 bits (compares and a byte mask, vectorised).
+        // The block's hits as 16 bits (the compares vectorised).
         let mut bits = 0u32;
         for (k, &p) in block.iter().enumerate() {
             bits |= u32::from(within(p)) << k;

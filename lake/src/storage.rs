@@ -509,17 +509,6 @@ impl Lake {
         Ok((f.schema().clone(), f.row_groups()))
     }
 
-    /// The row groups of the file whose statistics for the string column `column` do not rule
-    /// out `value` (all of them when the file lacks statistics or the column).
-    pub fn row_groups_holding(
-        &self,
-        file: &FileMeta,
-        column: &str,
-        value: &str,
-    ) -> Result<Vec<usize>, LakeError> {
-        Ok(Footer(self.metadata(file)?).row_groups_holding(column, value))
-    }
-
     /// The file's footer with its page locations, to keep for reading the file again.
     pub fn footer(&self, file: &FileMeta) -> Result<Footer, LakeError> {
         Ok(Footer(self.metadata_with(file, true)?))
@@ -891,10 +880,10 @@ mod tests {
             "the kept footer has the page locations"
         );
         assert_eq!(footer.row_groups(), lake.layout(&file).unwrap().1);
-        let want = "10.0.11.184";
-        assert_eq!(
-            footer.row_groups_holding(ip.src_ip, want),
-            lake.row_groups_holding(&file, ip.src_ip, want).unwrap()
+        assert_eq!(footer.row_groups_holding(ip.src_ip, "10.0.11.183"), [0]);
+        assert!(
+            footer.row_groups_holding(ip.src_ip, "10.1.0.0").is_empty(),
+            "past the largest address text"
         );
         let cols = [ip.src_ip, ip.first_seen];
         let read = |footer| -> Vec<RecordBatch> {

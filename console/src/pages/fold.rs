@@ -724,11 +724,16 @@ impl Tally {
 
     fn finish(self) -> Counts {
         let mut out = Counts {
+            ports: PortCounts(self.ports.iter().map(|s| s.n).collect()),
             scanners: self.scanners,
             packets: self.packets,
-            ..Counts::default()
+            org: HashMap::new(),
+            tool: HashMap::new(),
+            country: HashMap::new(),
+            tag: HashMap::new(),
+            class: HashMap::new(),
+            scan: HashMap::new(),
         };
-        out.ports = PortCounts(self.ports.iter().map(|s| s.n).collect());
         for (f, into) in [
             (ORG, &mut out.org),
             (COUNTRY, &mut out.country),
