@@ -328,8 +328,9 @@ fn questions(days: usize) -> Vec<Question> {
                 format!("SELECT CASE WHEN port_count = 1 THEN 0 WHEN port_count < 10 THEN 1 WHEN port_count < 100 THEN 2 ELSE 3 END, count(*), count(*) FILTER (is_scanner) FROM ip WHERE {s} GROUP BY ALL"),
                 format!("SELECT proto, port, sum(packets) AS p, sum(sources) AS s FROM port WHERE {s} GROUP BY ALL ORDER BY p DESC LIMIT 20"),
                 format!("SELECT proto, port, sum(packets) AS p, sum(sources) AS s FROM port WHERE {s} GROUP BY ALL ORDER BY s DESC LIMIT 20"),
+                format!("SELECT proto, port, count(DISTINCT src_ip) AS n, count(DISTINCT src_ip) FILTER (is_scanner) FROM (SELECT src_ip, is_scanner, 'tcp' AS proto, unnest(tcp_ports) AS port FROM ip WHERE {s} UNION ALL SELECT src_ip, is_scanner, 'udp', unnest(udp_ports) FROM ip WHERE {s}) GROUP BY ALL ORDER BY n DESC LIMIT 20"),
             ],
-            check: Some((format!("SELECT count(*) FROM ip WHERE {s}"), "source_days")),
+            check: Some((format!("SELECT count(DISTINCT src_ip) FROM ip WHERE {s}"), "sources")),
         });
     }
     let searches: [(&str, &str, &str, &str, usize); 12] = [

@@ -4,8 +4,9 @@
 //! replaces the file or the byte budget pushes the least recently used day out; so does the
 //! file's footer (schema, row groups, page locations), read once and counted in the budget too.
 //! Summaries a
-//! page computes from a whole day (the overview's counts) are kept apart as memos, for as long
-//! as the file is unchanged; they cost bytes, not columns.
+//! page computes from a whole day (the overview's counts), or from the days of a range
+//! together (distinct sources), are kept apart as memos, for as long as the files are
+//! unchanged; they cost bytes, not columns.
 use std::{
     any::Any,
     collections::{BTreeSet, HashMap},
@@ -184,19 +185,40 @@ impl Day {
         columns: &[&str],
         mut f: impl FnMut(&RecordBatch) -> Result<(), ConsoleError>,
     ) -> Result<(), ConsoleError> {
+        for b in self.stream(columns, None, scanscope_lake::ROLLUP_ROW_GROUP_ROWS)? {
+            f(&b?)?;
+        }
+        Ok(())
+    }
+
+    /// The file's footer (row groups and their statistics).
+    pub fn footer(&self) -> &Footer {
+        &self.footer
+    }
+
+    /// `columns` of the row groups `groups` (all when `None`) in file order, `batch_rows`
+    /// rows at a time, as the reader decodes them; nothing kept (a pass over many days at
+    /// once, in the memory of a few batches of each).
+    pub fn stream(
+        &self,
+        columns: &[&str],
+        groups: Option<&[usize]>,
+        batch_rows: usize,
+    ) -> Result<impl Iterator<Item = Result<RecordBatch, ConsoleError>> + use<>, ConsoleError> {
         let columns: Vec<&str> = columns
             .iter()
             .copied()
             .filter(|c| self.schema().field_with_name(c).is_ok())
             .collect();
         let opts = ReadOptions {
-            batch_size: scanscope_lake::ROLLUP_ROW_GROUP_ROWS,
+            batch_size: batch_rows,
+            row_groups: groups,
             ..read_options(Some(&columns), Some(&self.footer))
         };
-        for b in self.lake.read(&self.file, &opts)? {
-            f(&b?)?;
-        }
-        Ok(())
+        Ok(self
+            .lake
+            .read(&self.file, &opts)?
+            .map(|b| b.map_err(ConsoleError::from)))
     }
 
     /// Every column of the rows whose `key` is `value`: found in the key column if a page
@@ -287,7 +309,7 @@ impl Day {
 }
 
 /// The first of `0..n` for which `pred` is false (`pred` true then false along the range).
-fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+pub(crate) fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
     let (mut lo, mut hi) = (0, n);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;
@@ -382,11 +404,18 @@ struct Entry {
 }
 
 type MemoKey = (&'static str, NaiveDate, &'static str);
+/// What a range memo was computed from: its name, and each day's table, date and file version.
+type RangeKey = (&'static str, Vec<(&'static str, NaiveDate, Version)>);
+
+/// Range memos kept (the most recently used).
+const RANGE_MEMOS: usize = 8;
 
 #[derive(Default)]
 struct State {
     days: HashMap<(&'static str, NaiveDate), Entry>,
     memos: HashMap<MemoKey, (Version, Arc<dyn Any + Send + Sync>)>,
+    /// Least recently used first.
+    range_memos: Vec<(RangeKey, Arc<dyn Any + Send + Sync>)>,
     tick: u64,
 }
 
@@ -552,6 +581,42 @@ impl Catalog {
         self.lock()
             .memos
             .insert(key, (day.version.clone(), m.clone()));
+        Ok(m)
+    }
+
+    /// What `f` computes from `days` together (a figure over a range that no day's figures
+    /// add up to, such as distinct sources), kept under `what` while none of the days' files
+    /// changes; the [`RANGE_MEMOS`] most recently used are kept.
+    pub fn memo_range<T: Send + Sync + 'static>(
+        &self,
+        days: &[Arc<Day>],
+        what: &'static str,
+        f: impl FnOnce(&[Arc<Day>]) -> Result<T, ConsoleError>,
+    ) -> Result<Arc<T>, ConsoleError> {
+        let key: RangeKey = (
+            what,
+            days.iter()
+                .map(|d| (d.table, d.date, d.version.clone()))
+                .collect(),
+        );
+        {
+            let mut st = self.lock();
+            if let Some(at) = st.range_memos.iter().position(|(k, _)| *k == key) {
+                let e = st.range_memos.remove(at);
+                let m = e.1.clone();
+                st.range_memos.push(e);
+                if let Ok(m) = m.downcast::<T>() {
+                    return Ok(m);
+                }
+            }
+        }
+        let m = Arc::new(f(days)?);
+        let mut st = self.lock();
+        st.range_memos.retain(|(k, _)| *k != key);
+        if st.range_memos.len() >= RANGE_MEMOS {
+            st.range_memos.remove(0);
+        }
+        st.range_memos.push((key, m.clone()));
         Ok(m)
     }
 

@@ -264,6 +264,43 @@ async fn facets_count_distinct_matching_sources() -> Result<()> {
 }
 
 #[tokio::test]
+async fn the_overview_counts_a_source_of_several_days_once() -> Result<()> {
+    let (_dir, app) = fixture(&[]).await?;
+    let v = json(&app, &format!("/api/v1/overview?{RANGE}")).await?;
+    assert_eq!(v["summary"]["sources"], 3, "A, B and C");
+    assert_eq!(v["summary"]["scanners"], 1, "A, a scanner on the 3rd");
+    assert_eq!(v["summary"]["source_days"], 5);
+    let rows = |name: &str| -> Vec<(u64, u64, u64, u64, u64)> {
+        v["tables"][name]["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let n = |k: &str| r[k].as_u64().unwrap();
+                (
+                    n("port"),
+                    n("packets"),
+                    n("sources"),
+                    n("scanners"),
+                    n("source_days"),
+                )
+            })
+            .collect()
+    };
+    // tcp/23: A (on the 1st and the 3rd, a scanner on the 3rd) and B; packets and
+    // source-days as the fixture's port_daily says (100 + 200 + 300, 1 + 2 + 3).
+    let want = [
+        (23, 600, 2, 1, 6),
+        (80, 0, 1, 0, 0),
+        (443, 0, 1, 0, 0),
+        (2323, 0, 1, 1, 0),
+    ];
+    assert_eq!(rows("top_ports_by_sources"), want);
+    assert_eq!(rows("top_ports_by_packets"), want);
+    Ok(())
+}
+
+#[tokio::test]
 async fn paging_sorting_and_csv() -> Result<()> {
     let (_dir, app) = fixture(&[]).await?;
     let v = json(

@@ -225,6 +225,8 @@ async function overview() {
   show(
     provisionalNote(v),
     cards([
+      ["sources", v.summary.sources],
+      ["scanners", v.summary.scanners],
       ["source-days", v.summary.source_days],
       ["packets", v.summary.packets],
       ["days with data", v.summary.days_with_data],
@@ -235,7 +237,7 @@ async function overview() {
     orgChart ? [h("h2", {}, "Sources per organisation"), orgChart] : null,
     table(v, "orgs_daily", "Sources per organisation per day", { call: "overview" }),
     h("div", { class: "grid" }, table(v, "breadth", "Scan breadth (% of sensors), per source and day", { call: "overview" }), table(v, "ports_per_source", "Ports per source, per source and day", { call: "overview" })),
-    h("div", { class: "grid" }, table(v, "top_ports_by_packets", "Top ports by packets", { call: "overview" }), table(v, "top_ports_by_sources", "Top ports by sources (source-days)", { call: "overview" })),
+    h("div", { class: "grid" }, table(v, "top_ports_by_packets", "Top ports by packets", { call: "overview" }), table(v, "top_ports_by_sources", "Top ports by distinct sources", { call: "overview" })),
     h("h2", {}, `30-minute series${v.summary.series_date ? ` of ${v.summary.series_date}` : ""}`),
     chartOf(v, "series", "bucket_start", ["packets", "sources", "ports"], "Packets, sources and ports per 30 minutes"),
     table(v, "series", "Per 30 minutes", { call: "overview" }),

@@ -6,6 +6,11 @@
 //! collector reached; its CPU per million flows and the flows it stored are printed (its
 //! highest rate on one core is 1 / its CPU per flow).
 //!
+//! The flows come from `SCANSCOPE_BENCH_EXPORTERS` exporters of each protocol at once (default
+//! 8, each from its own loopback address, 127.0.0.10 on), so that the collector's receivers (one socket
+//! each, `SO_REUSEPORT`; `SCANSCOPE_BENCH_RECEIVERS`, default one per core) share them as the
+//! kernel spreads the senders.
+//!
 //! Environment: `SCANSCOPE_BENCH_FLOWS` (flows per protocol, default 1 000 000).
 use std::{
     net::{SocketAddr, UdpSocket},
@@ -120,45 +125,54 @@ fn stream(name: &str, records: &[u32], ipfix: bool, flows: u64) -> Stream {
     }
 }
 
-/// Sends `s` to `to`, keeping at most `window` flows ahead of `done()`; or, with `pace`,
-/// at that many flows per second.
-fn send(
-    s: &Stream,
+/// Sends each stream of `from` from its socket to `to`, a datagram of each in turn (as
+/// several exporters do at once), keeping at most `window` flows ahead of `done()`; or,
+/// with `pace`, at that many flows per second in all.
+fn send_from(
+    from: &[(&Stream, UdpSocket)],
     records: &[u32],
     to: SocketAddr,
     window: u64,
     done: &dyn Fn() -> u64,
     pace: Option<f64>,
 ) -> Result<()> {
-    let sock = UdpSocket::bind("127.0.0.1:0")?;
     let t0 = Instant::now();
     let mut sent = 0u64;
-    for (i, d) in s.datagrams.iter().enumerate() {
+    let longest = from
+        .iter()
+        .map(|(s, _)| s.datagrams.len())
+        .max()
+        .unwrap_or(0);
+    for i in 0..longest {
         let n = u64::from(if i == 0 {
             records[0]
         } else {
             records[1 + (i - 1) % (records.len() - 1)]
         });
-        match pace {
-            Some(rate) => {
-                let due = Duration::from_secs_f64(sent as f64 / rate);
-                while t0.elapsed() < due {
-                    std::hint::spin_loop();
+        for (s, sock) in from {
+            let Some(d) = s.datagrams.get(i) else {
+                continue;
+            };
+            match pace {
+                Some(rate) => {
+                    let due = Duration::from_secs_f64(sent as f64 / rate);
+                    while t0.elapsed() < due {
+                        std::hint::spin_loop();
+                    }
+                }
+                None => {
+                    while sent.saturating_sub(done()) > window {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
                 }
             }
-            None => {
-                while sent.saturating_sub(done()) > window {
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-            }
+            sock.send_to(d, to)?;
+            sent += n;
         }
-        sock.send_to(d, to)?;
-        sent += n;
     }
     Ok(())
 }
 
-/// (data records per datagram) of a capture, by the parser.
 fn records_of(name: &str) -> Vec<u32> {
     let mut p = netflow_parser::AutoScopedParser::new();
     let from: SocketAddr = "127.0.0.1:9".parse().expect("addr");
@@ -229,7 +243,14 @@ fn nfcapd(streams: &[(&Stream, &[u32])], rate: f64, dir: &Path) -> Result<(f64, 
     let c0 = ticks(child.id());
     let to: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     for (s, r) in streams {
-        send(s, r, to, 0, &|| 0, Some(rate))?;
+        send_from(
+            &[(s, UdpSocket::bind("127.0.0.1:0")?)],
+            r,
+            to,
+            0,
+            &|| 0,
+            Some(rate),
+        )?;
     }
     std::thread::sleep(Duration::from_millis(1000));
     let used = ticks(child.id()) - c0;
@@ -257,9 +278,22 @@ fn main() -> Result<()> {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1_000_000);
     scanscope_telemetry::init_logging();
+    let env = |k: &str, d: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let exporters = env("SCANSCOPE_BENCH_EXPORTERS", 8).clamp(1, 120);
     let (ri, rv) = (records_of("ipfix_100"), records_of("v9_100"));
     let ipfix = stream("ipfix_100", &ri, true, flows);
     let v9 = stream("v9_100", &rv, false, flows);
+    // Each exporter's share, numbered as its own stream.
+    let share = flows.div_ceil(exporters as u64);
+    let (ipfix_each, v9_each) = (
+        stream("ipfix_100", &ri, true, share),
+        stream("v9_100", &rv, false, share),
+    );
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-netflow");
     let _fresh = std::fs::remove_dir_all(&root);
     std::fs::create_dir_all(&root)?;
@@ -270,8 +304,10 @@ fn main() -> Result<()> {
     opts.netflow = NetflowOptions {
         listen: vec![format!("127.0.0.1:{nf_port}").parse()?],
         default_sampling: 1,
+        receivers: env("SCANSCOPE_BENCH_RECEIVERS", 0),
         ..NetflowOptions::default()
     };
+    let receivers = opts.netflow.receivers();
     // Into the WAL: the Parquet write comes after the run (`bench ingest` measures it).
     opts.flush_rows = usize::MAX;
     opts.flush_bytes = u64::MAX;
@@ -286,7 +322,7 @@ fn main() -> Result<()> {
     });
     std::thread::sleep(Duration::from_millis(500));
     let to: SocketAddr = format!("127.0.0.1:{nf_port}").parse()?;
-    let total = ipfix.flows + v9.flows;
+    let total = (ipfix_each.flows + v9_each.flows) * exporters as u64;
     let d0 = METRICS.durable_flows.get();
     let threads0 = thread_cpu();
     let (c0, t0) = (cpu(libc::RUSAGE_SELF), Instant::now());
@@ -295,10 +331,20 @@ fn main() -> Result<()> {
             let c = cpu(libc::RUSAGE_THREAD);
             // Each stream's window counts from the flows made durable before it.
             let mut before = d0;
-            for (st, r) in [(&ipfix, &ri[..]), (&v9, &rv[..])] {
+            // IPFIX exporters from 127.0.0.10 on, v9 ones from 127.0.0.(10 + exporters) on.
+            for (first, st, r) in [
+                (10, &ipfix_each, &ri[..]),
+                (10 + exporters, &v9_each, &rv[..]),
+            ] {
+                let from = (0..exporters)
+                    .map(|k| {
+                        let a = std::net::Ipv4Addr::new(127, 0, 0, (first + k) as u8);
+                        Ok((st, UdpSocket::bind((a, 0))?))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 let durable = || METRICS.durable_flows.get().saturating_sub(before);
-                send(st, r, to, WINDOW, &durable, None)?;
-                before += st.flows;
+                send_from(&from, r, to, WINDOW, &durable, None)?;
+                before += st.flows * exporters as u64;
             }
             Ok(cpu(libc::RUSAGE_THREAD) - c)
         })
@@ -335,10 +381,10 @@ fn main() -> Result<()> {
     let (their_cpu, stored) = nfcapd(&[(&ipfix, &ri), (&v9, &rv)], rate, &root.join("nfcapd"))?;
     let [parse, batch, encode] = stages(&[&ipfix, &v9])?;
     println!(
-        "\nnetflow benchmark: {} IPFIX + {} v9 flows ({} datagrams) over loopback",
-        ipfix.flows,
-        v9.flows,
-        ipfix.datagrams.len() + v9.datagrams.len()
+        "\nnetflow benchmark: {} IPFIX + {} v9 flows ({} datagrams) over loopback from {exporters} exporters to {receivers} receivers",
+        ipfix_each.flows * exporters as u64,
+        v9_each.flows * exporters as u64,
+        (ipfix_each.datagrams.len() + v9_each.datagrams.len()) * exporters
     );
     println!(
         "| receiver | flows/s | CPU s per million flows | flows stored | flows/s on one core (1 / CPU per flow) |"

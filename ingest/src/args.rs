@@ -87,6 +87,10 @@ pub struct ServeArgs {
     /// datagrams of others are counted as refused.
     #[arg(long)]
     pub netflow_named_only: bool,
+    /// Receivers per NetFlow listen address, each with its own socket (SO_REUSEPORT) and
+    /// task; the kernel keeps each exporter on one (0: one per core, at most 8).
+    #[arg(long, default_value_t = 0)]
+    pub netflow_receivers: usize,
 }
 
 /// `--netflow-config`: what the flags say, in a file the operator keeps with the network's
@@ -198,6 +202,7 @@ impl ServeArgs {
                 .unwrap_or(self.netflow_default_sampling),
             max_exporters: self.netflow_max_exporters as usize,
             named_only: self.netflow_named_only || file.named_only.unwrap_or(false),
+            receivers: self.netflow_receivers,
             ..NetflowOptions::default()
         };
         opts.tls = match (self.tls_cert, self.tls_key) {

@@ -170,8 +170,9 @@ pub async fn serve(
     let (handle, thread) = store.spawn(4096);
     let (stop_netflow, netflow_stopped) = tokio::sync::watch::channel(false);
     let mut netflow = Vec::new();
+    let first = crate::source::netflow::Receiver::new(opts.netflow.clone(), opts.limits)?;
     for socket in crate::source::netflow::bind(&opts.netflow).await? {
-        let rx = crate::source::netflow::Receiver::new(opts.netflow.clone(), opts.limits)?;
+        let rx = first.sibling()?;
         let mut stopped = netflow_stopped.clone();
         netflow.push(tokio::spawn(crate::source::netflow::run(
             socket,

@@ -503,3 +503,72 @@ async fn a_burst_is_read_one_full_batch_at_a_time() {
     }
     assert_eq!(rows(&batches), 100);
 }
+
+/// Receivers of one listener share its limit of exporters: a sibling admits no more than the
+/// room the others left.
+#[test]
+fn sibling_receivers_share_the_limit_of_exporters() {
+    let v5 = datagrams("v5");
+    let mut a = receiver(NetflowOptions {
+        max_exporters: 2,
+        ..NetflowOptions::default()
+    });
+    let mut b = a.sibling().unwrap();
+    let from = |host: u8| SocketAddr::from(([127, 0, 0, host], 2055));
+    a.datagram(from(1), &v5[0]);
+    b.datagram(from(2), &v5[0]);
+    b.datagram(from(3), &v5[0]);
+    a.datagram(from(4), &v5[0]);
+    // Known exporters still get in.
+    a.datagram(from(1), &v5[0]);
+    b.datagram(from(2), &v5[0]);
+    let (da, db) = (a.due(true), b.due(true));
+    assert_eq!(sensors_with_flows(&da), ["127.0.0.1"]);
+    assert_eq!(sensors_with_flows(&db), ["127.0.0.2"]);
+    assert_eq!(counter(&da, counters::REFUSED), 1);
+    assert_eq!(counter(&db, counters::REFUSED), 1);
+}
+
+/// `--netflow-receivers 3`: three sockets on one port (port 0 becomes the first one's), and
+/// every datagram of 24 senders reaches exactly one of them.
+#[tokio::test]
+async fn receivers_share_one_port_and_each_datagram_reaches_one() {
+    let opts = NetflowOptions {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        local_nets: vec!["10.0.0.0/8".parse().unwrap()],
+        receivers: 3,
+        ..NetflowOptions::default()
+    };
+    let sockets = scanscope_ingest::source::netflow::bind(&opts)
+        .await
+        .unwrap();
+    assert_eq!(sockets.len(), 3);
+    let to = sockets[0].local_addr().unwrap();
+    assert_ne!(to.port(), 0);
+    assert!(sockets.iter().all(|s| s.local_addr().unwrap() == to));
+    let senders: Vec<std::net::UdpSocket> = (0..24)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    for (k, s) in senders.iter().enumerate() {
+        s.send_to(&[k as u8], to).unwrap();
+    }
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut buf = [0u8; 16];
+    while got.len() < 24 && std::time::Instant::now() < deadline {
+        for s in &sockets {
+            while let Ok((n, from)) = s.try_recv_from(&mut buf) {
+                assert_eq!(n, 1);
+                got.push((buf[0], from));
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    got.sort();
+    let want: Vec<(u8, SocketAddr)> = senders
+        .iter()
+        .enumerate()
+        .map(|(k, s)| (k as u8, s.local_addr().unwrap()))
+        .collect();
+    assert_eq!(got, want);
+}

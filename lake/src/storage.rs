@@ -210,6 +210,21 @@ impl Footer {
     /// The row groups whose statistics for the string column `column` do not rule out
     /// `value` (all of them when the file lacks statistics or the column).
     pub fn row_groups_holding(&self, column: &str, value: &str) -> Vec<usize> {
+        let v = value.as_bytes();
+        self.bounds(column)
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| {
+                b.as_ref()
+                    .is_none_or(|(lo, hi)| lo.as_slice() <= v && v <= hi.as_slice())
+            })
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    /// Each row group's least and greatest value of the column `column`, as its statistics
+    /// give them in bytes (`None` for a group without them, or when the file lacks the column).
+    pub fn bounds(&self, column: &str) -> Vec<Option<(Vec<u8>, Vec<u8>)>> {
         let md = self.0.metadata();
         let idx = md
             .file_metadata()
@@ -219,17 +234,13 @@ impl Footer {
             .position(|c| c.path().string() == column);
         md.row_groups()
             .iter()
-            .enumerate()
-            .filter(|(_, g)| {
-                let Some(stats) = idx.and_then(|i| g.column(i).statistics()) else {
-                    return true;
-                };
-                let (Some(lo), Some(hi)) = (stats.min_bytes_opt(), stats.max_bytes_opt()) else {
-                    return true;
-                };
-                lo <= value.as_bytes() && value.as_bytes() <= hi
+            .map(|g| {
+                let stats = g.column(idx?).statistics()?;
+                Some((
+                    stats.min_bytes_opt()?.to_vec(),
+                    stats.max_bytes_opt()?.to_vec(),
+                ))
             })
-            .map(|(i, _)| i)
             .collect()
     }
 }

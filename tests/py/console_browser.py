@@ -121,7 +121,7 @@ def walk(base, outdir):
                      ["sources", "scanners", "wide_scanners", "malicious", "packets"], "overview daily")
         same_numbers(br.table("breadth"), ov["tables"]["breadth"]["rows"], ["source_days", "scanner_days"], "breadth")
         same_numbers(br.table("top_ports_by_sources"), ov["tables"]["top_ports_by_sources"]["rows"],
-                     ["port", "packets", "source_days"], "top ports")
+                     ["port", "packets", "sources", "scanners", "source_days"], "top ports")
         check(pg.locator("svg.chart").count() >= 2, "overview charts")
         out["overview_days"] = len(ov["tables"]["daily"]["rows"])
 

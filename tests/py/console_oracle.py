@@ -87,12 +87,24 @@ pc = """CASE WHEN port_count = 1 THEN '1' WHEN port_count < 10 THEN '2-9' WHEN p
 same("ports-per-source distribution",
      {r["bucket"]: (r["source_days"], r["scanner_days"]) for r in ov["tables"]["ports_per_source"]["rows"] if r["source_days"]},
      {b: (n, s) for b, n, s in rows(f"SELECT {pc}, count(*), count(*) FILTER (is_scanner) FROM ip WHERE port_count > 0 GROUP BY 1")})
-ports_db = {(pr, p): (pk, s) for pr, p, pk, s in rows("SELECT proto, port, sum(packets)::BIGINT, sum(sources)::BIGINT FROM port GROUP BY ALL")}
+# Top ports: packets and source-days summed from port_daily; distinct sources and scanners (a
+# scanner on a day it probed the port) over the range from ip_daily's port lists.
+db.execute("""CREATE VIEW ip_port AS
+    SELECT src_ip, is_scanner, 'tcp' proto, unnest(tcp_ports) port FROM ip UNION ALL
+    SELECT src_ip, is_scanner, 'udp', unnest(udp_ports) FROM ip""")
+distinct = {(pr, p): (n, s) for pr, p, n, s in rows(
+    "SELECT proto, port, count(DISTINCT src_ip), count(DISTINCT src_ip) FILTER (is_scanner) FROM ip_port GROUP BY ALL")}
+ports_db = {(pr, p): (pk, *distinct.get((pr, p), (0, 0)), sd)
+            for pr, p, pk, sd in rows("SELECT proto, port, sum(packets)::BIGINT, sum(sources)::BIGINT FROM port GROUP BY ALL")}
+for key, (n, s) in distinct.items():
+    ports_db.setdefault(key, (0, n, s, 0))
+same("overview distinct sources and scanners", (ov["summary"]["sources"], ov["summary"]["scanners"]),
+     rows("SELECT count(DISTINCT src_ip), count(DISTINCT src_ip) FILTER (is_scanner) FROM ip")[0])
 for name, k in [("top_ports_by_packets", 0), ("top_ports_by_sources", 1)]:
     got = ov["tables"][name]["rows"]
-    same(f"{name} figures", [(r["packets"], r["source_days"]) for r in got],
+    same(f"{name} figures", [(r["packets"], r["sources"], r["scanners"], r["source_days"]) for r in got],
          [ports_db[(r["proto"], r["port"])] for r in got])
-    same(f"{name} order", [(r["packets"], r["source_days"])[k] for r in got],
+    same(f"{name} order", [(r["packets"], r["sources"])[k] for r in got],
          sorted((v[k] for v in ports_db.values()), reverse=True)[:len(got)])
 
 # ---- search: counts and port facets

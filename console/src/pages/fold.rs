@@ -8,7 +8,7 @@ use arrow::array::RecordBatch;
 use chrono::NaiveDate;
 use scanscope_lake::tables::ip_daily::{IpColumns, IpRow};
 
-use super::{ProtoPort, Source, min_opt, set_opt};
+use super::{PORT_SLOTS, ProtoPort, Source, min_opt, set_opt, slot_port};
 use crate::col::{Flag, Num, Ports, Text, TextList, Time};
 
 const IP: IpColumns = IpRow::COL;
@@ -181,7 +181,7 @@ pub struct PortCounts(Vec<u32>);
 
 impl Default for PortCounts {
     fn default() -> Self {
-        PortCounts(vec![0; 2 << 16])
+        PortCounts(vec![0; PORT_SLOTS])
     }
 }
 
@@ -192,10 +192,7 @@ impl PortCounts {
             .iter()
             .enumerate()
             .filter(|(_, n)| **n > 0)
-            .map(|(p, n)| {
-                let proto = if p >> 16 == 0 { "tcp" } else { "udp" };
-                ((proto, (p & 0xffff) as u16), u64::from(*n))
-            })
+            .map(|(p, n)| (slot_port(p), u64::from(*n)))
     }
 }
 
@@ -755,19 +752,19 @@ impl Tally {
 }
 
 /// (day, row) refs grouped by address, and each group's start.
-type Merged = (Vec<(u32, u32)>, Vec<u32>);
+pub(super) type Merged = (Vec<(u32, u32)>, Vec<u32>);
 
 /// An address text for merging: its first 16 bytes as a big-endian number (zero-padded, so
 /// the order is the text's) decide every comparison of IPv4 texts and most of IPv6 ones; the
 /// text itself only breaks ties of longer texts.
 #[derive(Debug, Clone, Copy)]
-struct AddrKey<'a> {
-    head: u128,
+pub(super) struct AddrKey<'a> {
+    pub(super) head: u128,
     text: &'a str,
 }
 
 impl<'a> AddrKey<'a> {
-    fn of(text: &'a str) -> AddrKey<'a> {
+    pub(super) fn of(text: &'a str) -> AddrKey<'a> {
         let mut b = [0u8; 16];
         let n = text.len().min(16);
         b[..n].copy_from_slice(&text.as_bytes()[..n]);
@@ -807,7 +804,7 @@ impl Eq for AddrKey<'_> {}
 
 /// Merges rows of days (each slice ascending by address) into (day, row) refs grouped by
 /// address, and each group's start.
-fn merge_sorted<'a>(days: &[&[u32]], addr: &dyn Fn(usize, u32) -> &'a str) -> Merged {
+pub(super) fn merge_sorted<'a>(days: &[&[u32]], addr: &dyn Fn(usize, u32) -> &'a str) -> Merged {
     let mut refs = Vec::with_capacity(days.iter().map(|d| d.len()).sum());
     let mut starts = Vec::new();
     let mut heap = BinaryHeap::new();
@@ -839,7 +836,7 @@ fn merge_sorted<'a>(days: &[&[u32]], addr: &dyn Fn(usize, u32) -> &'a str) -> Me
 /// Up to [`SCAN_DAYS`] days, one group at a time: the smallest of the days' current heads
 /// (a scan, no heap), then every day whose head it is gives its row, oldest day first.
 /// More days go through a heap.
-fn merge_heads(days: &[(&[u32], &[u128])]) -> Merged {
+pub(super) fn merge_heads(days: &[(&[u32], &[u128])]) -> Merged {
     if days.len() > SCAN_DAYS {
         return merge_heads_heap(days);
     }

@@ -1,5 +1,6 @@
 //! The page queries: each builds the [`View`] one page of the UI (and one API call) shows.
 //! They read only the rollup tables (and, for one IP, that IP's sessions and payload samples).
+pub mod distinct;
 pub mod fold;
 pub mod ip;
 pub mod meta;
@@ -121,6 +122,22 @@ pub fn top<K: Ord + Clone>(counts: impl IntoIterator<Item = (K, u64)>, n: usize)
 
 /// A protocol and port, as `port_daily` names them.
 pub type ProtoPort = (&'static str, u16);
+
+/// Slots of the ports of both protocols in one array: TCP's 65 536, then UDP's.
+pub const PORT_SLOTS: usize = 2 << 16;
+
+/// The slot of `port` of TCP or (`udp`) UDP among [`PORT_SLOTS`].
+pub fn port_slot(udp: bool, port: u16) -> usize {
+    (usize::from(udp) << 16) | usize::from(port)
+}
+
+/// The protocol and port of slot `k`.
+pub fn slot_port(k: usize) -> ProtoPort {
+    (
+        if k >> 16 == 0 { "tcp" } else { "udp" },
+        (k & 0xffff) as u16,
+    )
+}
 
 /// One source over the days of a range that matched: what search results, port and
 /// organisation pages list.

@@ -1,7 +1,7 @@
 //! The overview of a range: sources, scanners and wide scanners per day, sources per
 //! organisation per day, the scan-breadth and ports-per-source distributions (per source and
-//! day), the top ports (by packets and by sources), the 30-minute series of the range's last
-//! day, and the DoS victims.
+//! day), the top ports (by packets and by distinct sources over the range), the 30-minute series
+//! of the range's last day, and the DoS victims.
 use std::{
     collections::{BTreeMap, HashMap},
     sync::Arc,
@@ -15,7 +15,9 @@ use scanscope_lake::tables::{
 };
 use serde_json::json;
 
-use super::{Ctx, WIDE_TAG, date, per_day, time, top};
+use super::{
+    Ctx, PORT_SLOTS, ProtoPort, WIDE_TAG, date, distinct, per_day, port_slot, slot_port, time, top,
+};
 use crate::{
     catalog::Day,
     col::{Flag, Num, Text, TextList, Time},
@@ -220,36 +222,44 @@ pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
         v.tables.insert(name, t);
     }
 
-    // Ports, from port_daily: packets summed; sources per day summed (source-days: a source
-    // seen on two days counts twice) — distinct per day, as port_daily counts them.
-    const PROTOS: [&str; 2] = ["tcp", "udp"];
-    let mut sums = vec![[0u64; 3]; PROTOS.len() << 16];
+    // Ports: packets and source-days (a source counted on each day it probed the port) from
+    // port_daily, summed; distinct sources and scanners over the range from ip_daily.
+    let mut sums = vec![[0u64; 2]; PORT_SLOTS];
     for d in ctx.catalog.rollups(PortRow::TABLE, range.from, range.to)? {
         let b = &d.all()?;
         let proto = Text::of(b, PORT.proto);
         let port = Num::of(b, PORT.port);
         let packets = Num::of(b, PORT.packets);
         let sources = Num::of(b, PORT.sources);
-        let scanners = Num::of(b, PORT.scanners);
         for i in 0..b.num_rows() {
-            let (Some(pr), Some(p)) = (proto.get(i), port.get(i)) else {
+            let (Some(pr @ ("tcp" | "udp")), Some(Ok(p))) =
+                (proto.get(i), port.get(i).map(u16::try_from))
+            else {
                 continue;
             };
-            let (Some(k), Ok(p)) = (PROTOS.iter().position(|x| *x == pr), u16::try_from(p)) else {
-                continue;
-            };
-            let e = &mut sums[(k << 16) | usize::from(p)];
+            let e = &mut sums[port_slot(pr == "udp", p)];
             e[0] += packets.or0(i);
             e[1] += sources.or0(i);
-            e[2] += scanners.or0(i);
         }
     }
-    let ports: BTreeMap<(String, u16), [u64; 3]> = sums
+    let distinct = ctx
+        .catalog
+        .memo_range(&days, "distinct sources", distinct::of_days)?;
+    v.summary.insert("sources".into(), json!(distinct.sources));
+    v.summary
+        .insert("scanners".into(), json!(distinct.scanners));
+    // (proto, port) -> packets, sources, scanners, source-days.
+    let mut ports: BTreeMap<ProtoPort, [u64; 4]> = sums
         .iter()
         .enumerate()
         .filter(|(_, c)| c.iter().any(|x| *x > 0))
-        .map(|(k, c)| ((PROTOS[k >> 16].to_string(), (k & 0xffff) as u16), *c))
+        .map(|(k, c)| (slot_port(k), [c[0], 0, 0, c[1]]))
         .collect();
+    for (key, n, s) in distinct.ports() {
+        let e = ports.entry(key).or_default();
+        e[1] = n;
+        e[2] = s;
+    }
     for (name, k) in [
         ("top_ports_by_packets", 0usize),
         ("top_ports_by_sources", 1),
@@ -258,17 +268,19 @@ pub fn build(ctx: &Ctx, range: Range) -> Result<View, ConsoleError> {
             ("proto", K::Text),
             ("port", K::Port),
             ("packets", K::Number),
+            ("sources", K::Number),
+            ("scanners", K::Number),
             ("source_days", K::Number),
-            ("scanner_days", K::Number),
         ]);
-        for ((pr, p), _) in top(ports.iter().map(|(key, c)| (key.clone(), c[k])), TOP_PORTS) {
-            let c = ports[&(pr.clone(), p)];
+        for (key, _) in top(ports.iter().map(|(key, c)| (*key, c[k])), TOP_PORTS) {
+            let c = ports[&key];
             t.push(vec![
-                json!(pr),
-                json!(p),
+                json!(key.0),
+                json!(key.1),
                 json!(c[0]),
                 json!(c[1]),
                 json!(c[2]),
+                json!(c[3]),
             ]);
         }
         v.tables.insert(name, t);

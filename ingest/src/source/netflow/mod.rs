@@ -15,6 +15,10 @@ pub mod exporter;
 use std::{
     collections::{BTreeMap, HashMap},
     net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -71,6 +75,26 @@ pub struct NetflowOptions {
     pub max_exporters: usize,
     /// Take datagrams only from exporters in `names`.
     pub named_only: bool,
+    /// Sockets (with `SO_REUSEPORT`), each with its own receiver on its own task, per listen
+    /// address (0: one per core, at most [`MAX_RECEIVERS`]). The kernel gives each sender
+    /// (address and port) to one socket, so an exporter's templates and sequence numbers stay
+    /// with one receiver.
+    pub receivers: usize,
+}
+
+/// Most receivers per listen address when the options leave it to the cores.
+pub const MAX_RECEIVERS: usize = 8;
+
+impl NetflowOptions {
+    /// Receivers per listen address.
+    pub fn receivers(&self) -> usize {
+        match self.receivers {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .clamp(1, MAX_RECEIVERS),
+            n => n,
+        }
+    }
 }
 
 /// Exporters kept when the options say nothing.
@@ -209,9 +233,11 @@ pub struct Receiver {
     full: bool,
     max_exporters: usize,
     /// The sources admitted (sender address and port, header's observation domain: the
-    /// parser's scopes) and when each last sent; at most `max_exporters` of them, so no
-    /// spoofed sender can push a real exporter's templates out of the parser.
+    /// parser's scopes) and when each last sent; at most `max_exporters` of them over all
+    /// the receivers (`admitted`, shared), so no spoofed sender can push a real exporter's
+    /// templates out of the parser.
     sources: HashMap<(SocketAddr, u32), Instant>,
+    admitted: Arc<AtomicUsize>,
     /// Datagrams refused since the last batch (by reason), the last sender, and the sensor
     /// that reports them.
     refused: BTreeMap<&'static str, u64>,
@@ -298,6 +324,7 @@ impl Receiver {
             full: false,
             max_exporters,
             sources: HashMap::new(),
+            admitted: Arc::default(),
             refused: BTreeMap::new(),
             refused_last: None,
             refused_sensor: Exporter::new(REFUSED_SENSOR.into(), now_us()),
@@ -311,6 +338,14 @@ impl Receiver {
         })
     }
 
+    /// Another receiver of the same listener (its own socket, parser and exporters), sharing
+    /// this one's limit of sources.
+    pub fn sibling(&self) -> Result<Receiver, CollectorError> {
+        let mut r = Receiver::new(self.opts.clone(), self.limits)?;
+        r.admitted = self.admitted.clone();
+        Ok(r)
+    }
+
     fn exporter(&mut self, addr: IpAddr, domain: u32) -> &mut Exporter {
         exporter_of(&mut self.exporters, &self.opts.names, addr, domain)
     }
@@ -322,11 +357,15 @@ impl Receiver {
         if self.opts.named_only && !self.opts.names.iter().any(|(a, _)| plain(*a) == addr) {
             return Err("exporter not named (--netflow-named-only)");
         }
-        let full = self.sources.len() >= self.max_exporters;
         match self.sources.get_mut(&(from, domain)) {
             Some(seen) => *seen = Instant::now(),
-            None if full => return Err("exporter past --netflow-max-exporters"),
             None => {
+                let max = self.max_exporters;
+                self.admitted
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < max).then_some(n + 1)
+                    })
+                    .map_err(|_| "exporter past --netflow-max-exporters")?;
                 self.sources.insert((from, domain), Instant::now());
             }
         }
@@ -348,8 +387,11 @@ impl Receiver {
         self.last_prune = Instant::now();
         self.exporters
             .retain(|_, e| e.has_pending() || e.last_seen.elapsed() < EXPORTER_IDLE);
+        let before = self.sources.len();
         self.sources
             .retain(|_, seen| seen.elapsed() < EXPORTER_IDLE);
+        self.admitted
+            .fetch_sub(before - self.sources.len(), Ordering::AcqRel);
         self.parser.prune_idle_sources(EXPORTER_IDLE);
     }
 
@@ -595,31 +637,38 @@ fn receive_buffer(s: &socket2::Socket) {
     );
 }
 
-/// Binds the listeners (before start-up ends, so a taken port fails `serve`).
+/// Binds the listeners (before start-up ends, so a taken port fails `serve`): for each listen
+/// address, [`NetflowOptions::receivers`] sockets sharing it (`SO_REUSEPORT`; a port 0 is
+/// the port the first one got).
 pub async fn bind(opts: &NetflowOptions) -> Result<Vec<UdpSocket>, CollectorError> {
     let mut out = Vec::new();
     for addr in &opts.listen {
-        let s = socket2::Socket::new(
-            socket2::Domain::for_address(*addr),
-            socket2::Type::DGRAM,
-            Some(socket2::Protocol::UDP),
-        )
-        .and_then(|s| {
-            receive_buffer(&s);
-            s.set_nonblocking(true)?;
-            s.bind(&(*addr).into())?;
-            Ok(s)
-        })
-        .map_err(|e| CollectorError::Bind {
-            addr: *addr,
-            source: e,
-        })?;
-        let s = UdpSocket::from_std(s.into()).map_err(|e| CollectorError::Bind {
-            addr: *addr,
-            source: e,
-        })?;
-        info!(addr = %s.local_addr().unwrap_or(*addr), "netflow listener");
-        out.push(s);
+        let mut at = *addr;
+        for _ in 0..opts.receivers() {
+            let s = socket2::Socket::new(
+                socket2::Domain::for_address(at),
+                socket2::Type::DGRAM,
+                Some(socket2::Protocol::UDP),
+            )
+            .and_then(|s| {
+                receive_buffer(&s);
+                s.set_reuse_port(true)?;
+                s.set_nonblocking(true)?;
+                s.bind(&at.into())?;
+                Ok(s)
+            })
+            .map_err(|e| CollectorError::Bind {
+                addr: at,
+                source: e,
+            })?;
+            let s = UdpSocket::from_std(s.into()).map_err(|e| CollectorError::Bind {
+                addr: at,
+                source: e,
+            })?;
+            at = s.local_addr().unwrap_or(at);
+            out.push(s);
+        }
+        info!(addr = %at, receivers = opts.receivers(), "netflow listener");
     }
     if !opts.listen.is_empty() && opts.local_nets.is_empty() {
         warn!("no --local-net: every NetFlow/IPFIX flow is taken as inbound");
