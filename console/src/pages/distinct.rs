@@ -286,6 +286,13 @@ fn count_part(
                 (c.at as u32..end as u32).collect()
             })
             .collect();
+        // The day whose last address is the bound gives its whole batch: a run never ends
+        // empty (were it to, the merge would stand still).
+        if rows.iter().all(Vec::is_empty) {
+            return Err(Stop::Failed(ConsoleError::Worker(
+                "distinct sources: a merge run took no row".into(),
+            )));
+        }
         let merged = merge(&views, &rows);
         tally.groups(&views, &merged);
         for ((_, c), r) in cursors.iter_mut().zip(&rows) {
