@@ -170,9 +170,10 @@ pub async fn serve(
     let (handle, thread) = store.spawn(4096);
     let (stop_netflow, netflow_stopped) = tokio::sync::watch::channel(false);
     let mut netflow = Vec::new();
-    let first = crate::source::netflow::Receiver::new(opts.netflow.clone(), opts.limits)?;
-    for socket in crate::source::netflow::bind(&opts.netflow).await? {
-        let rx = first.sibling()?;
+    let sockets = crate::source::netflow::bind(&opts.netflow).await?;
+    let receivers =
+        crate::source::netflow::Receiver::group(&opts.netflow, opts.limits, sockets.len())?;
+    for (socket, rx) in sockets.into_iter().zip(receivers) {
         let mut stopped = netflow_stopped.clone();
         netflow.push(tokio::spawn(crate::source::netflow::run(
             socket,

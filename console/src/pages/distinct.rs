@@ -10,7 +10,7 @@ use scanscope_lake::tables::ip_daily::{IpColumns, IpRow};
 
 use super::{
     PORT_SLOTS, ProtoPort,
-    fold::{AddrKey, Merged, merge_heads, merge_sorted},
+    fold::{Merged, heads, merge_heads, merge_sorted},
     port_slot, slot_port,
 };
 use crate::{
@@ -304,21 +304,9 @@ fn count_part(
 
 /// The rows `rows` of each day's batch (ascending by address) grouped by address.
 fn merge(views: &[Views<'_>], rows: &[Vec<u32>]) -> Merged {
-    let mut short = true;
-    let heads: Vec<Vec<u128>> = views
-        .iter()
-        .zip(rows)
-        .map(|(v, rows)| {
-            rows.iter()
-                .map(|i| {
-                    let t = v.ip.get(*i as usize).unwrap_or("");
-                    short &= t.len() <= 16;
-                    AddrKey::of(t).head
-                })
-                .collect()
-        })
-        .collect();
-    if short {
+    let (heads, short): (Vec<Vec<u128>>, Vec<bool>) =
+        views.iter().zip(rows).map(|(v, r)| heads(v.ip, r)).unzip();
+    if short.iter().all(|s| *s) {
         let days: Vec<(&[u32], &[u128])> = rows
             .iter()
             .zip(&heads)

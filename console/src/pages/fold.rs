@@ -96,16 +96,7 @@ impl DayMatch {
     /// Day `date`'s `rows` (ascending) of `batch`; their addresses' merge keys are made here,
     /// on the thread that evaluated the day.
     pub fn new(date: NaiveDate, batch: RecordBatch, rows: Vec<u32>) -> DayMatch {
-        let ip = Text::of(&batch, IP.src_ip);
-        let mut short = true;
-        let heads = rows
-            .iter()
-            .map(|i| {
-                let t = ip.get(*i as usize).unwrap_or("");
-                short &= t.len() <= 16;
-                AddrKey::of(t).head
-            })
-            .collect();
+        let (heads, short) = heads(Text::of(&batch, IP.src_ip), &rows);
         DayMatch {
             date,
             batch,
@@ -758,13 +749,13 @@ pub(super) type Merged = (Vec<(u32, u32)>, Vec<u32>);
 /// the order is the text's) decide every comparison of IPv4 texts and most of IPv6 ones; the
 /// text itself only breaks ties of longer texts.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct AddrKey<'a> {
-    pub(super) head: u128,
+struct AddrKey<'a> {
+    head: u128,
     text: &'a str,
 }
 
 impl<'a> AddrKey<'a> {
-    pub(super) fn of(text: &'a str) -> AddrKey<'a> {
+    fn of(text: &'a str) -> AddrKey<'a> {
         let mut b = [0u8; 16];
         let n = text.len().min(16);
         b[..n].copy_from_slice(&text.as_bytes()[..n]);
@@ -828,6 +819,21 @@ pub(super) fn merge_sorted<'a>(days: &[&[u32]], addr: &dyn Fn(usize, u32) -> &'a
         }
     }
     (refs, starts)
+}
+
+/// The merge key heads ([`AddrKey`]) of the addresses of `rows` in `ip`, and whether every
+/// one of those addresses is at most 16 bytes long (then the heads alone order them).
+pub(super) fn heads(ip: Text<'_>, rows: &[u32]) -> (Vec<u128>, bool) {
+    let mut short = true;
+    let heads = rows
+        .iter()
+        .map(|i| {
+            let t = ip.get(*i as usize).unwrap_or("");
+            short &= t.len() <= 16;
+            AddrKey::of(t).head
+        })
+        .collect();
+    (heads, short)
 }
 
 /// [`merge_sorted`] when every address is at most 16 bytes long, so that equal heads are

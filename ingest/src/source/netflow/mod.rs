@@ -338,6 +338,23 @@ impl Receiver {
         })
     }
 
+    /// `n` receivers of one listener's sockets, sharing one limit of sources (none for 0).
+    pub fn group(
+        opts: &NetflowOptions,
+        limits: Limits,
+        n: usize,
+    ) -> Result<Vec<Receiver>, CollectorError> {
+        let mut out: Vec<Receiver> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let r = match out.first() {
+                Some(first) => first.sibling()?,
+                None => Receiver::new(opts.clone(), limits)?,
+            };
+            out.push(r);
+        }
+        Ok(out)
+    }
+
     /// Another receiver of the same listener (its own socket, parser and exporters), sharing
     /// this one's limit of sources.
     pub fn sibling(&self) -> Result<Receiver, CollectorError> {
