@@ -91,6 +91,10 @@ pub struct ServeArgs {
     /// task; the kernel keeps each exporter on one (0: one per core, at most 8).
     #[arg(long, default_value_t = 0)]
     pub netflow_receivers: usize,
+    /// Decode every NetFlow/IPFIX datagram with the parser, none on the fast path from the
+    /// templates' layouts (slower; to tell whether a figure depends on the path).
+    #[arg(long)]
+    pub netflow_parser_only: bool,
 }
 
 /// `--netflow-config`: what the flags say, in a file the operator keeps with the network's
@@ -203,6 +207,7 @@ impl ServeArgs {
             max_exporters: self.netflow_max_exporters as usize,
             named_only: self.netflow_named_only || file.named_only.unwrap_or(false),
             receivers: self.netflow_receivers,
+            parser_only: self.netflow_parser_only,
             ..NetflowOptions::default()
         };
         opts.tls = match (self.tls_cert, self.tls_key) {

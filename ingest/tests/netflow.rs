@@ -572,3 +572,337 @@ async fn receivers_share_one_port_and_each_datagram_reaches_one() {
         .collect();
     assert_eq!(got, want);
 }
+
+/// What a receiver's batches hold, without the times they were made at: per sensor, its
+/// flows in order (times taken from receipt, after `since_us`, as 0), lost rows (stage,
+/// unit, count, detail) and counters.
+type Contents = BTreeMap<
+    String,
+    (
+        Vec<v1::Flow>,
+        Vec<(i32, String, u64, String)>,
+        BTreeMap<String, u64>,
+    ),
+>;
+
+fn contents(batches: &[v1::Batch], since_us: i64) -> Contents {
+    let mut out = Contents::new();
+    for b in batches {
+        let (flows, lost, counters) = out.entry(b.sensor_id.clone()).or_default();
+        flows.extend(b.flows.iter().map(|f| {
+            let mut f = f.clone();
+            if f.first_seen_us >= since_us {
+                (f.interval_start_us, f.first_seen_us, f.last_seen_us) = (0, 0, 0);
+            }
+            f
+        }));
+        lost.extend(
+            b.lost
+                .iter()
+                .map(|l| (l.stage, l.unit.clone(), l.count, l.detail.clone())),
+        );
+        for c in b.stats.iter().flat_map(|s| &s.counters) {
+            *counters.entry(c.name.clone()).or_default() += c.value;
+        }
+    }
+    out
+}
+
+/// Random v9 and IPFIX exports: templates of random elements (those the decoder reads at
+/// usual and unusual lengths, others, enterprise ones), data records of random bytes, and
+/// now and then data before its template, a template replaced, withdrawn or taken over by
+/// an options template.
+mod export {
+    use rand::{Rng, rngs::StdRng, seq::SliceRandom};
+
+    /// Elements the decoder reads, and some it skips (95: applicationId).
+    const READ: [u16; 27] = [
+        1, 2, 4, 6, 7, 8, 11, 12, 21, 22, 23, 24, 27, 28, 32, 34, 50, 85, 86, 139, 150, 151, 152,
+        153, 160, 305, 306,
+    ];
+    const OTHER: [u16; 10] = [3, 5, 10, 14, 61, 95, 136, 148, 200, 5000];
+
+    pub(super) struct Field {
+        pub(super) number: u16,
+        pub(super) len: u16,
+        pub(super) enterprise: Option<u32>,
+    }
+
+    pub(super) fn template(rng: &mut StdRng, ipfix: bool) -> Vec<Field> {
+        let mut out = Vec::new();
+        // Most templates have what a flow needs, at the usual lengths.
+        let v6 = rng.random_bool(0.3);
+        let addr = if v6 { 16 } else { 4 };
+        let uptime = [(22, 4), (21, 4)];
+        let core = [
+            (if v6 { 27 } else { 8 }, addr),
+            (if v6 { 28 } else { 12 }, addr),
+            (4, 1),
+            (2, [4, 8][rng.random_range(0..2)]),
+            (11, 2),
+            (6, 1),
+            uptime[0],
+            uptime[1],
+        ];
+        for (number, len) in core {
+            if rng.random_bool(0.92) {
+                out.push(Field {
+                    number,
+                    len,
+                    enterprise: None,
+                });
+            }
+        }
+        for _ in 0..rng.random_range(0..5) {
+            let number = if rng.random_bool(0.5) {
+                READ[rng.random_range(0..READ.len())]
+            } else {
+                OTHER[rng.random_range(0..OTHER.len())]
+            };
+            let len = match rng.random_range(0..60) {
+                0 => 0,
+                1 => 3,
+                2 => 5,
+                3 => 16,
+                4 => 65535,
+                5..=19 => 1,
+                20..=34 => 2,
+                35..=49 => 4,
+                _ => 8,
+            };
+            let enterprise = (ipfix && rng.random_bool(0.1))
+                .then(|| [9, 29305, 6871, 12345][rng.random_range(0..4)]);
+            out.push(Field {
+                number,
+                len,
+                enterprise,
+            });
+        }
+        out.shuffle(rng);
+        out
+    }
+
+    pub(super) fn record_len(t: &[Field]) -> usize {
+        t.iter()
+            .map(|f| {
+                if f.len == 65535 {
+                    1
+                } else {
+                    usize::from(f.len)
+                }
+            })
+            .sum()
+    }
+
+    pub(super) fn template_set(ipfix: bool, templates: &[(u16, &[Field])]) -> (u16, Vec<u8>) {
+        let mut b = Vec::new();
+        for (id, fields) in templates {
+            b.extend(id.to_be_bytes());
+            b.extend((fields.len() as u16).to_be_bytes());
+            for f in *fields {
+                let n = f.number | if f.enterprise.is_some() { 0x8000 } else { 0 };
+                b.extend(n.to_be_bytes());
+                b.extend(f.len.to_be_bytes());
+                if let Some(e) = f.enterprise {
+                    b.extend(e.to_be_bytes());
+                }
+            }
+        }
+        (if ipfix { 2 } else { 0 }, b)
+    }
+
+    /// An options template of one scope field and one option field for `id`.
+    pub(super) fn options_set(ipfix: bool, id: u16) -> (u16, Vec<u8>) {
+        let mut b = id.to_be_bytes().to_vec();
+        if ipfix {
+            // Two fields, one of them scope: observationDomainId (149), samplingInterval.
+            b.extend([0, 2, 0, 1, 0, 149, 0, 4, 0, 34, 0, 4]);
+            (3, b)
+        } else {
+            // Scope: system (1), 4 bytes; option: samplingInterval (34), 4 bytes.
+            b.extend([0, 4, 0, 4, 0, 1, 0, 4, 0, 34, 0, 4]);
+            (1, b)
+        }
+    }
+
+    /// A withdrawal of template `id` (IPFIX).
+    pub(super) fn withdrawal(id: u16) -> (u16, Vec<u8>) {
+        let mut b = id.to_be_bytes().to_vec();
+        b.extend([0, 0]);
+        (2, b)
+    }
+
+    pub(super) fn data_set(
+        rng: &mut StdRng,
+        id: u16,
+        len: usize,
+        records: usize,
+    ) -> (u16, Vec<u8>) {
+        let mut b: Vec<u8> = (0..len * records).map(|_| rng.random()).collect();
+        // Padding now and then.
+        b.extend(std::iter::repeat_n(
+            0,
+            rng.random_range(0..4) * usize::from(rng.random_bool(0.2)),
+        ));
+        (id, b)
+    }
+
+    pub(super) fn message(ipfix: bool, seq: u32, domain: u32, sets: &[(u16, Vec<u8>)]) -> Vec<u8> {
+        let mut m = Vec::new();
+        let body: usize = sets.iter().map(|(_, b)| 4 + b.len()).sum();
+        let export_s: u32 = 1_700_000_000;
+        if ipfix {
+            m.extend([0, 10]);
+            m.extend(((16 + body) as u16).to_be_bytes());
+            m.extend(export_s.to_be_bytes());
+            m.extend(seq.to_be_bytes());
+            m.extend(domain.to_be_bytes());
+        } else {
+            m.extend([0, 9]);
+            m.extend((sets.len() as u16).to_be_bytes());
+            m.extend(3_000_000_000u32.to_be_bytes());
+            m.extend(export_s.to_be_bytes());
+            m.extend(seq.to_be_bytes());
+            m.extend(domain.to_be_bytes());
+        }
+        for (id, b) in sets {
+            m.extend(id.to_be_bytes());
+            m.extend(((4 + b.len()) as u16).to_be_bytes());
+            m.extend(b);
+        }
+        m
+    }
+}
+
+#[test]
+fn the_fast_path_decodes_as_the_parser_does() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0xfa57);
+    let mut fast = receiver(NetflowOptions::default());
+    let mut parser = receiver(NetflowOptions {
+        parser_only: true,
+        ..NetflowOptions::default()
+    });
+    let mut sent = 0u64;
+    let since_us = chrono::Utc::now().timestamp_micros();
+    let mut both = |from: SocketAddr, d: &[u8]| {
+        fast.datagram(from, d);
+        parser.datagram(from, d);
+        sent += 1;
+        // SCANSCOPE_TEST_EACH_DATAGRAM=1: compare after each datagram, to name the first
+        // that differs.
+        if std::env::var_os("SCANSCOPE_TEST_EACH_DATAGRAM").is_some() {
+            let (a, b) = (
+                contents(&fast.due(true), since_us),
+                contents(&parser.due(true), since_us),
+            );
+            if a != b {
+                panic!("datagram {sent} from {from}: {d:02x?}\nfast {a:?}\nparser {b:?}");
+            }
+        }
+    };
+    // Every capture, from an exporter of its own, twice (the second time on known templates).
+    let names = [
+        "v5",
+        "v5_100",
+        "v5_s100",
+        "v9",
+        "v9_100",
+        "v9_s100",
+        "ipfix",
+        "ipfix_100",
+        "ipfix_milli",
+        "ipfix_s100",
+        "handmade",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let from = SocketAddr::from(([127, 0, 2, i as u8], 2055));
+        for _ in 0..2 {
+            for d in datagrams(name) {
+                both(from, &d);
+            }
+        }
+    }
+    // Random exports from 8 exporters, some datagrams with bits flipped, cut or extended.
+    for round in 0..1000u32 {
+        let ipfix = round % 2 == 0;
+        let from = SocketAddr::from(([127, 0, 3, (round % 8) as u8], 4739));
+        let domain = rng.random_range(0..3);
+        let ids: Vec<u16> = (0..rng.random_range(1..4)).map(|i| 256 + i).collect();
+        let templates: Vec<Vec<export::Field>> = ids
+            .iter()
+            .map(|_| export::template(&mut rng, ipfix))
+            .collect();
+        let pairs: Vec<(u16, &[export::Field])> = ids
+            .iter()
+            .zip(&templates)
+            .map(|(id, t)| (*id, t.as_slice()))
+            .collect();
+        let mut grams = vec![export::message(
+            ipfix,
+            round,
+            domain,
+            &[export::template_set(ipfix, &pairs)],
+        )];
+        for j in 0..rng.random_range(1..12u32) {
+            let mut sets = Vec::new();
+            for (id, t) in &pairs {
+                let len = export::record_len(t).max(1);
+                if rng.random_bool(0.7) {
+                    let n = rng.random_range(0..(1200 / len).clamp(1, 40));
+                    sets.push(export::data_set(&mut rng, *id, len, n));
+                }
+            }
+            // Now and then a change: an options template over an id, a withdrawal, a
+            // data set of an unknown id.
+            match rng.random_range(0..30) {
+                0 => sets.push(export::options_set(ipfix, ids[0])),
+                1 if ipfix => sets.push(export::withdrawal(ids[0])),
+                2 => sets.push(export::data_set(&mut rng, 999, 8, 3)),
+                _ => {}
+            }
+            grams.push(export::message(ipfix, round * 100 + j, domain, &sets));
+        }
+        // Now and then the data first.
+        if rng.random_bool(0.1) {
+            grams.rotate_left(1);
+        }
+        // One datagram in six of templates mutated, one in ten of data.
+        for (k, mut d) in grams.into_iter().enumerate() {
+            let roll = if k == 0 {
+                rng.random_range(0..18)
+            } else {
+                rng.random_range(0..30)
+            };
+            match roll {
+                0 => {
+                    for _ in 0..rng.random_range(1..4) {
+                        let j = rng.random_range(0..d.len());
+                        d[j] ^= 1 << rng.random_range(0..8);
+                    }
+                }
+                1 => d.truncate(rng.random_range(0..d.len())),
+                2 => d.extend((0..rng.random_range(1..9)).map(|_| rng.random::<u8>())),
+                _ => {}
+            }
+            both(from, &d);
+        }
+    }
+    let (f, p) = (
+        contents(&fast.due(true), since_us),
+        contents(&parser.due(true), since_us),
+    );
+    assert_eq!(f.keys().collect::<Vec<_>>(), p.keys().collect::<Vec<_>>());
+    for (sensor, got) in &f {
+        assert_eq!(got, &p[sensor], "sensor {sensor}");
+    }
+    let rows: usize = f.values().map(|(flows, _, _)| flows.len()).sum();
+    assert!(rows > 10_000, "{rows} flows compared");
+    // Both paths were taken, many times.
+    assert_eq!(parser.fast_datagrams(), 0);
+    assert!(
+        fast.fast_datagrams() > sent / 5 && fast.fast_datagrams() < sent * 3 / 4,
+        "{} of {sent} datagrams on the fast path",
+        fast.fast_datagrams()
+    );
+}

@@ -35,11 +35,11 @@ macro_rules! elements {
         }
 
         /// Elements the decoder reads.
-        const SLOTS: usize = [$(Slot::$name),*].len();
+        pub(super) const SLOTS: usize = [$(Slot::$name),*].len();
 
         /// The slot of element `n`, if the decoder reads it.
         #[inline]
-        const fn slot_of(n: u16) -> Option<usize> {
+        pub(super) const fn slot_of(n: u16) -> Option<usize> {
             match n {
                 $($num => Some(Slot::$name as usize),)*
                 _ => None,
@@ -95,6 +95,28 @@ elements! {
     SYSTEM_INIT_MS = 160, SystemInitTimeMilliseconds;
     PACKET_INTERVAL = 305, SamplingPacketInterval;
     PACKET_SPACE = 306, SamplingPacketSpace;
+}
+
+/// A data record's elements as the decoder reads them: the parser's values ([`Fields`]) or
+/// the record's bytes through its template ([`super::fast`]). [`record`] is written once
+/// against this.
+pub(super) trait Elements {
+    /// Element `id` (one of [`ie`]) as an unsigned number; times in milliseconds.
+    fn num(&self, id: u16) -> Option<u64>;
+    /// The address in element `v4`, else in `v6`.
+    fn addr(&self, v4: u16, v6: u16) -> Option<IpAddr>;
+}
+
+impl Elements for Fields<'_> {
+    fn num(&self, id: u16) -> Option<u64> {
+        Fields::num(self, id)
+    }
+
+    fn addr(&self, v4: u16, v6: u16) -> Option<IpAddr> {
+        self.get(v4)
+            .or_else(|| self.get(v6))
+            .and_then(|v| IpAddr::try_from(v).ok())
+    }
 }
 
 /// One record's elements by slot (the first of a repeated element wins, as a search did).
@@ -184,7 +206,7 @@ pub struct FlowRecord {
 }
 
 /// What one export packet held.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {
     pub version: Version,
     /// v9 source id / IPFIX observation domain (0 for v5).
@@ -233,13 +255,13 @@ fn sampling_of(fields: &Fields<'_>) -> Option<u32> {
 
 /// The clock of a v9/IPFIX packet: what uptime-relative times are relative to.
 #[derive(Debug, Clone, Copy)]
-struct Clock {
+pub(super) struct Clock {
     /// The export time, ms since the epoch.
-    export_ms: i64,
+    pub(super) export_ms: i64,
     /// The exporter's uptime at export (v9 header), ms.
-    uptime_ms: Option<u32>,
+    pub(super) uptime_ms: Option<u32>,
     /// The exporter's boot time, ms since the epoch (IPFIX IE 160).
-    init_ms: Option<i64>,
+    pub(super) init_ms: Option<i64>,
 }
 
 impl Clock {
@@ -258,16 +280,10 @@ impl Clock {
 }
 
 /// One v9/IPFIX data record (its elements by number) as a flow.
-fn record(fields: &Fields<'_>, clock: &Clock) -> Option<FlowRecord> {
-    let get = |id| fields.get(id);
+pub(super) fn record(fields: &impl Elements, clock: &Clock) -> Option<FlowRecord> {
     let num = |id| fields.num(id);
-    let addr = |v4, v6| {
-        get(v4)
-            .or_else(|| get(v6))
-            .and_then(|v| IpAddr::try_from(v).ok())
-    };
-    let src = addr(ie::SRC_V4, ie::SRC_V6)?;
-    let dst = addr(ie::DST_V4, ie::DST_V6)?;
+    let src = fields.addr(ie::SRC_V4, ie::SRC_V6)?;
+    let dst = fields.addr(ie::DST_V4, ie::DST_V6)?;
     let proto = u8::try_from(num(ie::PROTO)?).ok()?;
     let packets = num(ie::PACKETS)
         .or_else(|| num(ie::PACKETS_TOTAL))
@@ -439,7 +455,7 @@ pub fn decode(p: &NetflowPacket, init_ms: Option<i64>) -> Option<Decoded> {
 }
 
 impl Decoded {
-    fn empty(version: Version, domain: u32, sequence: u32) -> Decoded {
+    pub(super) fn empty(version: Version, domain: u32, sequence: u32) -> Decoded {
         Decoded {
             version,
             domain,
@@ -453,7 +469,7 @@ impl Decoded {
         }
     }
 
-    fn push(&mut self, r: Option<FlowRecord>) {
+    pub(super) fn push(&mut self, r: Option<FlowRecord>) {
         self.records += 1;
         match r {
             Some(f) => self.flows.push(f),

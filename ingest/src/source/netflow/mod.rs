@@ -11,6 +11,7 @@
 //! not parse is a `lost` row too, and the listener goes on.
 pub mod decode;
 pub mod exporter;
+pub mod fast;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -24,7 +25,9 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use ipnet::IpNet;
-use netflow_parser::{AutoScopedParser, NetflowError, NetflowParser, PendingFlowsConfig};
+use netflow_parser::{
+    AutoScopedParser, IpfixSourceKey, NetflowError, NetflowParser, PendingFlowsConfig, V9SourceKey,
+};
 use prost::Message;
 use scanscope_common::Kind;
 use scanscope_proto::v1::{self, LostStage};
@@ -34,6 +37,7 @@ use tracing::{info, warn};
 use self::{
     decode::{Decoded, FlowRecord, Version},
     exporter::Exporter,
+    fast::Layouts,
 };
 use crate::{error::CollectorError, store::StoreHandle, validate::Limits};
 
@@ -80,6 +84,8 @@ pub struct NetflowOptions {
     /// (address and port) to one socket, so an exporter's templates and sequence numbers stay
     /// with one receiver.
     pub receivers: usize,
+    /// Decode every datagram with `netflow_parser`, none on the fast path ([`fast`]).
+    pub parser_only: bool,
 }
 
 /// Most receivers per listen address when the options leave it to the cores.
@@ -136,6 +142,8 @@ pub struct Metrics {
     pub durable_flows: scanscope_telemetry::metrics::Counter,
     /// Datagrams received.
     pub datagrams: scanscope_telemetry::metrics::Counter,
+    /// Datagrams decoded on the fast path ([`fast`]), not by the parser.
+    pub fast_datagrams: scanscope_telemetry::metrics::Counter,
 }
 
 pub static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| {
@@ -150,6 +158,10 @@ pub static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(|| {
         datagrams: counter(
             "scanscope_netflow_datagrams",
             "NetFlow/IPFIX datagrams received",
+        ),
+        fast_datagrams: counter(
+            "scanscope_netflow_fast_datagrams",
+            "NetFlow/IPFIX datagrams decoded from their templates' layouts, not by the parser",
         ),
     }
 });
@@ -225,6 +237,10 @@ pub struct Receiver {
     opts: NetflowOptions,
     limits: Limits,
     parser: AutoScopedParser,
+    /// The data templates the parser installed, as layouts for the fast path.
+    layouts: Layouts,
+    /// Datagrams decoded on the fast path.
+    fast: u64,
     exporters: HashMap<(IpAddr, u32), Exporter>,
     instance_id: u64,
     agent_version: String,
@@ -332,6 +348,8 @@ impl Receiver {
             opts,
             limits,
             parser,
+            layouts: Layouts::default(),
+            fast: 0,
             exporters: HashMap::new(),
             instance_id: rand::random::<u64>() | 1,
             agent_version: format!("scanscope-collector {} netflow", env!("CARGO_PKG_VERSION")),
@@ -404,12 +422,36 @@ impl Receiver {
         self.last_prune = Instant::now();
         self.exporters
             .retain(|_, e| e.has_pending() || e.last_seen.elapsed() < EXPORTER_IDLE);
-        let before = self.sources.len();
-        self.sources
-            .retain(|_, seen| seen.elapsed() < EXPORTER_IDLE);
-        self.admitted
-            .fetch_sub(before - self.sources.len(), Ordering::AcqRel);
-        self.parser.prune_idle_sources(EXPORTER_IDLE);
+        // The parser forgets the same sources (its own idle times do not see the datagrams
+        // of the fast path).
+        let idle: Vec<(SocketAddr, u32)> = self
+            .sources
+            .iter()
+            .filter(|(_, seen)| seen.elapsed() >= EXPORTER_IDLE)
+            .map(|(k, _)| *k)
+            .collect();
+        for (addr, domain) in &idle {
+            let (addr, domain) = (*addr, *domain);
+            self.sources.remove(&(addr, domain));
+            self.layouts.forget(addr, domain);
+            self.parser.remove_ipfix_source(&IpfixSourceKey {
+                addr,
+                observation_domain_id: domain,
+            });
+            self.parser.remove_v9_source(&V9SourceKey {
+                addr,
+                source_id: domain,
+            });
+            if domain == 0 {
+                self.parser.remove_legacy_source(&addr);
+            }
+        }
+        self.admitted.fetch_sub(idle.len(), Ordering::AcqRel);
+    }
+
+    /// Datagrams this receiver decoded on the fast path.
+    pub fn fast_datagrams(&self) -> u64 {
+        self.fast
     }
 
     /// Takes in one datagram from `from`.
@@ -421,8 +463,28 @@ impl Receiver {
             return;
         }
         self.prune();
-        let result = self.parser.parse_from_source(from, data);
         let received_us = now_us();
+        if !self.opts.parser_only {
+            let exporters = &self.exporters;
+            let init = |domain| {
+                exporters
+                    .get(&(plain(from.ip()), domain))
+                    .and_then(|e| e.init_ms)
+            };
+            if let Some(d) = self.layouts.decode(from, data, init) {
+                self.fast += 1;
+                METRICS.fast_datagrams.inc();
+                self.exporter(from.ip(), d.domain)
+                    .count(counters::DATAGRAMS, 1);
+                self.packet(from.ip(), d, received_us);
+                return;
+            }
+        }
+        let result = self.parser.parse_from_source(from, data);
+        if !self.opts.parser_only {
+            let parsed = result.error.is_none() && !result.packets.is_empty();
+            self.layouts.learn(from, data, parsed);
+        }
         let mut decoded: Vec<Decoded> = Vec::new();
         for p in &result.packets {
             let init = self
